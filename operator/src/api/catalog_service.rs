@@ -1,0 +1,106 @@
+//! `CatalogService`: the served DCAT-AP / HealthDCAT-AP catalogue.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CommonStatus, LocalizedText, Placement};
+
+/// A data catalogue generated from the `Dataset` resources it selects, served over HTTP in
+/// Turtle, JSON-LD and RDF/XML. Because it is generated from the same resources that provision
+/// the data, it cannot drift from reality.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    cel,
+    namespaced,
+    group = "vardhub.io",
+    version = "v1alpha1",
+    kind = "CatalogService",
+    plural = "catalogservices",
+    shortname = "catalog",
+    category = "vardhub",
+    status = "CatalogServiceStatus",
+    printcolumn(name = "Datasets", type_ = "integer", json_path = ".status.datasets"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogServiceSpec {
+    /// Title of the catalogue.
+    pub title: LocalizedText,
+    /// Description of the catalogue.
+    pub description: LocalizedText,
+    /// The organisation publishing the catalogue.
+    pub publisher: Agent,
+    /// Languages of the catalogue, as ISO 639-1 codes.
+    #[serde(default = "default_languages")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub languages: Vec<String>,
+    /// The base URI of the catalogue's resources, for example `https://catalog.example.se/`.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub base_uri: String,
+    /// Which `Dataset` resources of this namespace the catalogue includes. Omitted selects all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_selector: Option<LabelSelector>,
+    /// Number of server replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 20))]
+    pub replicas: i32,
+    /// Datasets per page of the served catalogue.
+    #[serde(default = "default_page_size")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub page_size: u32,
+    /// Placement of the server's pods.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["sv".into(), "en".into()]
+}
+fn default_replicas() -> i32 {
+    1
+}
+fn default_page_size() -> u32 {
+    100
+}
+
+/// An organisation (publisher, health data access body).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    /// Name of the organisation.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// URI identifying the organisation.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub uri: String,
+    /// Type of the organisation, from the EU publisher-type vocabulary (for example
+    /// `RegionalAuthority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher_type: Option<String>,
+}
+
+/// Observed state of a catalogue service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogServiceStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Number of datasets in the served catalogue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datasets: Option<u32>,
+    /// When the served catalogue was last rendered (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_render: Option<String>,
+}

@@ -1,0 +1,93 @@
+//! The vardhub API: the custom resources that describe the reference architecture.
+//!
+//! | Resource | Scope | Part of the architecture |
+//! |---|---|---|
+//! | [`RegionalNode`] | cluster | regional infrastructure: a region's namespace, keys, storage, mapping jobs |
+//! | [`DataHub`] | cluster | the region-common hub: storage zones, separation per region and purpose, exposure |
+//! | [`PseudonymisationService`] | namespaced | overarching service: pseudonyms per purpose, keys in OpenBao |
+//! | [`CatalogService`] | namespaced | overarching service: the DCAT-AP / HealthDCAT-AP catalogue |
+//! | [`Dataset`] | namespaced | metadata of one dataset at one stage, from which the catalogue is generated |
+//!
+//! Everything here is plain data: no I/O. Doc comments become `kubectl explain`.
+
+// Several `printcolumn(...)` entries share `type_ = "string"`; clippy reads the repeated
+// key inside the derive attribute as a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+mod catalog_service;
+mod common;
+mod data_hub;
+mod dataset;
+mod pseudonymisation_service;
+mod region;
+mod regional_node;
+
+pub use catalog_service::*;
+pub use common::*;
+pub use data_hub::*;
+pub use dataset::*;
+pub use pseudonymisation_service::*;
+pub use region::*;
+pub use regional_node::*;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// The API group of every vardhub resource.
+pub const GROUP: &str = "vardhub.io";
+/// The API version served and stored.
+pub const VERSION: &str = "v1alpha1";
+/// The category that makes `kubectl get vardhub` list every vardhub resource.
+pub const CATEGORY: &str = "vardhub";
+
+/// Every CRD of the API, in a stable order.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        RegionalNode::crd(),
+        DataHub::crd(),
+        PseudonymisationService::crd(),
+        CatalogService::crd(),
+        Dataset::crd(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CEL rules of the schema, evaluated offline with the same rules the API server runs.
+    use super::*;
+
+    fn node(spec: serde_json::Value) -> RegionalNode {
+        RegionalNode::new("stockholm", serde_json::from_value(spec).expect("spec"))
+    }
+
+    #[test]
+    fn regional_node_namespace_rule_is_in_the_schema() {
+        // A transition rule: the API server evaluates it on update (see the integration test
+        // `invalid_regional_node_is_refused_by_the_api_server_naming_the_field`).
+        let crd = serde_json::to_string(&RegionalNode::crd()).expect("crd");
+        assert!(crd.contains("spec.namespace cannot be changed after creation"));
+        assert!(crd.contains("self.namespace == oldSelf.namespace"));
+        let ok = node(serde_json::json!({"regions": ["01"], "namespace": "region-01"}));
+        assert!(ok.validate_cel().is_ok());
+    }
+
+    #[test]
+    fn data_hub_deletion_needs_confirmation() {
+        let hub = |spec: serde_json::Value| DataHub::new("hub", serde_json::from_value(spec).expect("spec"));
+        assert!(hub(serde_json::json!({})).validate_cel().is_ok());
+        let err = hub(serde_json::json!({"deletionPolicy": "Delete"})).validate_cel().expect_err("unconfirmed");
+        assert!(format!("{err:?}").contains("spec.confirmDeletion"));
+        assert!(hub(serde_json::json!({"deletionPolicy": "Delete", "confirmDeletion": true})).validate_cel().is_ok());
+    }
+
+    #[test]
+    fn pseudonymisation_key_deletion_needs_confirmation() {
+        let svc = |spec: serde_json::Value| {
+            PseudonymisationService::new("pseudo", serde_json::from_value(spec).expect("spec"))
+        };
+        let domains = serde_json::json!([{"name": "region-export"}]);
+        assert!(svc(serde_json::json!({"domains": domains})).validate_cel().is_ok());
+        let err = svc(serde_json::json!({"domains": domains, "deletionPolicy": "Delete"})).validate_cel().expect_err("x");
+        assert!(format!("{err:?}").contains("spec.confirmKeyDeletion"));
+    }
+}

@@ -1,0 +1,125 @@
+//! `PseudonymisationService`: pseudonyms per purpose, keyed in OpenBao.
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CommonStatus, DeletionPolicy, Placement};
+
+/// A pseudonymisation service: turns personal identity numbers, coordination numbers and
+/// local identifiers into pseudonyms, one pseudonym domain per purpose so that datasets
+/// cannot be linked outside a permit. Keys live in OpenBao Transit and never in manifests.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    cel,
+    namespaced,
+    group = "vardhub.io",
+    version = "v1alpha1",
+    kind = "PseudonymisationService",
+    plural = "pseudonymisationservices",
+    shortname = "pseudo",
+    category = "vardhub",
+    status = "PseudonymisationServiceStatus",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Domains", type_ = "integer", json_path = ".status.domains"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(
+    "self.deletionPolicy != 'Delete' || (has(self.confirmKeyDeletion) && self.confirmKeyDeletion == true)"
+).message("spec.confirmKeyDeletion must be true when spec.deletionPolicy is Delete: deleting the keys makes every pseudonym ever issued unlinkable"))]
+#[serde(rename_all = "camelCase")]
+pub struct PseudonymisationServiceSpec {
+    /// `transit`: every batch is one OpenBao Transit HMAC call. `local`: the domain key is
+    /// fetched from OpenBao once, held only in memory, and HMAC-SHA256 runs in process.
+    #[serde(default)]
+    pub mode: PseudonymisationMode,
+
+    /// The pseudonym domains, one per purpose. The same identifier gives unrelated
+    /// pseudonyms in different domains.
+    #[schemars(length(min = 1))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub domains: Vec<PseudonymDomain>,
+
+    /// Namespaces whose pods may call the service (NetworkPolicy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub allowed_namespaces: Vec<String>,
+
+    /// Number of service replicas.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 1, max = 50))]
+    pub replicas: i32,
+
+    /// Container image of the service; defaults to the operator's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Placement of the service's pods.
+    #[serde(default)]
+    pub placement: Placement,
+
+    /// What happens to the Transit keys when the resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Must be `true` for `deletionPolicy: Delete` to be honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_key_deletion: Option<bool>,
+}
+
+fn default_replicas() -> i32 {
+    2
+}
+
+/// How pseudonyms are computed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum PseudonymisationMode {
+    /// One OpenBao Transit HMAC call per batch; the key never leaves OpenBao.
+    #[default]
+    Transit,
+    /// The domain key is held in process memory only; HMAC-SHA256 runs in process.
+    Local,
+}
+
+/// A pseudonym domain: one purpose, one key.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PseudonymDomain {
+    /// Name of the domain, for example `region-export-01` or `permit-2026-0042`.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub name: String,
+    /// What the pseudonyms of this domain are for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    /// The key version the domain is pinned to. Omitted means the version current when the
+    /// domain was created; a rotation opens a new epoch only when this is raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub key_version: Option<u32>,
+    /// Allow re-identification through convergent encryption. Reverse look-ups need a
+    /// separate OpenBao policy and are audited.
+    #[serde(default)]
+    pub reversible: bool,
+}
+
+/// Observed state of a pseudonymisation service.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PseudonymisationServiceStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// Number of domains whose keys are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<u32>,
+}

@@ -1,0 +1,172 @@
+//! `RegionalNode`: the regional infrastructure of one or more regions.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
+
+/// A regional node: the part of the architecture that stays under a region's control.
+///
+/// It gets its own namespace (labelled for Pod Security "restricted", isolated by a
+/// default-deny NetworkPolicy), a ServiceAccount as its workload identity, region-owned keys in
+/// OpenBao, region storage, scheduled mapping jobs from the region's source model to the common
+/// model, and an export path to the hub and nothing else. Identifiable data never leaves it.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    cel,
+    group = "vardhub.io",
+    version = "v1alpha1",
+    kind = "RegionalNode",
+    plural = "regionalnodes",
+    shortname = "rn",
+    category = "vardhub",
+    status = "RegionalNodeStatus",
+    printcolumn(name = "Regions", type_ = "string", json_path = ".spec.regions"),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: at most 50 characters, so that the node's namespace name fits"),
+)]
+#[x_kube(validation = Rule::new(
+    "has(self.namespace) == has(oldSelf.namespace) && (!has(self.namespace) || self.namespace == oldSelf.namespace)"
+).message("spec.namespace cannot be changed after creation"))]
+#[serde(rename_all = "camelCase")]
+pub struct RegionalNodeSpec {
+    /// The regions this node serves, by county code. One node may serve several regions (the
+    /// nine Sussa regions share one central data warehouse).
+    #[schemars(length(min = 1, max = 21))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub regions: Vec<CountyCode>,
+
+    /// The namespace the node's workloads run in. Defaults to `region-<metadata.name>`. Cannot
+    /// be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub namespace: Option<String>,
+
+    /// The hub this node exports to, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<ResourceRef>,
+
+    /// The region's own keys in OpenBao.
+    #[serde(default)]
+    pub keys: RegionalKeys,
+
+    /// The region's own storage for landing and standardised data.
+    #[serde(default)]
+    pub storage: RegionalStorage,
+
+    /// Scheduled jobs that map the region's source model to the common data model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub mapping_jobs: Vec<MappingJob>,
+
+    /// What the node hands to the hub, through which pseudonymisation domain, on what schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<Export>,
+
+    /// Placement of the node's workloads: node selector, tolerations, storage class, defaults.
+    #[serde(default)]
+    pub placement: Placement,
+
+    /// What happens to the node's buckets and keys when the resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// The region's keys; the region is their custodian.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionalKeys {
+    /// How often the region's Transit keys are rotated, in days. Omitted means no automatic
+    /// rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub rotation_period_days: Option<u32>,
+}
+
+/// The region's storage.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionalStorage {
+    /// Prefix of the node's bucket names. Defaults to `vardhub-<metadata.name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$"))]
+    pub bucket_prefix: Option<String>,
+}
+
+/// A scheduled job mapping the region's source model to the common data model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingJob {
+    /// Name of the job, unique within the node.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
+    pub name: String,
+    /// Container image of the mapping, preferably pinned by digest.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Cron schedule, for example `0 2 * * *`.
+    #[schemars(length(min = 9))]
+    pub schedule: String,
+    /// The region's source model, for example the name of its data warehouse schema.
+    pub source_model: String,
+    /// The common data model the job maps to.
+    pub target_model: ModelRef,
+    /// Resources of the job's container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Non-secret configuration handed to the job as environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// A named, versioned data model.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct ModelRef {
+    /// Name of the model, for example `omop-cdm`.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Version of the model, for example `5.4`.
+    #[schemars(length(min = 1))]
+    pub version: String,
+}
+
+/// The export path from the node to the hub.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Export {
+    /// The pseudonymisation service that pseudonymises the export.
+    pub pseudonymisation: ResourceRef,
+    /// The pseudonym domain (purpose) of the export.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub domain: String,
+    /// Cron schedule of the export.
+    #[schemars(length(min = 9))]
+    pub schedule: String,
+}
+
+/// Observed state of a regional node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionalNodeStatus {
+    /// Generation and conditions.
+    #[serde(flatten)]
+    pub common: CommonStatus,
+    /// The namespace the node's workloads run in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+impl RegionalNode {
+    /// The namespace of the node's workloads.
+    pub fn workload_namespace(&self) -> String {
+        match &self.spec.namespace {
+            Some(ns) => ns.clone(),
+            None => format!("region-{}", kube::ResourceExt::name_any(self)),
+        }
+    }
+}

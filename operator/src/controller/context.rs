@@ -1,0 +1,40 @@
+//! What every reconcile gets: the client, metrics and the event recorder.
+
+use std::sync::Arc;
+
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+
+use super::apply::Applier;
+use crate::telemetry::Metrics;
+
+/// Shared state of the controllers.
+#[derive(Clone)]
+pub struct Context {
+    /// Client of the Kubernetes API.
+    pub client: Client,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Publishes events on transitions and errors.
+    pub recorder: Recorder,
+}
+
+impl Context {
+    /// A context whose events are reported as `vardhub-operator` from `instance`.
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: Option<String>) -> Self {
+        let reporter = Reporter {
+            controller: "vardhub-operator".into(),
+            instance,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+        }
+    }
+
+    /// The applier of one controller (its own field manager).
+    pub fn applier(&self, controller: &'static str) -> Applier {
+        Applier::new(self.client.clone(), controller, self.metrics.clone())
+    }
+}

@@ -1,0 +1,179 @@
+//! Runs the controllers: leader election on a Lease, the health and metrics endpoints, and
+//! graceful shutdown. All I/O.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+
+use super::apply::OWNER_KIND_LABEL;
+use super::context::Context;
+use super::regional_node;
+use crate::api::RegionalNode;
+use crate::telemetry::{Health, Metrics, serve};
+
+/// Settings of the operator process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub metrics_addr: SocketAddr,
+    /// Namespace of the leader-election Lease.
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name in a cluster).
+    pub identity: String,
+    /// How long the lease is valid without renewal, in seconds.
+    pub lease_duration_seconds: u64,
+}
+
+/// Why the operator stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The shutdown signal arrived.
+    Shutdown,
+    /// Another replica took the lease; the process should exit and be restarted.
+    LostLeadership,
+}
+
+/// Runs until `shutdown` resolves or leadership is lost.
+pub async fn run(
+    client: Client,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Stopped> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shutdown = shutdown.shared();
+    {
+        let stop_tx = stop_tx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+    }
+    let server = tokio::spawn(serve(
+        options.metrics_addr,
+        metrics.clone(),
+        health.clone(),
+        wait_for(stop_rx.clone()),
+    ));
+
+    let version = client.apiserver_version().await?;
+    tracing::info!(kubernetes = %version.git_version, "connected to the API server");
+    health.set_ready(true);
+
+    let lease = LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+        .with_namespace(&options.lease_namespace)
+        .with_identity(&options.identity)
+        .with_duration(options.lease_duration_seconds)
+        .with_grace(options.lease_duration_seconds.div_ceil(3))
+        .with_field_manager("vardhub-leader-election")
+        .build()
+        .await?;
+    let (mut leading, lease_task) = lease.watch().await;
+    tracing::info!(lease = %options.lease_name, namespace = %options.lease_namespace, "waiting for leadership");
+    let mut stop = stop_rx.clone();
+    let became_leader = loop {
+        if *leading.borrow_and_update() {
+            break true;
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { break false },
+            _ = stop.changed() => break false,
+        }
+    };
+
+    let mut stopped = Stopped::Shutdown;
+    if became_leader {
+        health.set_leading(true);
+        tracing::info!(identity = %options.identity, "leading; starting controllers");
+        let lost = {
+            let mut leading = leading.clone();
+            async move {
+                while leading.changed().await.is_ok() {
+                    if !*leading.borrow() {
+                        return;
+                    }
+                }
+            }
+            .shared()
+        };
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            metrics.clone(),
+            Some(options.identity.clone()),
+        ));
+        let until =
+            futures::future::select(Box::pin(wait_for(stop_rx.clone())), Box::pin(lost.clone()))
+                .map(|_| ());
+        run_controllers(client.clone(), ctx, until).await;
+        if lost.now_or_never().is_some() && !*stop_rx.borrow() {
+            tracing::warn!("lost the lease to another replica; stopping");
+            stopped = Stopped::LostLeadership;
+        }
+        health.set_leading(false);
+    }
+
+    // Dropping the receivers makes the lease task release the lease.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
+        Err(_) => tracing::warn!("timed out releasing the lease"),
+    }
+    health.set_ready(false);
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(stopped)
+}
+
+async fn wait_for(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs every controller until `until` resolves; in-flight reconciles finish first.
+async fn run_controllers(
+    client: Client,
+    ctx: Arc<Context>,
+    until: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let owned =
+        |kind: &str| watcher::Config::default().labels(&format!("{OWNER_KIND_LABEL}={kind}"));
+    let nodes = Controller::new(
+        Api::<RegionalNode>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Namespace>::all(client.clone()), owned("RegionalNode"))
+    .owns(
+        Api::<NetworkPolicy>::all(client.clone()),
+        owned("RegionalNode"),
+    )
+    .owns(
+        Api::<ServiceAccount>::all(client.clone()),
+        owned("RegionalNode"),
+    )
+    .graceful_shutdown_on(until)
+    .run(regional_node::reconcile, regional_node::error_policy, ctx)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "regionalnode controller");
+        }
+    });
+    nodes.await;
+    tracing::info!("controllers stopped");
+}

@@ -1,0 +1,30 @@
+//! The controllers and the machinery they share.
+//!
+//! Each controller is a folder with a short pipeline: dereference → validate (pure) → build
+//! (pure) → apply → status. Only `apply` and `status` talk to the cluster, through the shared
+//! [`apply::Applier`] and [`status`] helpers.
+//!
+//! - [`manager`]: leader election, the controllers' run loop, graceful shutdown (I/O).
+//! - [`apply`]: server-side apply with one field manager, compare-before-write, pruning (I/O).
+//! - [`conditions`]: pure helpers for Kubernetes conditions.
+//! - [`status`]: writes a status only when it changed, with events on transitions (I/O).
+//! - [`regional_node`]: the `RegionalNode` controller.
+
+pub mod apply;
+pub mod conditions;
+pub mod context;
+pub mod manager;
+pub mod regional_node;
+pub mod status;
+
+/// Annotation that pauses reconciliation of one resource: nothing is applied or pruned while
+/// it is `"true"`; the status says so.
+pub const PAUSE_ANNOTATION: &str = "vardhub.io/reconciliation-paused";
+
+/// Whether the resource asks for reconciliation to be paused.
+pub fn is_paused(meta: &kube::core::ObjectMeta) -> bool {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(PAUSE_ANNOTATION))
+        .is_some_and(|v| v == "true")
+}

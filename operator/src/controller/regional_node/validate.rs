@@ -1,0 +1,67 @@
+//! Checks of a `RegionalNode` that the CRD schema cannot express. Pure.
+
+use crate::api::RegionalNode;
+
+/// An invalid spec, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The offending field, for example `spec.namespace`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Namespaces a regional node may never take over.
+const RESERVED: &[&str] = &[
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "vardhub-system",
+];
+
+/// Checks the node.
+pub fn validate(node: &RegionalNode) -> Result<(), Invalid> {
+    let ns = node.workload_namespace();
+    if RESERVED.contains(&ns.as_str()) || ns.starts_with("kube-") {
+        return Err(Invalid {
+            field: if node.spec.namespace.is_some() {
+                "spec.namespace"
+            } else {
+                "metadata.name"
+            },
+            message: format!("namespace {ns:?} is reserved; choose another"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CountyCode, RegionalNodeSpec};
+
+    fn node(namespace: Option<&str>) -> RegionalNode {
+        let spec: RegionalNodeSpec = serde_json::from_value(serde_json::json!({
+            "regions": ["01"],
+            "namespace": namespace,
+        }))
+        .expect("spec");
+        assert_eq!(spec.regions, vec![CountyCode::Stockholm]);
+        RegionalNode::new("stockholm", spec)
+    }
+
+    #[test]
+    fn ordinary_namespace_is_fine() {
+        assert_eq!(validate(&node(None)), Ok(()));
+        assert_eq!(validate(&node(Some("region-01"))), Ok(()));
+    }
+
+    #[test]
+    fn reserved_namespace_is_refused_naming_the_field() {
+        let err = validate(&node(Some("kube-system"))).expect_err("reserved");
+        assert_eq!(err.field, "spec.namespace");
+        assert!(err.to_string().starts_with("spec.namespace: "));
+    }
+}

@@ -1,0 +1,13 @@
+//! vardhub: a Kubernetes operator that deploys the reference architecture of the Swedish
+//! regions' shared health data hub for secondary use of health data.
+//!
+//! - [`api`]: the custom resources (plain data, doc comments become `kubectl explain`).
+//! - [`controller`]: one folder per controller, each a pipeline of small steps, plus the
+//!   shared apply, conditions and runtime machinery.
+//! - [`telemetry`]: metrics, health endpoints and logging.
+//! - [`crdgen`]: the generated CRDs and their drift check.
+
+pub mod api;
+pub mod controller;
+pub mod crdgen;
+pub mod telemetry;

@@ -1,0 +1,157 @@
+//! The `vardhub` command: one binary for every component of the project.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vardhub::controller::manager::{self, Options, Stopped};
+
+/// vardhub deploys the reference architecture of the Swedish regions' shared health data hub.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, value_parser = ["text", "json"], default_value = "text", env = "VARDHUB_LOG_FORMAT")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator: reconcile vardhub resources in the cluster of the current kubeconfig
+    /// (or the pod's ServiceAccount). Only the replica holding the Lease reconciles.
+    Operator {
+        /// Address of /healthz, /readyz and /metrics.
+        #[arg(long, default_value = "0.0.0.0:8080", env = "VARDHUB_METRICS_ADDR")]
+        metrics_addr: SocketAddr,
+        /// Namespace of the leader-election Lease (defaults to the pod's namespace).
+        #[arg(long, env = "POD_NAMESPACE")]
+        leader_election_namespace: Option<String>,
+        /// Name of the leader-election Lease.
+        #[arg(long, default_value = "vardhub-operator")]
+        leader_election_lease: String,
+        /// This replica's identity (defaults to the pod name, else host name and process id).
+        #[arg(long, env = "POD_NAME")]
+        leader_election_identity: Option<String>,
+        /// Seconds the lease stays valid without renewal.
+        #[arg(long, default_value_t = 15)]
+        lease_duration_seconds: u64,
+    },
+    /// Print the CRDs, or write them to a folder (`vardhub crd --write crds`).
+    Crd {
+        /// Folder to write one file per CRD into; without it, print them as one YAML stream.
+        #[arg(long)]
+        write: Option<PathBuf>,
+        /// Exit non-zero if the files in this folder differ from the types.
+        #[arg(long, conflicts_with = "write")]
+        check: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    vardhub::telemetry::init_logging(cli.log_format == "json");
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Crd {
+            write: Some(dir), ..
+        } => {
+            for path in vardhub::crdgen::write(&dir)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crd {
+            check: Some(dir), ..
+        } => {
+            let drifted = vardhub::crdgen::drift(&dir)?;
+            if drifted.is_empty() {
+                println!("{} matches the API types", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!(
+                "out of date: {}; run `vardhub crd --write {}`",
+                drifted.join(", "),
+                dir.display()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Command::Crd { .. } => {
+            for (_, text) in vardhub::crdgen::render()? {
+                print!("---\n{text}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operator {
+            metrics_addr,
+            leader_election_namespace,
+            leader_election_lease,
+            leader_election_identity,
+            lease_duration_seconds,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                let options = Options {
+                    metrics_addr,
+                    lease_namespace: leader_election_namespace
+                        .or_else(in_cluster_namespace)
+                        .unwrap_or_else(|| client.default_namespace().to_string()),
+                    lease_name: leader_election_lease,
+                    identity: leader_election_identity.unwrap_or_else(default_identity),
+                    lease_duration_seconds,
+                };
+                match manager::run(client, options, shutdown_signal()).await? {
+                    Stopped::Shutdown => Ok(ExitCode::SUCCESS),
+                    Stopped::LostLeadership => Ok(ExitCode::from(3)),
+                }
+            })
+        }
+    }
+}
+
+fn in_cluster_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn default_identity() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "vardhub".into());
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every check and test of vardhub: formatting, clippy, the chart's lint, the unit tests,
+# and the integration tests against the local cluster (real kube-apiserver, etcd, controller
+# manager, scheduler, kwok nodes, OpenBao and MinIO), which this script brings up and takes
+# down again. `make test` calls it; so does CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cluster=environments/local/cluster/cluster.sh
+say() { printf '\n[test] %s\n' "$*"; }
+
+started=$(date +%s)
+say "toolchain"
+for component in rustfmt clippy; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+    rustup component add "$component"
+  fi
+done
+
+say "building the local cluster's components (cached after the first run)"
+bash "$cluster" build
+
+say "formatting and clippy (warnings denied)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "bringing the local cluster up"
+if bash "$cluster" status >/dev/null 2>&1; then
+  bash "$cluster" down
+fi
+bash "$cluster" up
+trap 'say "taking the local cluster down"; bash "$cluster" down' EXIT
+eval "$(bash "$cluster" env)"
+
+say "chart: helm lint and template"
+helm lint --strict charts/vardhub-operator
+helm template vardhub charts/vardhub-operator --namespace vardhub-system --include-crds >/dev/null
+if helm template vardhub charts/vardhub-operator --set replicas=0 >/dev/null 2>&1; then
+  echo "values.schema.json accepted replicas=0" >&2
+  exit 1
+fi
+
+say "unit and integration tests"
+cargo test --workspace --locked -- --include-ignored
+
+say "all tests passed in $(( $(date +%s) - started )) s"

@@ -1,0 +1,273 @@
+//! The harness of vardhub's integration tests.
+//!
+//! The tests run against the local cluster that `environments/local/cluster/cluster.sh up`
+//! starts: a real kube-apiserver with etcd, controller manager, scheduler and kwok nodes, a
+//! real OpenBao and a real MinIO. `make test` brings it up and exports its settings; each
+//! test is marked `#[ignore]` so that a plain `cargo test` runs only the unit tests.
+//!
+//! Setup that every test shares (CRDs, the chart) happens once per test binary, through the
+//! same commands a platform engineer uses (`kubectl apply --server-side`, `helm upgrade
+//! --install`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::config::{AuthInfo, KubeConfigOptions};
+use kube::{Api, Client, Config};
+
+/// Namespace the chart is installed into.
+pub const OPERATOR_NAMESPACE: &str = "vardhub-system";
+/// ServiceAccount of the operator, created by the chart.
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "vardhub-operator";
+
+/// The running local cluster, as described by the environment `cluster.sh env` prints.
+#[derive(Clone, Debug)]
+pub struct LocalCluster {
+    /// The run folder of the cluster (certificates, logs, audit log).
+    pub dir: PathBuf,
+    /// The API server's audit log.
+    pub audit_log: PathBuf,
+    /// OpenBao's address.
+    pub vault_addr: String,
+    /// OpenBao's root token (dev mode, generated for tests).
+    pub vault_token: String,
+    /// The S3 endpoint.
+    pub s3_endpoint: String,
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the integration tests with `make test`"))
+}
+
+impl LocalCluster {
+    /// Reads the cluster's settings, sets up what all tests share (once), and prints the
+    /// versions of the servers (once).
+    pub fn get() -> &'static LocalCluster {
+        static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            let cluster = LocalCluster::from_env().expect("the local cluster's environment");
+            cluster.print_versions();
+            cluster
+                .install()
+                .expect("installing the CRDs and the chart");
+            cluster
+        })
+    }
+
+    fn from_env() -> Result<Self> {
+        Ok(Self {
+            dir: env("VARDHUB_CLUSTER_DIR")?.into(),
+            audit_log: env("VARDHUB_AUDIT_LOG")?.into(),
+            vault_addr: env("VAULT_ADDR")?,
+            vault_token: env("VAULT_TOKEN")?,
+            s3_endpoint: env("VARDHUB_S3_ENDPOINT")?,
+        })
+    }
+
+    /// Prints the versions of the real servers the tests run against. Written straight to
+    /// stderr so that the test runner's output capture does not swallow it.
+    fn print_versions(&self) {
+        let kube = kubectl(&["version", "-o", "json"])
+            .ok()
+            .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok())
+            .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".into());
+        let line = |name: &str| std::env::var(name).unwrap_or_else(|_| "unknown".into());
+        let text = format!(
+            "\n== vardhub integration tests run against real servers ==\n  kube-apiserver {kube}\n  etcd {}\n  OpenBao {}\n  S3: MinIO {}\n  kwok {}\n\n",
+            line("VARDHUB_VERSION_ETCD"),
+            line("VARDHUB_VERSION_OPENBAO"),
+            line("VARDHUB_VERSION_MINIO"),
+            line("VARDHUB_VERSION_KWOK"),
+        );
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+
+    /// Installs the CRDs and the chart, as a platform engineer would.
+    fn install(&self) -> Result<()> {
+        let root = repo_root();
+        kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=vardhub-tests",
+            "-f",
+            &root.join("crds").to_string_lossy(),
+        ])?;
+        let names: Vec<String> = vardhub::api::crds()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .map(|n| format!("crd/{n}"))
+            .collect();
+        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
+        args.extend(names.iter().map(String::as_str));
+        kubectl(&args)?;
+        run(Command::new("helm").args([
+            "upgrade",
+            "--install",
+            "vardhub",
+            &root.join("charts/vardhub-operator").to_string_lossy(),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "180s",
+        ]))?;
+        Ok(())
+    }
+
+    /// A client with the administrator's rights (the cluster's kubeconfig).
+    pub async fn admin_client(&self) -> Result<Client> {
+        Ok(Client::try_from(Config::infer().await?)?)
+    }
+
+    /// A client that authenticates as the chart's operator ServiceAccount, so that what the
+    /// operator does is checked against the chart's RBAC.
+    pub async fn operator_client(&self) -> Result<Client> {
+        let token = self
+            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, None)
+            .await?;
+        let mut config = Config::from_kubeconfig(&KubeConfigOptions::default()).await?;
+        config.auth_info = AuthInfo {
+            token: Some(token.into()),
+            ..AuthInfo::default()
+        };
+        Ok(Client::try_from(config)?)
+    }
+
+    /// A fresh token of a ServiceAccount (TokenRequest API).
+    pub async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: Option<&str>,
+    ) -> Result<String> {
+        let admin = self.admin_client().await?;
+        let api: Api<ServiceAccount> = Api::namespaced(admin, namespace);
+        let request = TokenRequest {
+            spec: Some(TokenRequestSpec {
+                audiences: audience.map(|a| vec![a.to_string()]),
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let response = api
+            .create_token_request(name, &Default::default(), &request)
+            .await?;
+        match response.status.and_then(|s| s.token) {
+            Some(token) => Ok(token),
+            None => bail!("no token issued for {namespace}/{name}"),
+        }
+    }
+
+    /// Writes to the Kubernetes API by `username` recorded in the audit log after `after`
+    /// (RFC 3339), leaving out leader-election Lease renewals.
+    pub fn audited_writes(&self, username: &str, after: &str) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(&self.audit_log)?;
+        let after = k8s_openapi::jiff::Timestamp::from_str_lossy(after)?;
+        let mut writes = Vec::new();
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if event["stage"] != "ResponseComplete" || event["user"]["username"] != username {
+                continue;
+            }
+            let verb = event["verb"].as_str().unwrap_or_default();
+            if !["create", "update", "patch", "delete", "deletecollection"].contains(&verb) {
+                continue;
+            }
+            if event["objectRef"]["resource"] == "leases" {
+                continue;
+            }
+            let at = event["requestReceivedTimestamp"]
+                .as_str()
+                .unwrap_or_default();
+            if k8s_openapi::jiff::Timestamp::from_str_lossy(at).is_ok_and(|t| t > after) {
+                writes.push(format!(
+                    "{verb} {}/{} {}",
+                    event["objectRef"]["resource"].as_str().unwrap_or_default(),
+                    event["objectRef"]["subresource"]
+                        .as_str()
+                        .unwrap_or_default(),
+                    event["objectRef"]["name"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        Ok(writes)
+    }
+}
+
+/// Parsing helper for audit timestamps.
+trait FromStrLossy: Sized {
+    fn from_str_lossy(s: &str) -> Result<Self>;
+}
+
+impl FromStrLossy for k8s_openapi::jiff::Timestamp {
+    fn from_str_lossy(s: &str) -> Result<Self> {
+        Ok(s.parse()?)
+    }
+}
+
+/// Runs `kubectl` against the local cluster and returns its standard output.
+pub fn kubectl(args: &[&str]) -> Result<String> {
+    run(Command::new("kubectl").args(args))
+}
+
+/// Runs a command; its standard output on success, its standard error in the error.
+pub fn run(command: &mut Command) -> Result<String> {
+    let output = command
+        .output()
+        .with_context(|| format!("starting {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if tokio::time::Instant::now() > deadline {
+            match last_error {
+                Some(e) => bail!("timed out waiting for {what}; last error: {e:#}"),
+                None => bail!("timed out waiting for {what}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,484 @@
+//! Foundation tests against the local cluster: CRDs, the `RegionalNode` chain end to end,
+//! steady state without writes, admission of bad input, OpenBao's Kubernetes login and the
+//! S3 server.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use vardhub::api::{RegionalNode, RegionalNodeSpec};
+use vardhub::controller::conditions::{is_true, types};
+use vardhub::controller::manager::{Options, Stopped, run as run_operator};
+use vardhub_tests::{
+    LocalCluster, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, eventually, free_port, kubectl,
+};
+
+/// An operator running in this process as the chart's ServiceAccount.
+struct RunningOperator {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<Stopped>>,
+    metrics_addr: SocketAddr,
+}
+
+impl RunningOperator {
+    async fn start(cluster: &LocalCluster, identity: &str) -> Result<Self> {
+        let client = cluster.operator_client().await?;
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let options = Options {
+            metrics_addr,
+            lease_namespace: OPERATOR_NAMESPACE.into(),
+            lease_name: "vardhub-operator".into(),
+            identity: identity.into(),
+            lease_duration_seconds: 15,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_operator(client, options, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            stop,
+            task,
+            metrics_addr,
+        })
+    }
+
+    async fn metrics(&self) -> Result<String> {
+        Ok(
+            reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+                .await?
+                .text()
+                .await?,
+        )
+    }
+
+    async fn stop(self) -> Result<Stopped> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+fn node(name: &str, regions: &[&str]) -> Result<RegionalNode> {
+    let spec: RegionalNodeSpec = serde_json::from_value(serde_json::json!({ "regions": regions }))?;
+    Ok(RegionalNode::new(name, spec))
+}
+
+async fn wait_ready(api: &Api<RegionalNode>, name: &str) -> Result<RegionalNode> {
+    eventually(
+        &format!("RegionalNode {name} to be Ready"),
+        Duration::from_secs(60),
+        || async {
+            let node = api.get(name).await?;
+            let ready = node.status.as_ref().is_some_and(|s| {
+                is_true(&s.common.conditions, types::READY)
+                    && s.common.observed_generation == node.metadata.generation
+                    && s.common
+                        .conditions
+                        .iter()
+                        .all(|c| c.observed_generation == node.metadata.generation)
+            });
+            Ok(ready.then_some(node))
+        },
+    )
+    .await
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn crds_are_installed_with_category_and_short_names() -> Result<()> {
+    LocalCluster::get();
+    let names = kubectl(&["api-resources", "--api-group=vardhub.io", "-o", "name"])?;
+    for plural in [
+        "regionalnodes",
+        "datahubs",
+        "pseudonymisationservices",
+        "catalogservices",
+        "datasets",
+    ] {
+        assert!(
+            names.contains(&format!("{plural}.vardhub.io")),
+            "{plural} served: {names}"
+        );
+    }
+    let all = kubectl(&["get", "vardhub", "-A"]);
+    assert!(all.is_ok(), "`kubectl get vardhub` works: {all:?}");
+    let explained = kubectl(&["explain", "regionalnode.spec.regions"])?;
+    assert!(
+        explained.contains("county code"),
+        "field docs reach kubectl explain: {explained}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and_delete_cleans_up()
+-> Result<()> {
+    let cluster = LocalCluster::get();
+    let admin = cluster.admin_client().await?;
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let name = "test-sussa";
+    let _ = nodes.delete(name, &DeleteParams::default()).await;
+    wait_gone::<RegionalNode>(&nodes, name).await?;
+
+    let first = RunningOperator::start(cluster, "test-first").await?;
+    nodes
+        .create(&PostParams::default(), &node(name, &["03", "04", "17"])?)
+        .await?;
+    let ready = wait_ready(&nodes, name).await?;
+    let ns_name = ready
+        .status
+        .as_ref()
+        .and_then(|s| s.namespace.clone())
+        .unwrap_or_default();
+    assert_eq!(ns_name, format!("region-{name}"));
+
+    // The children exist, with our labels and an owner reference to the node.
+    let ns = Api::<Namespace>::all(admin.clone()).get(&ns_name).await?;
+    let labels = ns.labels();
+    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "vardhub-operator");
+    assert_eq!(labels["vardhub.io/owner-name"], name);
+    assert_eq!(labels["vardhub.io/region-17"], "true");
+    assert_eq!(
+        ns.owner_references()[0].uid,
+        ready.uid().unwrap_or_default()
+    );
+    let deny = Api::<NetworkPolicy>::namespaced(admin.clone(), &ns_name)
+        .get("default-deny")
+        .await?;
+    assert_eq!(
+        deny.spec.as_ref().and_then(|s| s.policy_types.clone()),
+        Some(vec!["Ingress".into(), "Egress".into()])
+    );
+    assert_eq!(deny.labels()["vardhub.io/owner-kind"], "RegionalNode");
+    let sa = Api::<ServiceAccount>::namespaced(admin.clone(), &ns_name)
+        .get("regional-node")
+        .await?;
+    assert_eq!(sa.labels()["app.kubernetes.io/part-of"], "vardhub");
+    let first_metrics = first.metrics().await?;
+    assert!(
+        metric(&first_metrics, "vardhub_api_writes_total") >= 3.0,
+        "the first start wrote: {first_metrics}"
+    );
+    assert_eq!(first.stop().await?, Stopped::Shutdown);
+
+    // A second start at steady state reconciles but sends no write.
+    let since = k8s_openapi::jiff::Timestamp::now().to_string();
+    let second = RunningOperator::start(cluster, "test-second").await?;
+    eventually(
+        "the second operator to reconcile the node twice",
+        Duration::from_secs(60),
+        || async {
+            let text = second.metrics().await?;
+            Ok((metric(
+                &text,
+                "vardhub_reconciles_total{controller=\"regionalnode\"}",
+            ) >= 1.0)
+                .then_some(()))
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = second.metrics().await?;
+    assert_eq!(
+        metric(&text, "vardhub_api_writes_total"),
+        0.0,
+        "no writes counted by the operator: {text}"
+    );
+    let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+    let writes = cluster.audited_writes(&user, &since)?;
+    assert!(
+        writes.is_empty(),
+        "the API server's audit log shows writes at steady state: {writes:?}"
+    );
+
+    // Drift: a child deleted by hand comes back.
+    Api::<NetworkPolicy>::namespaced(admin.clone(), &ns_name)
+        .delete("default-deny", &DeleteParams::default())
+        .await?;
+    eventually(
+        "default-deny to be restored",
+        Duration::from_secs(30),
+        || async {
+            Ok(Api::<NetworkPolicy>::namespaced(admin.clone(), &ns_name)
+                .get_opt("default-deny")
+                .await?
+                .map(|_| ()))
+        },
+    )
+    .await?;
+
+    // Pausing stops reconciliation and says so.
+    let pause = serde_json::json!({"metadata": {"annotations": {"vardhub.io/reconciliation-paused": "true"}}});
+    nodes
+        .patch(name, &PatchParams::default(), &Patch::Merge(&pause))
+        .await?;
+    eventually(
+        "the node to report the pause",
+        Duration::from_secs(30),
+        || async {
+            let n = nodes.get(name).await?;
+            Ok(n.status
+                .is_some_and(|s| is_true(&s.common.conditions, types::RECONCILIATION_PAUSED))
+                .then_some(()))
+        },
+    )
+    .await?;
+    let unpause = serde_json::json!({"metadata": {"annotations": {"vardhub.io/reconciliation-paused": null}}});
+    nodes
+        .patch(name, &PatchParams::default(), &Patch::Merge(&unpause))
+        .await?;
+    eventually(
+        "the pause to be lifted",
+        Duration::from_secs(30),
+        || async {
+            let n = nodes.get(name).await?;
+            Ok(n.status
+                .is_some_and(|s| !is_true(&s.common.conditions, types::RECONCILIATION_PAUSED))
+                .then_some(()))
+        },
+    )
+    .await?;
+
+    // Deleting the node removes what it owns.
+    nodes.delete(name, &DeleteParams::foreground()).await?;
+    wait_gone::<RegionalNode>(&nodes, name).await?;
+    wait_gone::<Namespace>(&Api::all(admin.clone()), &ns_name).await?;
+    second.stop().await?;
+    Ok(())
+}
+
+async fn wait_gone<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(
+        &format!("{name} to be deleted"),
+        Duration::from_secs(90),
+        || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn invalid_regional_node_is_refused_by_the_api_server_naming_the_field() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let admin = cluster.admin_client().await?;
+    // Sent as plain JSON, the way a manifest reaches the API server: the typed client could
+    // not even hold an unknown county code.
+    let resource = ApiResource::erase::<RegionalNode>(&());
+    let nodes: Api<DynamicObject> = Api::all_with(admin.clone(), &resource);
+    let create = |name: &str, spec: serde_json::Value| {
+        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .expect("object");
+        let nodes = nodes.clone();
+        async move { nodes.create(&PostParams::default(), &object).await }
+    };
+
+    let err = create("test-bad-region", serde_json::json!({"regions": ["02"]}))
+        .await
+        .expect_err("02 refused")
+        .to_string();
+    assert!(
+        err.contains("spec.regions[0]"),
+        "the message names the field: {err}"
+    );
+    assert!(
+        err.contains("\"01\""),
+        "the message lists the valid codes: {err}"
+    );
+
+    let err = create(
+        "test-dup-region",
+        serde_json::json!({"regions": ["01", "01"]}),
+    )
+    .await
+    .expect_err("dup refused")
+    .to_string();
+    assert!(
+        err.contains("spec.regions[1]"),
+        "a duplicate region names the field: {err}"
+    );
+
+    let err = create("test-no-region", serde_json::json!({"regions": []}))
+        .await
+        .expect_err("empty refused")
+        .to_string();
+    assert!(
+        err.contains("spec.regions"),
+        "an empty list names the field: {err}"
+    );
+
+    let _ = nodes
+        .delete("test-immutable-ns", &DeleteParams::default())
+        .await;
+    wait_gone(&nodes, "test-immutable-ns").await?;
+    create(
+        "test-immutable-ns",
+        serde_json::json!({"regions": ["12"], "namespace": "region-skane"}),
+    )
+    .await?;
+    let moved = serde_json::json!({"spec": {"namespace": "elsewhere"}});
+    let err = nodes
+        .patch(
+            "test-immutable-ns",
+            &PatchParams::default(),
+            &Patch::Merge(&moved),
+        )
+        .await
+        .expect_err("namespace change refused")
+        .to_string();
+    assert!(err.contains("spec.namespace cannot be changed"), "{err}");
+    nodes
+        .delete("test-immutable-ns", &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn service_account_token_logs_in_to_openbao_through_kubernetes_auth() -> Result<()> {
+    use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+    let cluster = LocalCluster::get();
+    let admin = cluster.admin_client().await?;
+    let ns = "vardhub-test-openbao";
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let ns_obj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?;
+    namespaces
+        .patch(
+            ns,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&ns_obj),
+        )
+        .await?;
+    let sa: ServiceAccount = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "reader", "namespace": ns}}),
+    )?;
+    Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .patch(
+            "reader",
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&sa),
+        )
+        .await?;
+
+    let root = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&cluster.vault_addr)
+            .token(&cluster.vault_token)
+            .build()?,
+    )?;
+    let role = vaultrs::api::auth::kubernetes::requests::CreateKubernetesRoleRequest::builder()
+        .bound_service_account_names(vec!["reader".to_string()])
+        .bound_service_account_namespaces(vec![ns.to_string()])
+        .token_policies(vec!["default".to_string()])
+        .token_ttl("5m")
+        .to_owned();
+    vaultrs::auth::kubernetes::role::create(
+        &root,
+        "kubernetes",
+        "vardhub-test-reader",
+        Some(&mut role.clone()),
+    )
+    .await?;
+
+    let jwt = cluster.service_account_token(ns, "reader", None).await?;
+    let client = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&cluster.vault_addr)
+            .build()?,
+    )?;
+    let auth = vaultrs::auth::kubernetes::login(&client, "kubernetes", "vardhub-test-reader", &jwt)
+        .await?;
+    assert!(
+        auth.policies.contains(&"default".to_string()),
+        "logged in with the role's policy"
+    );
+    assert_eq!(
+        auth.metadata
+            .as_ref()
+            .and_then(|m| m.get("service_account_name"))
+            .map(String::as_str),
+        Some("reader")
+    );
+
+    // A token of another ServiceAccount is refused.
+    let other = cluster
+        .service_account_token("kube-system", "openbao-token-reviewer", None)
+        .await?;
+    assert!(
+        vaultrs::auth::kubernetes::login(&client, "kubernetes", "vardhub-test-reader", &other)
+            .await
+            .is_err()
+    );
+    namespaces.delete(ns, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn s3_server_accepts_a_bucket_with_versioning() -> Result<()> {
+    use aws_sdk_s3::config::{Credentials, Region};
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let cluster = LocalCluster::get();
+    let credentials = Credentials::new(
+        std::env::var("AWS_ACCESS_KEY_ID")?,
+        std::env::var("AWS_SECRET_ACCESS_KEY")?,
+        None,
+        None,
+        "vardhub-tests",
+    );
+    let config = aws_sdk_s3::Config::builder()
+        .endpoint_url(&cluster.s3_endpoint)
+        .region(Region::new("eu-north-1"))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let bucket = "vardhub-test-versioning";
+    if s3.head_bucket().bucket(bucket).send().await.is_err() {
+        s3.create_bucket().bucket(bucket).send().await?;
+    }
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await?;
+    let versioning = s3.get_bucket_versioning().bucket(bucket).send().await?;
+    assert_eq!(versioning.status(), Some(&BucketVersioningStatus::Enabled));
+    for body in ["first", "second"] {
+        s3.put_object()
+            .bucket(bucket)
+            .key("object")
+            .body(body.as_bytes().to_vec().into())
+            .send()
+            .await?;
+    }
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix("object")
+        .send()
+        .await?;
+    assert!(versions.versions().len() >= 2, "both versions are kept");
+    Ok(())
+}
