@@ -6,8 +6,10 @@
 //!   shared apply, conditions and runtime machinery.
 //! - [`telemetry`]: metrics, health endpoints and logging.
 //! - [`crdgen`]: the generated CRDs and their drift check.
+//! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
 
 pub mod api;
 pub mod controller;
 pub mod crdgen;
+pub mod pseudonymisation;
 pub mod telemetry;

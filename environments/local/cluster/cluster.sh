@@ -386,9 +386,12 @@ stop_pids() {
 }
 
 # Stop in three waves: clients of the apiserver and the standalone servers,
-# then the apiserver, then etcd.
+# then the apiserver, then etcd. Processes whose pid files were lost are found
+# through their environment and stopped in the same waves.
+STOPPED=()
 stop_all() {
-    local wave name pid items
+    local wave name pid items exe orphans
+    orphans=$(orphan_pids)
     for wave in "kwok minio openbao kube-scheduler kube-controller-manager" kube-apiserver etcd; do
         items=()
         for name in $wave; do
@@ -397,15 +400,21 @@ stop_all() {
                 items+=("$name:$pid")
             fi
         done
-        ((${#items[@]} == 0)) || stop_pids "${items[@]}"
+        for pid in $orphans; do
+            exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+            name=$(basename "$exe")
+            [[ "$name" == bao ]] && name=openbao
+            case $name in
+            etcd | kube-apiserver) [[ "$wave" == "$name" ]] || continue ;;
+            *) [[ "$wave" != etcd && "$wave" != kube-apiserver ]] || continue ;;
+            esac
+            [[ " ${items[*]} " == *":$pid "* ]] && continue
+            log "stopping leftover $name (pid $pid)"
+            items+=("$name:$pid")
+        done
+        ((${#items[@]} == 0)) || { stop_pids "${items[@]}"; STOPPED+=("${items[@]%%:*}"); }
         for name in $wave; do rm -f "$PID_DIR/$name.pid"; done
     done
-    items=()
-    for pid in $(orphan_pids); do
-        log "stopping leftover process $pid ($(readlink "/proc/$pid/exe" 2>/dev/null || echo '?'))"
-        items+=("leftover:$pid")
-    done
-    ((${#items[@]} == 0)) || stop_pids "${items[@]}"
 }
 
 # Remove all run state except the logs of the last run.
@@ -417,10 +426,11 @@ wipe_state() {
 
 take_state_lock() {
     need flock
-    exec 9>"$STATE_LOCK"
+    exec 9>>"$STATE_LOCK"
     if ! flock -n 9; then
-        die "another 'cluster.sh $1' is in progress on $RUN_DIR; wait for it to finish"
+        die "another cluster.sh command is in progress on $RUN_DIR ($(cat "$STATE_LOCK" 2>/dev/null || true)); wait for it to finish"
     fi
+    printf "'cluster.sh %s', pid %s" "$1" "$$" >"$STATE_LOCK"
 }
 
 # wait_until NAME SECONDS COMMAND...: poll until COMMAND succeeds, fail early if
@@ -907,8 +917,6 @@ component_address() {
 
 cmd_down() {
     take_state_lock down
-    local before
-    before=$(running_components | tr '\n' ' ')
     stop_all
     wipe_state
     local left c
@@ -917,8 +925,8 @@ cmd_down() {
         [[ -f "$PID_DIR/$c.pid" ]] && left+=" $c"
     done
     [[ -z "${left// /}" ]] || die "some processes could not be stopped: $left"
-    if [[ -n "$before" ]]; then
-        log "stopped: ${before% }; run state removed (logs kept in $LOG_DIR)"
+    if ((${#STOPPED[@]} > 0)); then
+        log "stopped: ${STOPPED[*]}; run state removed (logs kept in $LOG_DIR)"
     else
         log "nothing was running; run state removed"
     fi
