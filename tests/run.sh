@@ -24,9 +24,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "bringing the local cluster up"
-if bash "$cluster" status >/dev/null 2>&1; then
-  bash "$cluster" down
-fi
+bash "$cluster" down   # a no-op unless an earlier run left something behind
 bash "$cluster" up
 trap 'say "taking the local cluster down"; bash "$cluster" down' EXIT
 eval "$(bash "$cluster" env)"

@@ -131,6 +131,7 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
     let _ = nodes.delete(name, &DeleteParams::default()).await;
     wait_gone::<RegionalNode>(&nodes, name).await?;
 
+    let before_first = k8s_openapi::jiff::Timestamp::now().to_string();
     let first = RunningOperator::start(cluster, "test-first").await?;
     nodes
         .create(&PostParams::default(), &node(name, &["03", "04", "17"])?)
@@ -197,6 +198,11 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
         "no writes counted by the operator: {text}"
     );
     let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+    let first_writes = cluster.audited_writes(&user, &before_first)?;
+    assert!(
+        first_writes.iter().any(|w| w.starts_with("patch namespaces")),
+        "the audit log shows the first start's writes as the operator's ServiceAccount: {first_writes:?}"
+    );
     let writes = cluster.audited_writes(&user, &since)?;
     assert!(
         writes.is_empty(),

@@ -95,6 +95,7 @@ readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler 
 
 # Builds use the machine's Go only; never let it fetch another toolchain.
 export GOTOOLCHAIN=local
+export GOWORK=off
 
 # ---------------------------------------------------------------------------
 # Helpers
@@ -144,6 +145,7 @@ ensure_component() {
     set +e
     (
         set -e
+        cd "$BIN_DIR"
         "$builder" "$tmp"
     ) >"$BIN_DIR/.build-$name.log" 2>&1
     rc=$?

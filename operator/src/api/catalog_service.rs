@@ -58,7 +58,7 @@ pub struct CatalogServiceSpec {
     /// Datasets per page of the served catalogue.
     #[serde(default = "default_page_size")]
     #[schemars(range(min = 1, max = 10000))]
-    pub page_size: u32,
+    pub page_size: i32,
     /// Placement of the server's pods.
     #[serde(default)]
     pub placement: Placement,
@@ -70,7 +70,7 @@ fn default_languages() -> Vec<String> {
 fn default_replicas() -> i32 {
     1
 }
-fn default_page_size() -> u32 {
+fn default_page_size() -> i32 {
     100
 }
 
@@ -99,7 +99,7 @@ pub struct CatalogServiceStatus {
     pub common: CommonStatus,
     /// Number of datasets in the served catalogue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub datasets: Option<u32>,
+    pub datasets: Option<i32>,
     /// When the served catalogue was last rendered (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_render: Option<String>,

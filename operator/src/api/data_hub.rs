@@ -119,7 +119,7 @@ pub struct ZoneSettings {
     /// supports it). Omitted means no retention lock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 36500))]
-    pub retention_days: Option<u32>,
+    pub retention_days: Option<i32>,
 }
 
 /// A purpose-specific data product of the hub.
@@ -162,5 +162,5 @@ pub struct DataHubStatus {
     pub common: CommonStatus,
     /// Number of regions whose regional node is connected and ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connected_regions: Option<u32>,
+    pub connected_regions: Option<i32>,
 }

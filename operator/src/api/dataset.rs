@@ -160,16 +160,16 @@ pub struct TemporalCoverage {
 pub struct Population {
     /// Number of records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records: Option<u64>,
+    pub records: Option<i64>,
     /// Number of unique individuals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unique_individuals: Option<u64>,
+    pub unique_individuals: Option<i64>,
     /// Lowest age in the population, in years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_age: Option<u32>,
+    pub min_age: Option<i32>,
     /// Highest age in the population, in years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_age: Option<u32>,
+    pub max_age: Option<i32>,
 }
 
 /// The stage of a dataset in the architecture.

@@ -105,7 +105,7 @@ pub struct PseudonymDomain {
     /// domain was created; a rotation opens a new epoch only when this is raised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub key_version: Option<u32>,
+    pub key_version: Option<i32>,
     /// Allow re-identification through convergent encryption. Reverse look-ups need a
     /// separate OpenBao policy and are audited.
     #[serde(default)]
@@ -121,5 +121,5 @@ pub struct PseudonymisationServiceStatus {
     pub common: CommonStatus,
     /// Number of domains whose keys are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domains: Option<u32>,
+    pub domains: Option<i32>,
 }

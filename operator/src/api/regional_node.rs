@@ -31,9 +31,8 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: at most 50 characters, so that the node's namespace name fits"),
 )]
-#[x_kube(validation = Rule::new(
-    "has(self.namespace) == has(oldSelf.namespace) && (!has(self.namespace) || self.namespace == oldSelf.namespace)"
-).message("spec.namespace cannot be changed after creation"))]
+#[x_kube(validation = Rule::new("has(self.namespace) == has(oldSelf.namespace)")
+    .message("spec.namespace cannot be changed after creation"))]
 #[serde(rename_all = "camelCase")]
 pub struct RegionalNodeSpec {
     /// The regions this node serves, by county code. One node may serve several regions (the
@@ -46,6 +45,7 @@ pub struct RegionalNodeSpec {
     /// be changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.namespace cannot be changed after creation"))]
     pub namespace: Option<String>,
 
     /// The hub this node exports to, if any.
@@ -86,7 +86,7 @@ pub struct RegionalKeys {
     /// rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
-    pub rotation_period_days: Option<u32>,
+    pub rotation_period_days: Option<i32>,
 }
 
 /// The region's storage.
