@@ -21,7 +21,7 @@ eval "$(bash "$cluster" env)"
 say "installing the CRDs"
 kubectl apply --server-side --field-manager=vardhub-demo -f crds/
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
-kubectl create namespace vardhub-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl create namespace vardhub-system --dry-run=client -o yaml | kubectl apply --server-side --field-manager=vardhub-demo -f - >/dev/null
 
 say "starting the operator"
 log="$VARDHUB_CLUSTER_DIR/logs/vardhub-operator.log"

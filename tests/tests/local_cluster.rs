@@ -200,7 +200,9 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
     let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
     let first_writes = cluster.audited_writes(&user, &before_first)?;
     assert!(
-        first_writes.iter().any(|w| w.starts_with("patch namespaces")),
+        first_writes
+            .iter()
+            .any(|w| w.starts_with("patch namespaces")),
         "the audit log shows the first start's writes as the operator's ServiceAccount: {first_writes:?}"
     );
     let writes = cluster.audited_writes(&user, &since)?;

@@ -73,11 +73,19 @@ mod tests {
 
     #[test]
     fn data_hub_deletion_needs_confirmation() {
-        let hub = |spec: serde_json::Value| DataHub::new("hub", serde_json::from_value(spec).expect("spec"));
+        let hub = |spec: serde_json::Value| {
+            DataHub::new("hub", serde_json::from_value(spec).expect("spec"))
+        };
         assert!(hub(serde_json::json!({})).validate_cel().is_ok());
-        let err = hub(serde_json::json!({"deletionPolicy": "Delete"})).validate_cel().expect_err("unconfirmed");
+        let err = hub(serde_json::json!({"deletionPolicy": "Delete"}))
+            .validate_cel()
+            .expect_err("unconfirmed");
         assert!(format!("{err:?}").contains("spec.confirmDeletion"));
-        assert!(hub(serde_json::json!({"deletionPolicy": "Delete", "confirmDeletion": true})).validate_cel().is_ok());
+        assert!(
+            hub(serde_json::json!({"deletionPolicy": "Delete", "confirmDeletion": true}))
+                .validate_cel()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -86,8 +94,14 @@ mod tests {
             PseudonymisationService::new("pseudo", serde_json::from_value(spec).expect("spec"))
         };
         let domains = serde_json::json!([{"name": "region-export"}]);
-        assert!(svc(serde_json::json!({"domains": domains})).validate_cel().is_ok());
-        let err = svc(serde_json::json!({"domains": domains, "deletionPolicy": "Delete"})).validate_cel().expect_err("x");
+        assert!(
+            svc(serde_json::json!({"domains": domains}))
+                .validate_cel()
+                .is_ok()
+        );
+        let err = svc(serde_json::json!({"domains": domains, "deletionPolicy": "Delete"}))
+            .validate_cel()
+            .expect_err("x");
         assert!(format!("{err:?}").contains("spec.confirmKeyDeletion"));
     }
 }

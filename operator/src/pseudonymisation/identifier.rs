@@ -90,7 +90,11 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
     }
     let month = num(&rest[..2]) as u32;
     let day = num(&rest[2..4]) as u32;
-    let (kind, real_day) = if day > 60 { (Kind::Samordningsnummer, day - 60) } else { (Kind::Personnummer, day) };
+    let (kind, real_day) = if day > 60 {
+        (Kind::Samordningsnummer, day - 60)
+    } else {
+        (Kind::Personnummer, day)
+    };
     if !valid_date(year, month, real_day) {
         return Err(Invalid::Date);
     }
@@ -102,7 +106,10 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
     if ten.as_bytes()[7] - b'0' != expected {
         return Err(Invalid::CheckDigit);
     }
-    Ok(Identifier { kind, canonical: format!("{year:04}{ten}") })
+    Ok(Identifier {
+        kind,
+        canonical: format!("{year:04}{ten}"),
+    })
 }
 
 /// Parses an opaque local identifier: 1–256 bytes, no control characters. It is used as given
@@ -115,7 +122,10 @@ pub fn parse_local(input: &str) -> Result<Identifier, Invalid> {
     if s.len() > 256 || s.chars().any(char::is_control) {
         return Err(Invalid::Local);
     }
-    Ok(Identifier { kind: Kind::Local, canonical: s.to_string() })
+    Ok(Identifier {
+        kind: Kind::Local,
+        canonical: s.to_string(),
+    })
 }
 
 fn split(s: &str) -> Result<(String, Option<char>), Invalid> {
@@ -208,8 +218,14 @@ mod tests {
         let ten = with_check("811218987");
         let wrong = format!("{}{}", &ten[..9], (ten.as_bytes()[9] - b'0' + 1) % 10);
         assert_eq!(parse_personal(&wrong, 2026), Err(Invalid::CheckDigit));
-        assert_eq!(parse_personal(&with_check("811318987"), 2026), Err(Invalid::Date));
-        assert_eq!(parse_personal(&with_check("810230987"), 2026), Err(Invalid::Date));
+        assert_eq!(
+            parse_personal(&with_check("811318987"), 2026),
+            Err(Invalid::Date)
+        );
+        assert_eq!(
+            parse_personal(&with_check("810230987"), 2026),
+            Err(Invalid::Date)
+        );
         assert_eq!(parse_personal("81121898", 2026), Err(Invalid::Format));
         assert_eq!(parse_personal("8112-18-9876", 2026), Err(Invalid::Format));
         assert_eq!(parse_personal("abc", 2026), Err(Invalid::Format));
@@ -219,7 +235,10 @@ mod tests {
     #[test]
     fn leap_days() {
         assert!(parse_personal(&format!("20{}", with_check("000229123")), 2026).is_ok());
-        assert_eq!(parse_personal(&format!("19{}", with_check("000229123")), 2026), Err(Invalid::Date));
+        assert_eq!(
+            parse_personal(&format!("19{}", with_check("000229123")), 2026),
+            Err(Invalid::Date)
+        );
     }
 
     #[test]
@@ -227,7 +246,10 @@ mod tests {
         let ten = with_check("811218987");
         let id = parse_personal(&ten, 2026).expect("valid");
         assert!(!format!("{id:?}").contains(&ten[..6]));
-        let err = parse_personal(&format!("{}0", &ten[..9]), 2026).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = parse_personal(&format!("{}0", &ten[..9]), 2026)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(!err.contains(&ten[..6]));
     }
 
