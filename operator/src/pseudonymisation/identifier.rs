@@ -99,7 +99,7 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
         return Err(Invalid::Date);
     }
     // The check digit covers the ten-digit form YYMMDDNNN.
-    let ten = &rest[..];
+    let ten = rest;
     let yy = format!("{:02}", year.rem_euclid(100));
     let check_input: String = yy.chars().chain(ten[..7].chars()).collect();
     let expected = luhn_check_digit(&check_input);
