@@ -38,6 +38,15 @@ if helm template vardhub charts/vardhub-operator --set replicas=0 >/dev/null 2>&
 fi
 
 say "unit and integration tests"
-cargo test --workspace --locked -- --include-ignored
+results=$(mktemp)
+cargo test --workspace --locked -- --include-ignored 2>&1 | tee "$results"
+passed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($i ~ /^passed;?$/) s += $(i - 1)} END {print s + 0}' "$results")
+failed=$(awk '/^test result:/ {for (i = 1; i <= NF; i++) if ($i ~ /^failed;?$/) s += $(i - 1)} END {print s + 0}' "$results")
+rm -f "$results"
+
+trap - EXIT
+say "taking the local cluster down"
+bash "$cluster" down
 
 say "all tests passed in $(( $(date +%s) - started )) s"
+echo "cargo: $passed passed, $failed failed"
