@@ -3,3 +3,4 @@
 //! Pure code; the HTTP service and the OpenBao adapter build on it.
 
 pub mod identifier;
+pub mod pseudonym;

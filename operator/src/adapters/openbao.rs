@@ -1,0 +1,218 @@
+//! OpenBao Transit: the keys behind pseudonyms.
+//!
+//! Every `ensure_*` call is idempotent and reports whether it wrote anything, so a
+//! steady-state reconcile sends no write to OpenBao. Batch HMAC goes through an endpoint of
+//! our own, because `vaultrs` has no `batch_input` for HMAC; it is sent through
+//! `vaultrs::api::exec_with_result`, which keeps the client's token and namespace.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rustify_derive::Endpoint;
+use serde::{Deserialize, Serialize};
+use vaultrs::api::transit::requests::{CreateKeyRequest, ExportKeyType, ExportVersion};
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::error::ClientError;
+use zeroize::Zeroizing;
+
+/// Most items one HMAC request may carry: OpenBao's listener refuses a request with more
+/// than 1000 JSON strings by default, and each item costs two.
+pub const MAX_BATCH: usize = 499;
+
+/// What can go wrong talking to OpenBao. Messages never contain key material or inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client could not be set up.
+    #[error("OpenBao client: {0}")]
+    Client(String),
+    /// OpenBao answered with an error or could not be reached.
+    #[error("OpenBao request failed: {0}")]
+    Request(#[from] ClientError),
+    /// A key exists with settings that cannot be changed any more.
+    #[error("transit key {key} exists with exportable={actual}; it cannot be changed to {wanted}")]
+    KeyMismatch {
+        /// The key.
+        key: String,
+        /// What the key has.
+        actual: bool,
+        /// What was asked for.
+        wanted: bool,
+    },
+    /// OpenBao's answer did not have the expected shape.
+    #[error("unexpected answer from OpenBao: {0}")]
+    Unexpected(String),
+}
+
+/// A Transit secrets engine at one mount path.
+#[derive(Clone)]
+pub struct Transit {
+    client: std::sync::Arc<VaultClient>,
+    mount: String,
+}
+
+/// The state of a Transit key after [`Transit::ensure_key`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyState {
+    /// The newest key version.
+    pub latest_version: u64,
+    /// Whether this call created the key.
+    pub created: bool,
+}
+
+impl Transit {
+    /// A Transit client at `mount`, authenticated with `token`.
+    pub fn new(address: &str, token: &str, mount: &str) -> Result<Self, Error> {
+        let settings = VaultClientSettingsBuilder::default()
+            .address(address)
+            .token(token)
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
+        Ok(Self { client: std::sync::Arc::new(client), mount: mount.trim_matches('/').to_string() })
+    }
+
+    /// The mount path.
+    pub fn mount(&self) -> &str {
+        &self.mount
+    }
+
+    /// Enables the Transit engine at the mount unless it is there; returns whether it wrote.
+    pub async fn ensure_mount(&self) -> Result<bool, Error> {
+        let mounts = vaultrs::sys::mount::list(self.client.as_ref()).await?;
+        let path = format!("{}/", self.mount);
+        match mounts.get(&path) {
+            Some(m) if m.mount_type == "transit" => Ok(false),
+            Some(m) => Err(Error::Unexpected(format!("{path} is a {} engine, not transit", m.mount_type))),
+            None => {
+                vaultrs::sys::mount::enable(self.client.as_ref(), &self.mount, "transit", None).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Creates the key unless it exists. Keys are created with deletion not allowed (the
+    /// Transit default). `exportable` lets the pseudonymisation service hold the HMAC key in
+    /// memory (local mode); it cannot be undone, so an existing key with another setting is an
+    /// error rather than a silent change.
+    pub async fn ensure_key(&self, name: &str, exportable: bool) -> Result<KeyState, Error> {
+        match vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await {
+            Ok(key) => {
+                if key.exportable != exportable {
+                    return Err(Error::KeyMismatch { key: name.into(), actual: key.exportable, wanted: exportable });
+                }
+                Ok(KeyState { latest_version: latest_version(&key.keys)?, created: false })
+            }
+            Err(ClientError::APIError { code: 404, .. }) => {
+                let mut request = CreateKeyRequest::builder();
+                request.exportable(exportable);
+                vaultrs::transit::key::create(self.client.as_ref(), &self.mount, name, Some(&mut request)).await?;
+                let key = vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?;
+                Ok(KeyState { latest_version: latest_version(&key.keys)?, created: true })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Rotates the key: a new version becomes the latest. Pinned versions keep working.
+    pub async fn rotate(&self, name: &str) -> Result<(), Error> {
+        Ok(vaultrs::transit::key::rotate(self.client.as_ref(), &self.mount, name).await?)
+    }
+
+    /// HMAC-SHA256 of every input with the key at `version`, in order, in requests of at most
+    /// [`MAX_BATCH`] items. Outputs have Transit's form `vault:v<version>:<base64>`.
+    pub async fn hmac_batch(&self, name: &str, version: u64, inputs: &[&[u8]]) -> Result<Vec<String>, Error> {
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(MAX_BATCH) {
+            let request = HmacBatchRequest {
+                mount: self.mount.clone(),
+                name: name.to_string(),
+                key_version: version,
+                batch_input: chunk.iter().map(|i| BatchItem { input: STANDARD.encode(i) }).collect(),
+            };
+            let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
+            if response.batch_results.len() != chunk.len() {
+                return Err(Error::Unexpected("batch answer has the wrong length".into()));
+            }
+            for (i, item) in response.batch_results.into_iter().enumerate() {
+                match (item.hmac, item.error) {
+                    (Some(h), None) => out.push(h),
+                    (_, e) => {
+                        return Err(Error::Unexpected(format!("item {i} of a batch failed: {}", e.unwrap_or_default())));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// HMAC of one input (one request per item: the slow path, kept for comparison).
+    pub async fn hmac_one(&self, name: &str, version: u64, input: &[u8]) -> Result<String, Error> {
+        let mut out = self.hmac_batch(name, version, &[input]).await?;
+        out.pop().ok_or_else(|| Error::Unexpected("empty answer".into()))
+    }
+
+    /// The HMAC key of one version, for in-process HMAC. Only an exportable key can be read,
+    /// and only with a policy that allows `export/hmac-key`.
+    pub async fn export_hmac_key(&self, name: &str, version: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let exported = vaultrs::transit::key::export(
+            self.client.as_ref(),
+            &self.mount,
+            name,
+            ExportKeyType::HmacKey,
+            ExportVersion::Version(version),
+        )
+        .await?;
+        let encoded = Zeroizing::new(
+            exported
+                .keys
+                .get(&version.to_string())
+                .cloned()
+                .ok_or_else(|| Error::Unexpected("export has no such version".into()))?,
+        );
+        STANDARD
+            .decode(encoded.as_bytes())
+            .map(Zeroizing::new)
+            .map_err(|_| Error::Unexpected("exported key is not base64".into()))
+    }
+}
+
+fn latest_version(keys: &vaultrs::api::transit::responses::ReadKeyData) -> Result<u64, Error> {
+    match keys {
+        vaultrs::api::transit::responses::ReadKeyData::Symmetric(versions) => versions
+            .keys()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .max()
+            .ok_or_else(|| Error::Unexpected("key has no versions".into())),
+        vaultrs::api::transit::responses::ReadKeyData::Asymmetric(_) => {
+            Err(Error::Unexpected("expected a symmetric key".into()))
+        }
+    }
+}
+
+/// `POST <mount>/hmac/<name>` with `batch_input`.
+#[derive(Debug, Endpoint, Serialize)]
+#[endpoint(path = "{self.mount}/hmac/{self.name}", method = "POST", response = "HmacBatchResponse")]
+struct HmacBatchRequest {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    name: String,
+    key_version: u64,
+    batch_input: Vec<BatchItem>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchItem {
+    input: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct HmacBatchResponse {
+    batch_results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchResult {
+    hmac: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
