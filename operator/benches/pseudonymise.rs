@@ -23,7 +23,9 @@ fn identifiers(n: usize) -> Vec<String> {
             let day = 1 + (i / 1000) % 28;
             let nine = format!("{:02}01{day:02}{:03}", year % 100, i % 1000);
             let ten = format!("{nine}{}", luhn_check_digit(&nine));
-            parse_personal(&ten, 2026).map(|id| id.canonical().to_string()).unwrap_or_default()
+            parse_personal(&ten, 2026)
+                .map(|id| id.canonical().to_string())
+                .unwrap_or_default()
         })
         .collect()
 }
@@ -54,7 +56,10 @@ fn main() -> anyhow::Result<()> {
         checksum = checksum.wrapping_add(key.pseudonym(id.as_bytes()).len());
     }
     let a = rate(sample.len(), started.elapsed().as_secs_f64());
-    println!("(a) in-process HMAC-SHA256, 1 core:       {a:>12.0} records/s  ({} records)", sample.len());
+    println!(
+        "(a) in-process HMAC-SHA256, 1 core:       {a:>12.0} records/s  ({} records)",
+        sample.len()
+    );
 
     let runtime = tokio::runtime::Runtime::new()?;
     if let (Ok(addr), Ok(token)) = (std::env::var("VAULT_ADDR"), std::env::var("VAULT_TOKEN")) {
@@ -67,11 +72,15 @@ fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             transit.hmac_batch("bench", version, &inputs).await?;
             let b = rate(inputs.len(), started.elapsed().as_secs_f64());
-            println!("(b) Transit batch HMAC ({MAX_BATCH}/request), sequential: {b:>12.0} records/s");
+            println!(
+                "(b) Transit batch HMAC ({MAX_BATCH}/request), sequential: {b:>12.0} records/s"
+            );
 
             let started = Instant::now();
             let chunks: Vec<&[&[u8]]> = inputs.chunks(inputs.len() / 4 + 1).collect();
-            let tasks = chunks.iter().map(|c| transit.hmac_batch("bench", version, c));
+            let tasks = chunks
+                .iter()
+                .map(|c| transit.hmac_batch("bench", version, c));
             for result in futures::future::join_all(tasks).await {
                 result?;
             }
@@ -84,11 +93,17 @@ fn main() -> anyhow::Result<()> {
             }
             let e = rate(2000, started.elapsed().as_secs_f64());
             println!("(e) Transit single-item calls:            {e:>12.0} records/s");
-            println!("    ratios: a/b = {:.1}, b/e = {:.1}", a / b4.max(b), b4.max(b) / e);
+            println!(
+                "    ratios: a/b = {:.1}, b/e = {:.1}",
+                a / b4.max(b),
+                b4.max(b) / e
+            );
             anyhow::Ok(())
         })?;
     } else {
-        println!("(b), (e): set VAULT_ADDR and VAULT_TOKEN (eval \"$(environments/local/cluster/cluster.sh env)\")");
+        println!(
+            "(b), (e): set VAULT_ADDR and VAULT_TOKEN (eval \"$(environments/local/cluster/cluster.sh env)\")"
+        );
     }
 
     drop(sample);

@@ -271,3 +271,7 @@ pub fn free_port() -> Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// Held by every test that runs operators: they share the operator's ServiceAccount, so two
+/// at once would blur which writes the audit log attributes to whom.
+pub static OPERATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

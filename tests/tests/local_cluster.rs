@@ -227,6 +227,43 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
     )
     .await?;
 
+    // An object carrying the node's owner labels that the node no longer wants is pruned.
+    let stale: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stale", "namespace": ns_name, "labels": {
+            "app.kubernetes.io/managed-by": "vardhub-operator", "app.kubernetes.io/part-of": "vardhub",
+            "vardhub.io/owner-kind": "RegionalNode", "vardhub.io/owner-name": name},
+            "ownerReferences": [{"apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode", "name": name,
+                "uid": ready.uid().unwrap_or_default(), "controller": true}]}
+    }))?;
+    Api::<ServiceAccount>::namespaced(admin.clone(), &ns_name)
+        .create(&PostParams::default(), &stale)
+        .await?;
+    eventually(
+        "the stale ServiceAccount to be pruned",
+        Duration::from_secs(30),
+        || async {
+            let left = Api::<ServiceAccount>::namespaced(admin.clone(), &ns_name)
+                .get_opt("stale")
+                .await?;
+            Ok(left.is_none().then_some(()))
+        },
+    )
+    .await?;
+
+    // Becoming Ready was announced with an event on the node.
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(admin.clone(), "default");
+    let announced = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some("Reconciled")
+        });
+    assert!(announced, "a Reconciled event was published for the node");
+
     // Pausing stops reconciliation and says so.
     let pause = serde_json::json!({"metadata": {"annotations": {"vardhub.io/reconciliation-paused": "true"}}});
     nodes
@@ -488,5 +525,62 @@ async fn s3_server_accepts_a_bucket_with_versioning() -> Result<()> {
         .send()
         .await?;
     assert!(versions.versions().len() >= 2, "both versions are kept");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let lease = "vardhub-test-election";
+    let start = |identity: &'static str| async move {
+        let client = cluster.operator_client().await?;
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let options = Options {
+            metrics_addr,
+            lease_namespace: OPERATOR_NAMESPACE.into(),
+            lease_name: lease.into(),
+            identity: identity.into(),
+            lease_duration_seconds: 6,
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run_operator(client, options, async move {
+            let _ = stopped.await;
+        }));
+        anyhow::Ok(RunningOperator {
+            stop,
+            task,
+            metrics_addr,
+        })
+    };
+    let readyz = |op: &RunningOperator| {
+        let url = format!("http://{}/readyz", op.metrics_addr);
+        async move { anyhow::Ok(reqwest::get(url).await?.text().await?) }
+    };
+    let a = start("replica-a").await?;
+    eventually("replica-a to lead", Duration::from_secs(30), || async {
+        Ok((readyz(&a).await.unwrap_or_default() == "leader").then_some(()))
+    })
+    .await?;
+    let b = start("replica-b").await?;
+    eventually(
+        "replica-b to be a ready standby",
+        Duration::from_secs(30),
+        || async { Ok((readyz(&b).await.unwrap_or_default() == "standby").then_some(())) },
+    )
+    .await?;
+    let health = reqwest::get(format!("http://{}/healthz", b.metrics_addr)).await?;
+    assert!(health.status().is_success());
+    assert_eq!(readyz(&a).await?, "leader", "only one replica leads");
+
+    assert_eq!(a.stop().await?, Stopped::Shutdown);
+    eventually(
+        "replica-b to take over",
+        Duration::from_secs(30),
+        || async { Ok((readyz(&b).await.unwrap_or_default() == "leader").then_some(())) },
+    )
+    .await?;
+    b.stop().await?;
     Ok(())
 }

@@ -67,7 +67,10 @@ impl Transit {
             .build()
             .map_err(|e| Error::Client(e.to_string()))?;
         let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
-        Ok(Self { client: std::sync::Arc::new(client), mount: mount.trim_matches('/').to_string() })
+        Ok(Self {
+            client: std::sync::Arc::new(client),
+            mount: mount.trim_matches('/').to_string(),
+        })
     }
 
     /// The mount path.
@@ -81,9 +84,13 @@ impl Transit {
         let path = format!("{}/", self.mount);
         match mounts.get(&path) {
             Some(m) if m.mount_type == "transit" => Ok(false),
-            Some(m) => Err(Error::Unexpected(format!("{path} is a {} engine, not transit", m.mount_type))),
+            Some(m) => Err(Error::Unexpected(format!(
+                "{path} is a {} engine, not transit",
+                m.mount_type
+            ))),
             None => {
-                vaultrs::sys::mount::enable(self.client.as_ref(), &self.mount, "transit", None).await?;
+                vaultrs::sys::mount::enable(self.client.as_ref(), &self.mount, "transit", None)
+                    .await?;
                 Ok(true)
             }
         }
@@ -97,16 +104,33 @@ impl Transit {
         match vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await {
             Ok(key) => {
                 if key.exportable != exportable {
-                    return Err(Error::KeyMismatch { key: name.into(), actual: key.exportable, wanted: exportable });
+                    return Err(Error::KeyMismatch {
+                        key: name.into(),
+                        actual: key.exportable,
+                        wanted: exportable,
+                    });
                 }
-                Ok(KeyState { latest_version: latest_version(&key.keys)?, created: false })
+                Ok(KeyState {
+                    latest_version: latest_version(&key.keys)?,
+                    created: false,
+                })
             }
             Err(ClientError::APIError { code: 404, .. }) => {
                 let mut request = CreateKeyRequest::builder();
                 request.exportable(exportable);
-                vaultrs::transit::key::create(self.client.as_ref(), &self.mount, name, Some(&mut request)).await?;
-                let key = vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?;
-                Ok(KeyState { latest_version: latest_version(&key.keys)?, created: true })
+                vaultrs::transit::key::create(
+                    self.client.as_ref(),
+                    &self.mount,
+                    name,
+                    Some(&mut request),
+                )
+                .await?;
+                let key =
+                    vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?;
+                Ok(KeyState {
+                    latest_version: latest_version(&key.keys)?,
+                    created: true,
+                })
             }
             Err(e) => Err(e.into()),
         }
@@ -119,24 +143,39 @@ impl Transit {
 
     /// HMAC-SHA256 of every input with the key at `version`, in order, in requests of at most
     /// [`MAX_BATCH`] items. Outputs have Transit's form `vault:v<version>:<base64>`.
-    pub async fn hmac_batch(&self, name: &str, version: u64, inputs: &[&[u8]]) -> Result<Vec<String>, Error> {
+    pub async fn hmac_batch(
+        &self,
+        name: &str,
+        version: u64,
+        inputs: &[&[u8]],
+    ) -> Result<Vec<String>, Error> {
         let mut out = Vec::with_capacity(inputs.len());
         for chunk in inputs.chunks(MAX_BATCH) {
             let request = HmacBatchRequest {
                 mount: self.mount.clone(),
                 name: name.to_string(),
                 key_version: version,
-                batch_input: chunk.iter().map(|i| BatchItem { input: STANDARD.encode(i) }).collect(),
+                batch_input: chunk
+                    .iter()
+                    .map(|i| BatchItem {
+                        input: STANDARD.encode(i),
+                    })
+                    .collect(),
             };
             let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
             if response.batch_results.len() != chunk.len() {
-                return Err(Error::Unexpected("batch answer has the wrong length".into()));
+                return Err(Error::Unexpected(
+                    "batch answer has the wrong length".into(),
+                ));
             }
             for (i, item) in response.batch_results.into_iter().enumerate() {
                 match (item.hmac, item.error) {
                     (Some(h), None) => out.push(h),
                     (_, e) => {
-                        return Err(Error::Unexpected(format!("item {i} of a batch failed: {}", e.unwrap_or_default())));
+                        return Err(Error::Unexpected(format!(
+                            "item {i} of a batch failed: {}",
+                            e.unwrap_or_default()
+                        )));
                     }
                 }
             }
@@ -147,12 +186,17 @@ impl Transit {
     /// HMAC of one input (one request per item: the slow path, kept for comparison).
     pub async fn hmac_one(&self, name: &str, version: u64, input: &[u8]) -> Result<String, Error> {
         let mut out = self.hmac_batch(name, version, &[input]).await?;
-        out.pop().ok_or_else(|| Error::Unexpected("empty answer".into()))
+        out.pop()
+            .ok_or_else(|| Error::Unexpected("empty answer".into()))
     }
 
     /// The HMAC key of one version, for in-process HMAC. Only an exportable key can be read,
     /// and only with a policy that allows `export/hmac-key`.
-    pub async fn export_hmac_key(&self, name: &str, version: u64) -> Result<Zeroizing<Vec<u8>>, Error> {
+    pub async fn export_hmac_key(
+        &self,
+        name: &str,
+        version: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, Error> {
         let exported = vaultrs::transit::key::export(
             self.client.as_ref(),
             &self.mount,
@@ -190,7 +234,11 @@ fn latest_version(keys: &vaultrs::api::transit::responses::ReadKeyData) -> Resul
 
 /// `POST <mount>/hmac/<name>` with `batch_input`.
 #[derive(Debug, Endpoint, Serialize)]
-#[endpoint(path = "{self.mount}/hmac/{self.name}", method = "POST", response = "HmacBatchResponse")]
+#[endpoint(
+    path = "{self.mount}/hmac/{self.name}",
+    method = "POST",
+    response = "HmacBatchResponse"
+)]
 struct HmacBatchRequest {
     #[endpoint(skip)]
     mount: String,

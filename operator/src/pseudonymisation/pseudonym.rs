@@ -25,7 +25,8 @@ impl std::fmt::Debug for LocalKey {
 impl LocalKey {
     /// A key of `version` from its raw bytes.
     pub fn new(version: u64, key: Zeroizing<Vec<u8>>) -> Self {
-        let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes keys of any length");
+        let mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes keys of any length");
         Self { version, mac }
     }
 
@@ -58,7 +59,9 @@ mod tests {
         let key = LocalKey::new(1, Zeroizing::new(b"Jefe".to_vec()));
         let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
         let got = key.pseudonym(b"what do ya want for nothing?");
-        let tag = STANDARD.decode(got.trim_start_matches("vault:v1:")).expect("base64");
+        let tag = STANDARD
+            .decode(got.trim_start_matches("vault:v1:"))
+            .expect("base64");
         let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, expected);
     }
