@@ -14,7 +14,8 @@ use vardhub::api::{RegionalNode, RegionalNodeSpec};
 use vardhub::controller::conditions::{is_true, types};
 use vardhub::controller::manager::{Options, Stopped, run as run_operator};
 use vardhub_tests::{
-    LocalCluster, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, eventually, free_port, kubectl,
+    LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, eventually,
+    free_port, kubectl,
 };
 
 /// An operator running in this process as the chart's ServiceAccount.
