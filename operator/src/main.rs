@@ -39,6 +39,38 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         lease_duration_seconds: u64,
     },
+    /// Run the pseudonymisation service: an HTTP API that turns identifiers into pseudonyms
+    /// per domain, with keys in OpenBao Transit.
+    PseudonymisationService {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// OpenBao's address.
+        #[arg(long, env = "VAULT_ADDR")]
+        openbao_addr: String,
+        /// Mount of the Transit engine.
+        #[arg(long, default_value = "transit")]
+        transit_mount: String,
+        /// `transit`: one Transit call per batch; `local`: HMAC in process with the key
+        /// exported once at start.
+        #[arg(long, value_parser = ["transit", "local"], default_value = "transit")]
+        mode: String,
+        /// A domain as `NAME=KEY@VERSION`: the Transit key and the pinned key version.
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+        /// OpenBao role of the Kubernetes auth method; without it, `VAULT_TOKEN` is used.
+        #[arg(long)]
+        auth_role: Option<String>,
+        /// Mount of the Kubernetes auth method.
+        #[arg(long, default_value = "kubernetes")]
+        auth_mount: String,
+        /// The ServiceAccount token used to log in.
+        #[arg(
+            long,
+            default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        )]
+        token_path: PathBuf,
+    },
     /// Print the CRDs, or write them to a folder (`vardhub crd --write crds`).
     Crd {
         /// Folder to write one file per CRD into; without it, print them as one YAML stream.
@@ -92,6 +124,50 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print!("---\n{text}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::PseudonymisationService {
+            listen,
+            openbao_addr,
+            transit_mount,
+            mode,
+            domains,
+            auth_role,
+            auth_mount,
+            token_path,
+        } => {
+            use vardhub::pseudonymisation::service::{Auth, Config, Service, parse_domain};
+            let auth = match auth_role {
+                Some(role) => Auth::Kubernetes {
+                    mount: auth_mount,
+                    role,
+                    jwt_path: token_path,
+                },
+                None => Auth::Token(std::env::var("VAULT_TOKEN").map_err(|_| {
+                    anyhow::anyhow!("set --auth-role (Kubernetes auth) or VAULT_TOKEN")
+                })?),
+            };
+            let domains = domains
+                .iter()
+                .map(|d| parse_domain(d))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let config = Config {
+                openbao_addr,
+                auth,
+                transit_mount,
+                local: mode == "local",
+                domains,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let service = Service::start(config).await?;
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                tracing::info!(%listen, "serving the pseudonymisation API");
+                axum::serve(listener, service.router())
+                    .with_graceful_shutdown(shutdown_signal())
+                    .await?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::Operator {
             metrics_addr,

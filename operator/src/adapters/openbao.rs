@@ -264,3 +264,27 @@ struct BatchResult {
     #[serde(default)]
     error: Option<String>,
 }
+
+/// Logs in with a Kubernetes ServiceAccount token through the Kubernetes auth method at
+/// `auth_mount`; returns the OpenBao token and its time to live in seconds.
+pub async fn login_kubernetes(
+    address: &str,
+    auth_mount: &str,
+    role: &str,
+    jwt: &str,
+) -> Result<(String, u64), Error> {
+    let settings = VaultClientSettingsBuilder::default()
+        .address(address)
+        .build()
+        .map_err(|e| Error::Client(e.to_string()))?;
+    let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
+    let auth = vaultrs::auth::kubernetes::login(&client, auth_mount, role, jwt.trim()).await?;
+    Ok((auth.client_token, auth.lease_duration))
+}
+
+/// Whether OpenBao answers, is initialised and unsealed (`/v1/sys/health` answers 200 then).
+/// Called directly because `vaultrs`' health call cannot parse OpenBao's answer.
+pub async fn healthy(http: &reqwest::Client, address: &str) -> bool {
+    let url = format!("{}/v1/sys/health", address.trim_end_matches('/'));
+    matches!(http.get(url).timeout(std::time::Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
+}

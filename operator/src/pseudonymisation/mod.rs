@@ -1,6 +1,7 @@
 //! The pseudonymisation service's core: identifier validation and pseudonym derivation.
 //!
-//! Pure code; the HTTP service and the OpenBao adapter build on it.
+//! [`identifier`] and [`pseudonym`] are pure; [`service`] is the HTTP service (I/O).
 
 pub mod identifier;
 pub mod pseudonym;
+pub mod service;

@@ -1,0 +1,605 @@
+//! The pseudonymisation service: an HTTP API over the pseudonym core.
+//!
+//! - `POST /v1/domains/{domain}/pseudonyms` with JSON `{"kind": "personnummer" | "local",
+//!   "identifiers": [...]}` answers `{"domain", "keyVersion", "pseudonyms": [...],
+//!   "errors": [{"index", "reason"}]}`; a bad row gets `null` and an error naming its index.
+//! - The same path with `Content-Type: application/x-ndjson` streams: one JSON string per
+//!   line in, one `{"index", "pseudonym"}` or `{"index", "error"}` per line out, processed in
+//!   batches so that files with millions of rows never sit in memory whole.
+//! - `/healthz`, `/readyz` (OpenBao reachable and unsealed, token valid), `/metrics`.
+//!
+//! Identifiers never reach a log line, a metric or an error message: rows are referred to by
+//! their index.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::RwLock;
+
+use super::identifier::{Invalid, parse_local, parse_personal};
+use super::pseudonym::LocalKey;
+use crate::adapters::openbao::{self, MAX_BATCH, Transit};
+
+/// How a domain computes pseudonyms.
+pub enum Engine {
+    /// One Transit HMAC call per batch.
+    Transit {
+        /// Transit key name.
+        key: String,
+        /// Pinned key version.
+        version: u64,
+    },
+    /// In-process HMAC with the key exported once at start.
+    Local(LocalKey),
+}
+
+/// A pseudonym domain as the service runs it.
+pub struct Domain {
+    /// How pseudonyms are computed.
+    pub engine: Engine,
+    /// The pinned key version (the epoch).
+    pub version: u64,
+}
+
+/// Kind of identifiers in a request.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifierKind {
+    /// Personal identity or coordination numbers, in any accepted written form.
+    Personnummer,
+    /// Opaque local identifiers.
+    Local,
+}
+
+#[derive(Deserialize)]
+struct BatchRequest {
+    kind: IdentifierKind,
+    identifiers: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchResponse {
+    domain: String,
+    key_version: u64,
+    pseudonyms: Vec<Option<String>>,
+    errors: Vec<RowError>,
+}
+
+#[derive(Serialize)]
+struct RowError {
+    index: usize,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DomainLabels {
+    domain: String,
+}
+
+/// Metrics of the service: records, batches, row errors and batch latency per domain.
+pub struct ServiceMetrics {
+    registry: Registry,
+    records: Family<DomainLabels, Counter>,
+    batches: Family<DomainLabels, Counter>,
+    errors: Family<DomainLabels, Counter>,
+    latency: Family<DomainLabels, Histogram>,
+}
+
+impl Default for ServiceMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("vardhub_pseudonymisation");
+        let records = Family::default();
+        let batches = Family::default();
+        let errors = Family::default();
+        let latency = Family::<DomainLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register("records", "Identifiers pseudonymised", records.clone());
+        registry.register("batches", "Batches processed", batches.clone());
+        registry.register("row_errors", "Rows refused as invalid", errors.clone());
+        registry.register(
+            "batch_seconds",
+            "Time to pseudonymise one batch",
+            latency.clone(),
+        );
+        Self {
+            registry,
+            records,
+            batches,
+            errors,
+            latency,
+        }
+    }
+}
+
+/// Where the service's OpenBao token comes from.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// A token given directly (development).
+    Token(String),
+    /// The Kubernetes auth method with the pod's ServiceAccount token, read from `jwt_path`
+    /// at every login so that rotated projected tokens are picked up.
+    Kubernetes {
+        /// Mount of the auth method, usually `kubernetes`.
+        mount: String,
+        /// The OpenBao role.
+        role: String,
+        /// Path of the ServiceAccount token.
+        jwt_path: std::path::PathBuf,
+    },
+}
+
+/// Settings of the service.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// OpenBao's address.
+    pub openbao_addr: String,
+    /// How to authenticate.
+    pub auth: Auth,
+    /// Mount of the Transit engine.
+    pub transit_mount: String,
+    /// Use in-process HMAC (`local`) instead of one Transit call per batch.
+    pub local: bool,
+    /// Domains: name → (Transit key name, pinned key version).
+    pub domains: Vec<(String, String, u64)>,
+}
+
+/// The running service's state.
+pub struct Service {
+    config: Config,
+    transit: RwLock<Transit>,
+    domains: HashMap<String, Domain>,
+    openbao_up: AtomicBool,
+    metrics: ServiceMetrics,
+    http: reqwest::Client,
+}
+
+/// Errors while starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// OpenBao refused or could not be reached.
+    #[error(transparent)]
+    OpenBao(#[from] openbao::Error),
+    /// The ServiceAccount token could not be read.
+    #[error("reading the ServiceAccount token: {0}")]
+    Token(#[from] std::io::Error),
+}
+
+async fn login(config: &Config) -> Result<(Transit, u64), StartError> {
+    let (token, ttl) = match &config.auth {
+        Auth::Token(t) => (t.clone(), 0),
+        Auth::Kubernetes {
+            mount,
+            role,
+            jwt_path,
+        } => {
+            let jwt = tokio::fs::read_to_string(jwt_path).await?;
+            openbao::login_kubernetes(&config.openbao_addr, mount, role, &jwt).await?
+        }
+    };
+    Ok((
+        Transit::new(&config.openbao_addr, &token, &config.transit_mount)?,
+        ttl,
+    ))
+}
+
+impl Service {
+    /// Logs in to OpenBao and prepares every domain (in local mode: exports each pinned key
+    /// version once). Fails closed: no domain, no service.
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let (transit, ttl) = login(&config).await?;
+        let mut domains = HashMap::new();
+        for (name, key, version) in &config.domains {
+            let engine = if config.local {
+                Engine::Local(LocalKey::new(
+                    *version,
+                    transit.export_hmac_key(key, *version).await?,
+                ))
+            } else {
+                Engine::Transit {
+                    key: key.clone(),
+                    version: *version,
+                }
+            };
+            domains.insert(
+                name.clone(),
+                Domain {
+                    engine,
+                    version: *version,
+                },
+            );
+        }
+        let service = Arc::new(Self {
+            config,
+            transit: RwLock::new(transit),
+            domains,
+            openbao_up: AtomicBool::new(true),
+            metrics: ServiceMetrics::default(),
+            http: reqwest::Client::new(),
+        });
+        tokio::spawn(Self::watch_openbao(Arc::downgrade(&service), ttl));
+        tracing::info!(
+            domains = service.domains.len(),
+            local = service.config.local,
+            "pseudonymisation service ready"
+        );
+        Ok(service)
+    }
+
+    /// Checks OpenBao every second and logs in again before the token expires (or after
+    /// OpenBao comes back). Ends when the service is dropped.
+    async fn watch_openbao(service: std::sync::Weak<Self>, ttl: u64) {
+        let mut renew_at = (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl * 2 / 3));
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let Some(s) = service.upgrade() else { return };
+            let up = openbao::healthy(&s.http, &s.config.openbao_addr).await;
+            let was_up = s.openbao_up.swap(up, Ordering::AcqRel);
+            if up != was_up {
+                tracing::warn!(openbao_up = up, "OpenBao availability changed");
+            }
+            let due = renew_at.is_some_and(|t| Instant::now() >= t) || (up && !was_up);
+            if up && due && !matches!(s.config.auth, Auth::Token(_)) {
+                match login(&s.config).await {
+                    Ok((transit, ttl)) => {
+                        *s.transit.write().await = transit;
+                        renew_at = Some(Instant::now() + Duration::from_secs((ttl * 2 / 3).max(1)));
+                        tracing::info!("renewed the OpenBao token");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not log in to OpenBao again"),
+                }
+            }
+        }
+    }
+
+    /// Whether requests can be served: OpenBao answers and is unsealed. Fails closed in
+    /// local mode too, so that a sealed OpenBao stops all pseudonymisation.
+    pub fn is_ready(&self) -> bool {
+        self.openbao_up.load(Ordering::Acquire)
+    }
+
+    /// Pseudonymises already validated canonical identifiers.
+    async fn pseudonymise(
+        &self,
+        domain: &str,
+        canonical: &[&[u8]],
+    ) -> Result<Vec<String>, openbao::Error> {
+        let Some(d) = self.domains.get(domain) else {
+            return Err(openbao::Error::Unexpected("unknown domain".into()));
+        };
+        let started = Instant::now();
+        let out = match &d.engine {
+            Engine::Local(key) => canonical.iter().map(|c| key.pseudonym(c)).collect(),
+            Engine::Transit { key, version } => {
+                self.transit
+                    .read()
+                    .await
+                    .hmac_batch(key, *version, canonical)
+                    .await?
+            }
+        };
+        let labels = DomainLabels {
+            domain: domain.to_string(),
+        };
+        self.metrics
+            .records
+            .get_or_create(&labels)
+            .inc_by(out.len() as u64);
+        self.metrics.batches.get_or_create(&labels).inc();
+        self.metrics
+            .latency
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        Ok(out)
+    }
+
+    fn canonical(kind: IdentifierKind, value: &str) -> Result<String, Invalid> {
+        match kind {
+            IdentifierKind::Personnummer => {
+                parse_personal(value, current_year()).map(|i| i.canonical().to_string())
+            }
+            IdentifierKind::Local => parse_local(value).map(|i| i.canonical().to_string()),
+        }
+    }
+
+    /// The HTTP routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/domains/{domain}/pseudonyms", post(pseudonymise))
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(|State(s): State<Arc<Service>>| async move {
+                    if s.is_ready() {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "OpenBao unreachable or sealed",
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(|State(s): State<Arc<Service>>| async move {
+                    let mut out = String::new();
+                    let _ =
+                        prometheus_client::encoding::text::encode(&mut out, &s.metrics.registry);
+                    out
+                }),
+            )
+            .with_state(self.clone())
+    }
+}
+
+/// Parses a domain given as `NAME=KEY@VERSION`.
+pub fn parse_domain(text: &str) -> Result<(String, String, u64), String> {
+    let err = || format!("domain {text:?} is not NAME=KEY@VERSION");
+    let (name, rest) = text.split_once('=').ok_or_else(err)?;
+    let (key, version) = rest.rsplit_once('@').ok_or_else(err)?;
+    let version: u64 = version.parse().map_err(|_| err())?;
+    if name.is_empty() || key.is_empty() || version == 0 {
+        return Err(err());
+    }
+    Ok((name.to_string(), key.to_string(), version))
+}
+
+fn current_year() -> i32 {
+    k8s_openapi::jiff::Zoned::now().year().into()
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        serde_json::json!({ "detail": detail }).to_string(),
+    )
+        .into_response()
+}
+
+async fn pseudonymise(
+    State(service): State<Arc<Service>>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !service.is_ready() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OpenBao is unreachable or sealed; try again later",
+        );
+    }
+    let Some(d) = service.domains.get(&domain) else {
+        return problem(StatusCode::NOT_FOUND, "no such pseudonym domain");
+    };
+    let version = d.version;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type.starts_with("application/x-ndjson") {
+        let kind = match headers
+            .get("x-identifier-kind")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some("local") => IdentifierKind::Local,
+            _ => IdentifierKind::Personnummer,
+        };
+        return stream_ndjson(service, domain, kind, body);
+    }
+    let bytes = match axum::body::to_bytes(body, 256 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than 256 MiB; use NDJSON streaming",
+            );
+        }
+    };
+    let request: BatchRequest = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            // serde's message names the position, never the value of a field.
+            let detail = format!("malformed batch at line {} column {}", e.line(), e.column());
+            return problem(StatusCode::BAD_REQUEST, &detail);
+        }
+    };
+    let mut errors = Vec::new();
+    let mut valid = Vec::with_capacity(request.identifiers.len());
+    let mut positions = Vec::with_capacity(request.identifiers.len());
+    for (index, value) in request.identifiers.iter().enumerate() {
+        match Service::canonical(request.kind, value) {
+            Ok(c) => {
+                valid.push(c);
+                positions.push(index);
+            }
+            Err(e) => errors.push(RowError {
+                index,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        service
+            .metrics
+            .errors
+            .get_or_create(&DomainLabels {
+                domain: domain.clone(),
+            })
+            .inc_by(errors.len() as u64);
+    }
+    let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
+    let out = match service.pseudonymise(&domain, &inputs).await {
+        Ok(out) => out,
+        Err(e) => {
+            tracing::warn!(error = %e, "pseudonymisation failed");
+            return problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "OpenBao refused the batch; try again later",
+            );
+        }
+    };
+    let mut pseudonyms = vec![None; request.identifiers.len()];
+    for (p, index) in out.into_iter().zip(positions) {
+        pseudonyms[index] = Some(p);
+    }
+    tracing::debug!(domain = %domain, rows = pseudonyms.len(), errors = errors.len(), "batch");
+    axum::Json(BatchResponse {
+        domain,
+        key_version: version,
+        pseudonyms,
+        errors,
+    })
+    .into_response()
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Line {
+    Ok { index: usize, pseudonym: String },
+    Err { index: usize, error: String },
+}
+
+fn stream_ndjson(
+    service: Arc<Service>,
+    domain: String,
+    kind: IdentifierKind,
+    body: Body,
+) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(8);
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut pending = Vec::<u8>::new();
+        let mut index = 0usize;
+        let mut batch: Vec<(usize, Result<String, String>)> = Vec::with_capacity(MAX_BATCH);
+        let mut done = false;
+        while !done {
+            match stream.next().await {
+                Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+                Some(Err(_)) => return,
+                None => done = true,
+            }
+            let mut lines: Vec<Vec<u8>> = Vec::new();
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                lines.push(pending.drain(..=pos).collect());
+            }
+            if done && !pending.is_empty() {
+                lines.push(std::mem::take(&mut pending));
+            }
+            for line in lines {
+                let text = String::from_utf8_lossy(&line);
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let row = match serde_json::from_str::<String>(text) {
+                    Ok(value) => Service::canonical(kind, &value).map_err(|e| e.to_string()),
+                    Err(_) => Err("not a JSON string".to_string()),
+                };
+                batch.push((index, row));
+                index += 1;
+                if batch.len() == MAX_BATCH
+                    && flush(&service, &domain, &mut batch, &tx).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = flush(&service, &domain, &mut batch, &tx).await;
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(body)
+        .unwrap_or_else(|_| problem(StatusCode::INTERNAL_SERVER_ERROR, "response"))
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn flush(
+    service: &Service,
+    domain: &str,
+    batch: &mut Vec<(usize, Result<String, String>)>,
+    tx: &tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
+) -> Result<(), ()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let valid: Vec<&[u8]> = batch
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.as_bytes()))
+        .collect();
+    let mut out = match service.pseudonymise(domain, &valid).await {
+        Ok(out) => out.into_iter(),
+        Err(e) => {
+            tracing::warn!(error = %e, "pseudonymisation failed mid-stream");
+            let _ = tx
+                .send(Err(std::io::Error::other("OpenBao refused a batch")))
+                .await;
+            return Err(());
+        }
+    };
+    let mut text = String::new();
+    let mut errors = 0u64;
+    for (index, row) in batch.drain(..) {
+        let line = match row {
+            Ok(_) => Line::Ok {
+                index,
+                pseudonym: out.next().unwrap_or_default(),
+            },
+            Err(error) => {
+                errors += 1;
+                Line::Err { index, error }
+            }
+        };
+        text.push_str(&serde_json::to_string(&line).unwrap_or_default());
+        text.push('\n');
+    }
+    if errors > 0 {
+        service
+            .metrics
+            .errors
+            .get_or_create(&DomainLabels {
+                domain: domain.to_string(),
+            })
+            .inc_by(errors);
+    }
+    tx.send(Ok(text)).await.map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_name_key_and_version() {
+        assert_eq!(
+            parse_domain("region-01=pseudo-region-01@3"),
+            Ok(("region-01".into(), "pseudo-region-01".into(), 3))
+        );
+        assert!(parse_domain("region-01=key").is_err());
+        assert!(parse_domain("=key@1").is_err());
+        assert!(parse_domain("a=key@0").is_err());
+    }
+}

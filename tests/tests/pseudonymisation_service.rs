@@ -1,0 +1,278 @@
+//! The pseudonymisation service against a real OpenBao, logging in with a real
+//! ServiceAccount token of the local cluster.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use vardhub::adapters::openbao::Transit;
+use vardhub::pseudonymisation::identifier::luhn_check_digit;
+use vardhub::pseudonymisation::service::{Auth, Config, Service};
+use vardhub_tests::{LocalCluster, free_port};
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+const NS: &str = "vardhub-test-pseudo";
+const MOUNT: &str = "vardhub-test-pseudo";
+
+/// Everything the service logs, to check that no identifier ever reaches a log line.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn personnummer(i: usize) -> String {
+    let nine = format!("8503{:02}{:03}", 1 + i % 28, i % 1000);
+    format!("{}-{}{}", &nine[..6], &nine[6..], luhn_check_digit(&nine))
+}
+
+async fn prepare(cluster: &LocalCluster) -> Result<(std::path::PathBuf, u64, u64)> {
+    let transit = Transit::new(&cluster.vault_addr, &cluster.vault_token, MOUNT)?;
+    transit.ensure_mount().await?;
+    let a = transit.ensure_key("domain-a", true).await?.latest_version;
+    let b = transit.ensure_key("domain-b", true).await?.latest_version;
+
+    let root = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&cluster.vault_addr)
+            .token(&cluster.vault_token)
+            .build()?,
+    )?;
+    // OpenBao accepts policies as JSON, so the policy is built as data, not as HCL text.
+    let policy = serde_json::json!({"path": {
+        format!("{MOUNT}/hmac/*"): {"capabilities": ["update"]},
+        format!("{MOUNT}/export/hmac-key/*"): {"capabilities": ["read"]},
+    }});
+    vaultrs::sys::policy::set(&root, "vardhub-test-pseudonymiser", &policy.to_string()).await?;
+    let role = vaultrs::api::auth::kubernetes::requests::CreateKubernetesRoleRequest::builder()
+        .bound_service_account_names(vec!["pseudonymiser".to_string()])
+        .bound_service_account_namespaces(vec![NS.to_string()])
+        .token_policies(vec!["vardhub-test-pseudonymiser".to_string()])
+        .token_ttl("10m")
+        .to_owned();
+    vaultrs::auth::kubernetes::role::create(
+        &root,
+        "kubernetes",
+        "vardhub-test-pseudonymiser",
+        Some(&mut role.clone()),
+    )
+    .await?;
+
+    let admin = cluster.admin_client().await?;
+    let apply = PatchParams::apply("vardhub-tests");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .patch(NS, &apply, &Patch::Apply(&ns))
+        .await?;
+    let sa: ServiceAccount = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "pseudonymiser", "namespace": NS}}),
+    )?;
+    Api::<ServiceAccount>::namespaced(admin, NS)
+        .patch("pseudonymiser", &apply, &Patch::Apply(&sa))
+        .await?;
+    let token = cluster
+        .service_account_token(NS, "pseudonymiser", None)
+        .await?;
+    let path = std::env::temp_dir().join(format!("vardhub-test-sa-token-{}", std::process::id()));
+    std::fs::write(&path, token)?;
+    Ok((path, a, b))
+}
+
+async fn serve(config: Config) -> Result<(String, tokio::task::JoinHandle<()>)> {
+    let service = Service::start(config).await?;
+    let port = free_port()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, service.router()).await;
+    });
+    Ok((format!("http://127.0.0.1:{port}"), task))
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_identifier_in_logs()
+-> Result<()> {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .try_init();
+
+    let cluster = LocalCluster::get();
+    let (token_path, version_a, version_b) = prepare(cluster).await?;
+    let config = |local: bool| Config {
+        openbao_addr: cluster.vault_addr.clone(),
+        auth: Auth::Kubernetes {
+            mount: "kubernetes".into(),
+            role: "vardhub-test-pseudonymiser".into(),
+            jwt_path: token_path.clone(),
+        },
+        transit_mount: MOUNT.into(),
+        local,
+        domains: vec![
+            ("a".into(), "domain-a".into(), version_a),
+            ("b".into(), "domain-b".into(), version_b),
+        ],
+    };
+    let http = reqwest::Client::new();
+    let ids: Vec<String> = (0..1200).map(personnummer).collect();
+    let bad_check = {
+        let good = personnummer(5);
+        let last = good.as_bytes()[good.len() - 1] - b'0';
+        format!("{}{}", &good[..good.len() - 1], (last + 1) % 10)
+    };
+    let mut rows = ids.clone();
+    rows.insert(3, bad_check.clone());
+    rows.insert(7, "not-a-number".into());
+
+    let batch = |base: String, domain: &'static str, rows: Vec<String>| {
+        let http = http.clone();
+        async move {
+            let body = serde_json::json!({"kind": "personnummer", "identifiers": rows});
+            let response = http
+                .post(format!("{base}/v1/domains/{domain}/pseudonyms"))
+                .json(&body)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "status {}",
+                response.status()
+            );
+            anyhow::Ok(response.json::<serde_json::Value>().await?)
+        }
+    };
+
+    let (base, task) = serve(config(false)).await?;
+    let first = batch(base.clone(), "a", rows.clone()).await?;
+    let errors = first["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 2, "two bad rows reported");
+    assert_eq!(errors[0]["index"], 3);
+    assert_eq!(errors[0]["reason"], "the check digit is wrong");
+    assert_eq!(errors[1]["index"], 7);
+    let text = first.to_string();
+    assert!(
+        !text.contains(&bad_check) && !text.contains("not-a-number"),
+        "bad values are not echoed"
+    );
+    let pseudonyms = first["pseudonyms"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pseudonyms.len(), rows.len());
+    assert!(pseudonyms[3].is_null() && pseudonyms[7].is_null());
+    assert_eq!(first["keyVersion"], version_a);
+
+    let other_domain = batch(base.clone(), "b", rows.clone()).await?;
+    let other = other_domain["pseudonyms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        pseudonyms
+            .iter()
+            .zip(&other)
+            .filter(|(x, _)| !x.is_null())
+            .all(|(x, y)| x != y),
+        "domains differ"
+    );
+
+    let unknown = http
+        .post(format!("{base}/v1/domains/nope/pseudonyms"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await?;
+    assert_eq!(unknown.status(), 404);
+    let malformed = http
+        .post(format!("{base}/v1/domains/a/pseudonyms"))
+        .header("content-type", "application/json")
+        .body("{\"kind\": \"personnummer\", \"identifiers\": [")
+        .send()
+        .await?;
+    assert_eq!(malformed.status(), 400);
+
+    // NDJSON streaming: one line per row, in order, errors by index.
+    let mut body = String::new();
+    for row in &rows {
+        body.push_str(&serde_json::to_string(row)?);
+        body.push('\n');
+    }
+    let streamed = http
+        .post(format!("{base}/v1/domains/a/pseudonyms"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let lines: Vec<serde_json::Value> = streamed
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), rows.len());
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["index"], i);
+        assert!(
+            line.get("pseudonym") == pseudonyms.get(i).filter(|p| !p.is_null()),
+            "row {i} matches the JSON API"
+        );
+    }
+    assert!(lines[7]["error"].is_string());
+    task.abort();
+
+    // A restart gives the same pseudonyms; so does local mode (same key version, in process).
+    for local in [false, true] {
+        let (base, task) = serve(config(local)).await?;
+        let again = batch(base, "a", rows.clone()).await?;
+        assert!(
+            again["pseudonyms"] == first["pseudonyms"],
+            "stable across restarts (local mode: {local})"
+        );
+        task.abort();
+    }
+
+    let (base, task) = serve(config(true)).await?;
+    batch(base.clone(), "a", rows.clone()).await?;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
+    assert!(
+        metrics.contains("vardhub_pseudonymisation_records_total{domain=\"a\"} 1200"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("vardhub_pseudonymisation_row_errors_total{domain=\"a\"} 2"),
+        "{metrics}"
+    );
+    let ready = reqwest::get(format!("{base}/readyz")).await?;
+    assert!(ready.status().is_success());
+    task.abort();
+
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            .into_owned();
+    assert!(
+        logs.contains("pseudonymisation service ready"),
+        "logs were captured"
+    );
+    let leaked = rows.iter().any(|r| {
+        let digits = r.replace('-', "");
+        logs.contains(r.as_str()) || logs.contains(&digits) || logs.contains(&format!("19{digits}"))
+    });
+    assert!(!leaked, "no identifier appears in any log line");
+    let _ = std::fs::remove_file(token_path);
+    Ok(())
+}
