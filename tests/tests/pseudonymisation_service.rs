@@ -276,3 +276,97 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
     let _ = std::fs::remove_file(token_path);
     Ok(())
 }
+
+/// A private OpenBao dev server, so that sealing it cannot disturb the other tests.
+struct PrivateOpenBao {
+    child: tokio::process::Child,
+    addr: String,
+    unseal_key: String,
+}
+
+const PRIVATE_ROOT: &str = "vardhub-test-private-root";
+
+async fn private_openbao() -> Result<PrivateOpenBao> {
+    use tokio::io::AsyncBufReadExt;
+    let port = free_port()?;
+    let mut child = tokio::process::Command::new("bao")
+        .args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={PRIVATE_ROOT}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+            "-dev-no-store-token",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut unseal_key = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while unseal_key.is_none() && tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                if let Some(key) = line.trim().strip_prefix("Unseal Key: ") {
+                    unseal_key = Some(key.trim().to_string());
+                }
+            }
+            _ => break,
+        }
+    }
+    // Keep draining its output so that the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let unseal_key = unseal_key.ok_or_else(|| anyhow::anyhow!("the dev server printed no unseal key"))?;
+    let addr = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    vardhub_tests::eventually("the private OpenBao to answer", std::time::Duration::from_secs(20), || async {
+        Ok(vardhub::adapters::openbao::healthy(&http, &addr).await.then_some(()))
+    })
+    .await?;
+    Ok(PrivateOpenBao { child, addr, unseal_key })
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal() -> Result<()> {
+    let _cluster = LocalCluster::get();
+    let mut bao = private_openbao().await?;
+    let transit = Transit::new(&bao.addr, PRIVATE_ROOT, "transit")?;
+    transit.ensure_mount().await?;
+    let version = transit.ensure_key("domain-a", false).await?.latest_version;
+    let config = Config {
+        openbao_addr: bao.addr.clone(),
+        auth: Auth::Token(PRIVATE_ROOT.into()),
+        transit_mount: "transit".into(),
+        local: false,
+        domains: vec![("a".into(), "domain-a".into(), version)],
+    };
+    let (base, task) = serve(config).await?;
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"kind": "personnummer", "identifiers": [personnummer(1), personnummer(2)]});
+    let url = format!("{base}/v1/domains/a/pseudonyms");
+    let before: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
+
+    let root = VaultClient::new(VaultClientSettingsBuilder::default().address(&bao.addr).token(PRIVATE_ROOT).build()?)?;
+    vaultrs::sys::seal(&root).await?;
+    vardhub_tests::eventually("the service to report not ready", std::time::Duration::from_secs(15), || async {
+        Ok((reqwest::get(format!("{base}/readyz")).await?.status() == 503).then_some(()))
+    })
+    .await?;
+    let refused = http.post(&url).json(&body).send().await?;
+    assert_eq!(refused.status(), 503, "requests fail cleanly while OpenBao is sealed");
+    let detail = refused.text().await?;
+    assert!(detail.contains("OpenBao"), "{detail}");
+
+    vaultrs::sys::unseal(&root, Some(bao.unseal_key.clone()), None, None).await?;
+    vardhub_tests::eventually("the service to recover", std::time::Duration::from_secs(15), || async {
+        Ok(reqwest::get(format!("{base}/readyz")).await?.status().is_success().then_some(()))
+    })
+    .await?;
+    let after: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
+    assert!(after["pseudonyms"] == before["pseudonyms"], "same pseudonyms after recovery");
+    task.abort();
+    bao.child.kill().await?;
+    Ok(())
+}
