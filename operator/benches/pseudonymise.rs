@@ -3,11 +3,16 @@
 //! (a) HMAC-SHA256 in process, one core: the physical limit.
 //! (b) OpenBao Transit batch HMAC, called directly (sequential and 4 concurrent batches).
 //! (e) single-item Transit calls: the naive baseline.
-//! local: Sweden's population (10.5 million identifiers) in process, with peak memory.
+//! (c) the service over HTTP in `transit` mode (JSON batches of 10,000).
+//! (d) the service over HTTP in `local` mode (JSON batches of 10,000).
+//! Sweden's population (10.5 million identifiers) through the service in `local` mode as one
+//! NDJSON stream, and in process, with peak memory.
 //!
-//! The HTTP service's figures (c, d) are added when the service lands.
+//! Client and server share the machine's cores, as they would on one node.
 
 use std::time::Instant;
+
+use futures::StreamExt;
 
 use vardhub::adapters::openbao::{MAX_BATCH, Transit};
 use vardhub::pseudonymisation::identifier::{luhn_check_digit, parse_personal};
@@ -40,6 +45,72 @@ fn peak_rss_mib() -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+async fn start_service(
+    addr: &str,
+    token: &str,
+    version: u64,
+    local: bool,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    use vardhub::pseudonymisation::service::{Auth, Config, Service};
+    let service = Service::start(Config {
+        openbao_addr: addr.into(),
+        auth: Auth::Token(token.into()),
+        transit_mount: "vardhub-bench-transit".into(),
+        local,
+        domains: vec![("bench".into(), "bench".into(), version)],
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, service.router()).await;
+    });
+    Ok((base, task))
+}
+
+/// Records per second through the service's JSON API, two requests in flight.
+async fn http_rate(
+    addr: &str,
+    token: &str,
+    version: u64,
+    local: bool,
+    written: &[String],
+) -> anyhow::Result<f64> {
+    let (base, server) = start_service(addr, token, version, local).await?;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/v1/domains/bench/pseudonyms");
+    let bodies: Vec<Vec<u8>> = written
+        .chunks(10_000)
+        .map(|c| serde_json::to_vec(&serde_json::json!({"kind": "personnummer", "identifiers": c})))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let sends = bodies.into_iter().map(|b| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(b)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "status {}", r.status());
+            r.bytes().await?;
+            anyhow::Ok(())
+        }
+    });
+    let results: Vec<_> = futures::stream::iter(sends)
+        .buffer_unordered(2)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    server.abort();
+    Ok(rate(written.len(), secs))
 }
 
 fn rate(n: usize, secs: f64) -> f64 {
@@ -93,10 +164,47 @@ fn main() -> anyhow::Result<()> {
             }
             let e = rate(2000, started.elapsed().as_secs_f64());
             println!("(e) Transit single-item calls:            {e:>12.0} records/s");
+            let b = b4.max(b);
+
+            let written: Vec<String> = sample[..200_000].iter().map(|c| format!("{}-{}", &c[2..8], &c[8..])).collect();
+            let c = http_rate(&addr, &token, version, false, &written).await?;
+            println!("(c) service, transit mode, HTTP:          {c:>12.0} records/s");
+            let d = http_rate(&addr, &token, version, true, &written).await?;
+            println!("(d) service, local mode, HTTP:            {d:>12.0} records/s");
             println!(
-                "    ratios: a/b = {:.1}, b/e = {:.1}",
-                a / b4.max(b),
-                b4.max(b) / e
+                "    ratios: d/a = {:.2} (target >= 0.5 per core used), d/b = {:.1} (target >= 10), c/b = {:.2} (target >= 0.8), b/e = {:.0}",
+                d / a,
+                d / b,
+                c / b,
+                b / e
+            );
+
+            let population = identifiers(POPULATION);
+            let mut body = String::with_capacity(POPULATION * 16);
+            for c in &population {
+                body.push('"');
+                body.push_str(&c[2..8]);
+                body.push('-');
+                body.push_str(&c[8..]);
+                body.push_str("\"\n");
+            }
+            drop(population);
+            let (base, server) = start_service(&addr, &token, version, true).await?;
+            let started = Instant::now();
+            let answer = reqwest::Client::new()
+                .post(format!("{base}/v1/domains/bench/pseudonyms"))
+                .header("content-type", "application/x-ndjson")
+                .body(body)
+                .send()
+                .await?
+                .text()
+                .await?;
+            let secs = started.elapsed().as_secs_f64();
+            let lines = answer.lines().count();
+            server.abort();
+            println!(
+                "service, local mode, NDJSON stream of {lines} identifiers: {secs:.1} s ({:.0} records/s)",
+                rate(lines, secs)
             );
             anyhow::Ok(())
         })?;
@@ -108,13 +216,14 @@ fn main() -> anyhow::Result<()> {
 
     drop(sample);
     let population = identifiers(POPULATION);
+    let before = peak_rss_mib();
     let started = Instant::now();
     for id in &population {
         checksum = checksum.wrapping_add(key.pseudonym(id.as_bytes()).len());
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "local mode, {POPULATION} identifiers:      {secs:>8.2} s ({:.0} records/s), peak memory {:.0} MiB (includes the input held in memory)",
+        "in process, {POPULATION} identifiers:      {secs:>8.2} s ({:.0} records/s); peak memory of the bench process {:.0} MiB ({before:.0} MiB before this step)",
         rate(POPULATION, secs),
         peak_rss_mib()
     );

@@ -301,7 +301,10 @@ async fn private_openbao() -> Result<PrivateOpenBao> {
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let mut unseal_key = None;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -317,14 +320,25 @@ async fn private_openbao() -> Result<PrivateOpenBao> {
     }
     // Keep draining its output so that the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let unseal_key = unseal_key.ok_or_else(|| anyhow::anyhow!("the dev server printed no unseal key"))?;
+    let unseal_key =
+        unseal_key.ok_or_else(|| anyhow::anyhow!("the dev server printed no unseal key"))?;
     let addr = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    vardhub_tests::eventually("the private OpenBao to answer", std::time::Duration::from_secs(20), || async {
-        Ok(vardhub::adapters::openbao::healthy(&http, &addr).await.then_some(()))
-    })
+    vardhub_tests::eventually(
+        "the private OpenBao to answer",
+        std::time::Duration::from_secs(20),
+        || async {
+            Ok(vardhub::adapters::openbao::healthy(&http, &addr)
+                .await
+                .then_some(()))
+        },
+    )
     .await?;
-    Ok(PrivateOpenBao { child, addr, unseal_key })
+    Ok(PrivateOpenBao {
+        child,
+        addr,
+        unseal_key,
+    })
 }
 
 #[tokio::test]
@@ -348,24 +362,48 @@ async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal
     let url = format!("{base}/v1/domains/a/pseudonyms");
     let before: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
 
-    let root = VaultClient::new(VaultClientSettingsBuilder::default().address(&bao.addr).token(PRIVATE_ROOT).build()?)?;
+    let root = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&bao.addr)
+            .token(PRIVATE_ROOT)
+            .build()?,
+    )?;
     vaultrs::sys::seal(&root).await?;
-    vardhub_tests::eventually("the service to report not ready", std::time::Duration::from_secs(15), || async {
-        Ok((reqwest::get(format!("{base}/readyz")).await?.status() == 503).then_some(()))
-    })
+    vardhub_tests::eventually(
+        "the service to report not ready",
+        std::time::Duration::from_secs(15),
+        || async {
+            Ok((reqwest::get(format!("{base}/readyz")).await?.status() == 503).then_some(()))
+        },
+    )
     .await?;
     let refused = http.post(&url).json(&body).send().await?;
-    assert_eq!(refused.status(), 503, "requests fail cleanly while OpenBao is sealed");
+    assert_eq!(
+        refused.status(),
+        503,
+        "requests fail cleanly while OpenBao is sealed"
+    );
     let detail = refused.text().await?;
     assert!(detail.contains("OpenBao"), "{detail}");
 
     vaultrs::sys::unseal(&root, Some(bao.unseal_key.clone()), None, None).await?;
-    vardhub_tests::eventually("the service to recover", std::time::Duration::from_secs(15), || async {
-        Ok(reqwest::get(format!("{base}/readyz")).await?.status().is_success().then_some(()))
-    })
+    vardhub_tests::eventually(
+        "the service to recover",
+        std::time::Duration::from_secs(15),
+        || async {
+            Ok(reqwest::get(format!("{base}/readyz"))
+                .await?
+                .status()
+                .is_success()
+                .then_some(()))
+        },
+    )
     .await?;
     let after: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
-    assert!(after["pseudonyms"] == before["pseudonyms"], "same pseudonyms after recovery");
+    assert!(
+        after["pseudonyms"] == before["pseudonyms"],
+        "same pseudonyms after recovery"
+    );
     task.abort();
     bao.child.kill().await?;
     Ok(())

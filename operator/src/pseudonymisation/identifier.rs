@@ -68,48 +68,53 @@ pub enum Invalid {
 /// Parses a personal identity or coordination number. `reference_year` resolves the century of
 /// ten-digit forms: the most recent year not after it (minus 100 with `+`).
 pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, Invalid> {
-    let s = input.trim();
+    let s = input.trim().as_bytes();
     if s.is_empty() {
         return Err(Invalid::Empty);
     }
-    let (digits, separator) = split(s)?;
-    let (year, rest) = match digits.len() {
-        12 => (num(&digits[..4]), &digits[4..]),
+    // Digits into a fixed buffer: no allocation before the canonical form is built.
+    let mut digits = [0u8; 12];
+    let mut n = 0;
+    let mut separator = None;
+    for (i, &c) in s.iter().enumerate() {
+        match c {
+            b'0'..=b'9' if n < 12 => {
+                digits[n] = c - b'0';
+                n += 1;
+            }
+            b'-' | b'+' if separator.is_none() && s.len() - i == 5 => separator = Some(c),
+            _ => return Err(Invalid::Format),
+        }
+    }
+    let value = |d: &[u8]| d.iter().fold(0i32, |acc, &x| acc * 10 + i32::from(x));
+    let (year, rest) = match n {
+        12 if separator != Some(b'+') => (value(&digits[..4]), &digits[4..12]),
         10 => {
-            let yy = num(&digits[..2]);
+            let yy = value(&digits[..2]);
             let mut year = reference_year - (reference_year - yy).rem_euclid(100);
-            if separator == Some('+') {
+            if separator == Some(b'+') {
                 year -= 100;
             }
-            (year, &digits[2..])
+            (year, &digits[2..10])
         }
         _ => return Err(Invalid::Format),
     };
-    if digits.len() == 12 && separator == Some('+') {
-        return Err(Invalid::Format);
-    }
-    let month = num(&rest[..2]) as u32;
-    let day = num(&rest[2..4]) as u32;
-    let (kind, real_day) = if day > 60 {
-        (Kind::Samordningsnummer, day - 60)
-    } else {
-        (Kind::Personnummer, day)
-    };
+    let month = value(&rest[..2]) as u32;
+    let day = value(&rest[2..4]) as u32;
+    let (kind, real_day) = if day > 60 { (Kind::Samordningsnummer, day - 60) } else { (Kind::Personnummer, day) };
     if !valid_date(year, month, real_day) {
         return Err(Invalid::Date);
     }
     // The check digit covers the ten-digit form YYMMDDNNN.
-    let ten = rest;
-    let yy = format!("{:02}", year.rem_euclid(100));
-    let check_input: String = yy.chars().chain(ten[..7].chars()).collect();
-    let expected = luhn_check_digit(&check_input);
-    if ten.as_bytes()[7] - b'0' != expected {
+    let yy = year.rem_euclid(100) as u8;
+    let covered = [yy / 10, yy % 10].into_iter().chain(rest[..7].iter().copied());
+    if rest[7] != luhn(covered) {
         return Err(Invalid::CheckDigit);
     }
-    Ok(Identifier {
-        kind,
-        canonical: format!("{year:04}{ten}"),
-    })
+    let mut canonical = String::with_capacity(12);
+    canonical.push_str(&format!("{year:04}"));
+    canonical.extend(rest.iter().map(|d| char::from(b'0' + d)));
+    Ok(Identifier { kind, canonical })
 }
 
 /// Parses an opaque local identifier: 1–256 bytes, no control characters. It is used as given
@@ -128,23 +133,6 @@ pub fn parse_local(input: &str) -> Result<Identifier, Invalid> {
     })
 }
 
-fn split(s: &str) -> Result<(String, Option<char>), Invalid> {
-    let mut digits = String::with_capacity(12);
-    let mut separator = None;
-    for (i, c) in s.char_indices() {
-        match c {
-            '0'..='9' => digits.push(c),
-            '-' | '+' if separator.is_none() && s.len() - i == 5 => separator = Some(c),
-            _ => return Err(Invalid::Format),
-        }
-    }
-    Ok((digits, separator))
-}
-
-fn num(s: &str) -> i32 {
-    s.bytes().fold(0, |acc, b| acc * 10 + i32::from(b - b'0'))
-}
-
 fn valid_date(year: i32, month: u32, day: u32) -> bool {
     let days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -159,11 +147,14 @@ fn valid_date(year: i32, month: u32, day: u32) -> bool {
 /// The Luhn check digit of a string of digits (weights 2, 1, 2, … from the left, as for
 /// Swedish personal identity numbers).
 pub fn luhn_check_digit(digits: &str) -> u8 {
+    luhn(digits.bytes().map(|b| b.wrapping_sub(b'0')))
+}
+
+fn luhn(digits: impl Iterator<Item = u8>) -> u8 {
     let sum: u32 = digits
-        .bytes()
         .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b - b'0') * if i % 2 == 0 { 2 } else { 1 };
+        .map(|(i, d)| {
+            let d = u32::from(d) * if i % 2 == 0 { 2 } else { 1 };
             d / 10 + d % 10
         })
         .sum();

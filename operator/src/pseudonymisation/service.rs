@@ -496,15 +496,16 @@ fn stream_ndjson(
                 Some(Err(_)) => return,
                 None => done = true,
             }
-            let mut lines: Vec<Vec<u8>> = Vec::new();
-            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-                lines.push(pending.drain(..=pos).collect());
-            }
-            if done && !pending.is_empty() {
-                lines.push(std::mem::take(&mut pending));
-            }
-            for line in lines {
-                let text = String::from_utf8_lossy(&line);
+            // Complete lines are taken in one pass; the unfinished tail stays for the next chunk.
+            let complete = match pending.iter().rposition(|b| *b == b'\n') {
+                Some(last) => last + 1,
+                None if done => pending.len(),
+                None => continue,
+            };
+            let tail = pending.split_off(complete);
+            let lines = std::mem::replace(&mut pending, tail);
+            for line in lines.split(|b| *b == b'\n') {
+                let text = String::from_utf8_lossy(line);
                 let text = text.trim();
                 if text.is_empty() {
                     continue;
