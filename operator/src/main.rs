@@ -38,6 +38,9 @@ enum Command {
         /// Seconds the lease stays valid without renewal.
         #[arg(long, default_value_t = 15)]
         lease_duration_seconds: u64,
+        /// OpenBao's address; with `VAULT_TOKEN`, enables the controllers that manage keys.
+        #[arg(long, env = "VAULT_ADDR")]
+        openbao_addr: Option<String>,
     },
     /// Run the pseudonymisation service: an HTTP API that turns identifiers into pseudonyms
     /// per domain, with keys in OpenBao Transit.
@@ -175,6 +178,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             leader_election_lease,
             leader_election_identity,
             lease_duration_seconds,
+            openbao_addr,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -187,6 +191,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     lease_name: leader_election_lease,
                     identity: leader_election_identity.unwrap_or_else(default_identity),
                     lease_duration_seconds,
+                    openbao: openbao_addr.zip(std::env::var("VAULT_TOKEN").ok()),
                 };
                 match manager::run(client, options, shutdown_signal()).await? {
                     Stopped::Shutdown => Ok(ExitCode::SUCCESS),

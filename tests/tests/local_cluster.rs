@@ -35,6 +35,7 @@ impl RunningOperator {
             lease_name: "vardhub-operator".into(),
             identity: identity.into(),
             lease_duration_seconds: 15,
+            openbao: Some((cluster.vault_addr.clone(), cluster.vault_token.clone())),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run_operator(client, options, async move {
@@ -321,6 +322,8 @@ where
 #[ignore = "needs the local cluster: run `make test`"]
 async fn invalid_regional_node_is_refused_by_the_api_server_naming_the_field() -> Result<()> {
     let cluster = LocalCluster::get();
+    // The accepted node below would be reconciled by an operator of another test.
+    let _serial = OPERATOR_LOCK.lock().await;
     let admin = cluster.admin_client().await?;
     // Sent as plain JSON, the way a manifest reaches the API server: the typed client could
     // not even hold an unknown county code.
@@ -544,6 +547,7 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()
             lease_name: lease.into(),
             identity: identity.into(),
             lease_duration_seconds: 6,
+            openbao: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(run_operator(client, options, async move {

@@ -288,3 +288,114 @@ pub async fn healthy(http: &reqwest::Client, address: &str) -> bool {
     let url = format!("{}/v1/sys/health", address.trim_end_matches('/'));
     matches!(http.get(url).timeout(std::time::Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
 }
+
+/// OpenBao administration the operator needs: policies and Kubernetes auth roles.
+#[derive(Clone)]
+pub struct Admin {
+    client: std::sync::Arc<VaultClient>,
+    address: String,
+    token: String,
+}
+
+/// A Kubernetes auth role: which ServiceAccounts log in, with which policies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KubernetesRole {
+    /// ServiceAccount names allowed to log in.
+    pub service_accounts: Vec<String>,
+    /// Their namespaces.
+    pub namespaces: Vec<String>,
+    /// Policies of the issued token.
+    pub policies: Vec<String>,
+    /// Time to live of the issued token, in seconds.
+    pub ttl_seconds: u64,
+}
+
+impl Admin {
+    /// An administrative client authenticated with `token`.
+    pub fn new(address: &str, token: &str) -> Result<Self, Error> {
+        let settings = VaultClientSettingsBuilder::default()
+            .address(address)
+            .token(token)
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
+        Ok(Self {
+            client: std::sync::Arc::new(client),
+            address: address.into(),
+            token: token.into(),
+        })
+    }
+
+    /// A Transit client at `mount` with the same credentials.
+    pub fn transit(&self, mount: &str) -> Result<Transit, Error> {
+        Transit::new(&self.address, &self.token, mount)
+    }
+
+    /// Writes the policy unless it already has exactly these rules; returns whether it wrote.
+    pub async fn ensure_policy(
+        &self,
+        name: &str,
+        rules: &serde_json::Value,
+    ) -> Result<bool, Error> {
+        let wanted = rules.to_string();
+        match vaultrs::sys::policy::read(self.client.as_ref(), name).await {
+            Ok(current)
+                if serde_json::from_str::<serde_json::Value>(&current.rules)
+                    .ok()
+                    .as_ref()
+                    == Some(rules) =>
+            {
+                Ok(false)
+            }
+            Ok(_) | Err(ClientError::APIError { code: 404, .. }) => {
+                vaultrs::sys::policy::set(self.client.as_ref(), name, &wanted).await?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the Kubernetes auth role unless it already matches; returns whether it wrote.
+    pub async fn ensure_kubernetes_role(
+        &self,
+        auth_mount: &str,
+        name: &str,
+        role: &KubernetesRole,
+    ) -> Result<bool, Error> {
+        match vaultrs::auth::kubernetes::role::read(self.client.as_ref(), auth_mount, name).await {
+            Ok(current) => {
+                let sorted = |v: &[String]| {
+                    let mut v = v.to_vec();
+                    v.sort();
+                    v
+                };
+                let same = sorted(&current.bound_service_account_names)
+                    == sorted(&role.service_accounts)
+                    && sorted(&current.bound_service_account_namespaces)
+                        == sorted(&role.namespaces)
+                    && sorted(&current.token_policies) == sorted(&role.policies)
+                    && current.token_ttl == role.ttl_seconds;
+                if same {
+                    return Ok(false);
+                }
+            }
+            Err(ClientError::APIError { code: 404, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut request =
+            vaultrs::api::auth::kubernetes::requests::CreateKubernetesRoleRequest::builder();
+        request
+            .bound_service_account_names(role.service_accounts.clone())
+            .bound_service_account_namespaces(role.namespaces.clone())
+            .token_policies(role.policies.clone())
+            .token_ttl(format!("{}s", role.ttl_seconds));
+        vaultrs::auth::kubernetes::role::create(
+            self.client.as_ref(),
+            auth_mount,
+            name,
+            Some(&mut request),
+        )
+        .await?;
+        Ok(true)
+    }
+}

@@ -8,6 +8,15 @@ use kube::runtime::events::{Recorder, Reporter};
 use super::apply::Applier;
 use crate::telemetry::Metrics;
 
+/// The operator's connection to OpenBao.
+#[derive(Clone)]
+pub struct OpenBaoAccess {
+    /// Administrative client (mounts, keys, policies, roles).
+    pub admin: crate::adapters::openbao::Admin,
+    /// OpenBao's address as workloads reach it.
+    pub workload_addr: String,
+}
+
 /// Shared state of the controllers.
 #[derive(Clone)]
 pub struct Context {
@@ -17,6 +26,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes events on transitions and errors.
     pub recorder: Recorder,
+    /// OpenBao, when the operator was given a connection.
+    pub openbao: Option<OpenBaoAccess>,
+    /// Image of the project's own workloads (the pseudonymisation service, ...).
+    pub image: String,
 }
 
 impl Context {
@@ -30,6 +43,8 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            openbao: None,
+            image: format!("ghcr.io/vardhub/vardhub:{}", env!("CARGO_PKG_VERSION")),
         }
     }
 

@@ -6,17 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
 use super::apply::OWNER_KIND_LABEL;
-use super::context::Context;
-use super::regional_node;
-use crate::api::RegionalNode;
+use super::context::{Context, OpenBaoAccess};
+use super::{pseudonymisation_service, regional_node};
+use crate::api::{PseudonymisationService, RegionalNode};
 use crate::telemetry::{Health, Metrics, serve};
 
 /// Settings of the operator process.
@@ -32,6 +34,9 @@ pub struct Options {
     pub identity: String,
     /// How long the lease is valid without renewal, in seconds.
     pub lease_duration_seconds: u64,
+    /// OpenBao: address and token of the operator. Without it, resources that need keys
+    /// report `OpenBaoNotConfigured`.
+    pub openbao: Option<(String, String)>,
 }
 
 /// Why the operator stopped.
@@ -108,11 +113,18 @@ pub async fn run(
             }
             .shared()
         };
-        let ctx = Arc::new(Context::new(
+        let mut ctx = Context::new(
             client.clone(),
             metrics.clone(),
             Some(options.identity.clone()),
-        ));
+        );
+        if let Some((addr, token)) = &options.openbao {
+            ctx.openbao = Some(OpenBaoAccess {
+                admin: crate::adapters::openbao::Admin::new(addr, token)?,
+                workload_addr: addr.clone(),
+            });
+        }
+        let ctx = Arc::new(ctx);
         let until =
             futures::future::select(Box::pin(wait_for(stop_rx.clone())), Box::pin(lost.clone()))
                 .map(|_| ());
@@ -152,6 +164,7 @@ async fn run_controllers(
     ctx: Arc<Context>,
     until: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let until = until.shared();
     let owned =
         |kind: &str| watcher::Config::default().labels(&format!("{OWNER_KIND_LABEL}={kind}"));
     let nodes = Controller::new(
@@ -167,13 +180,38 @@ async fn run_controllers(
         Api::<ServiceAccount>::all(client.clone()),
         owned("RegionalNode"),
     )
-    .graceful_shutdown_on(until)
-    .run(regional_node::reconcile, regional_node::error_policy, ctx)
+    .graceful_shutdown_on(until.clone())
+    .run(
+        regional_node::reconcile,
+        regional_node::error_policy,
+        ctx.clone(),
+    )
     .for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "regionalnode controller");
         }
     });
-    nodes.await;
+    let kind = "PseudonymisationService";
+    let pseudonymisation = Controller::new(
+        Api::<PseudonymisationService>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(Api::<Deployment>::all(client.clone()), owned(kind))
+    .owns(Api::<Service>::all(client.clone()), owned(kind))
+    .owns(Api::<NetworkPolicy>::all(client.clone()), owned(kind))
+    .owns(Api::<ServiceAccount>::all(client.clone()), owned(kind))
+    .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned(kind))
+    .graceful_shutdown_on(until)
+    .run(
+        pseudonymisation_service::reconcile,
+        pseudonymisation_service::error_policy,
+        ctx,
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "pseudonymisation controller");
+        }
+    });
+    futures::join!(nodes, pseudonymisation);
     tracing::info!("controllers stopped");
 }

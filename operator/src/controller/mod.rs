@@ -9,11 +9,13 @@
 //! - [`conditions`]: pure helpers for Kubernetes conditions.
 //! - [`status`]: writes a status only when it changed, with events on transitions (I/O).
 //! - [`regional_node`]: the `RegionalNode` controller.
+//! - [`pseudonymisation_service`]: the `PseudonymisationService` controller.
 
 pub mod apply;
 pub mod conditions;
 pub mod context;
 pub mod manager;
+pub mod pseudonymisation_service;
 pub mod regional_node;
 pub mod status;
 

@@ -101,13 +101,19 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
     };
     let month = value(&rest[..2]) as u32;
     let day = value(&rest[2..4]) as u32;
-    let (kind, real_day) = if day > 60 { (Kind::Samordningsnummer, day - 60) } else { (Kind::Personnummer, day) };
+    let (kind, real_day) = if day > 60 {
+        (Kind::Samordningsnummer, day - 60)
+    } else {
+        (Kind::Personnummer, day)
+    };
     if !valid_date(year, month, real_day) {
         return Err(Invalid::Date);
     }
     // The check digit covers the ten-digit form YYMMDDNNN.
     let yy = year.rem_euclid(100) as u8;
-    let covered = [yy / 10, yy % 10].into_iter().chain(rest[..7].iter().copied());
+    let covered = [yy / 10, yy % 10]
+        .into_iter()
+        .chain(rest[..7].iter().copied());
     if rest[7] != luhn(covered) {
         return Err(Invalid::CheckDigit);
     }

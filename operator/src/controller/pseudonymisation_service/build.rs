@@ -1,0 +1,424 @@
+//! What a `PseudonymisationService` needs, in the cluster and in OpenBao. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
+    ServiceAccount, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::core::ObjectMeta;
+
+use crate::adapters::openbao::KubernetesRole;
+use crate::api::{PseudonymisationMode, PseudonymisationService};
+use crate::controller::apply::{DesiredObject, OwnedKind};
+
+/// Port of the service's HTTP API.
+pub const PORT: i32 = 8080;
+/// Mount of the Kubernetes auth method in OpenBao.
+pub const AUTH_MOUNT: &str = "kubernetes";
+/// Lifetime of the service's OpenBao token; the service logs in again at two thirds of it.
+pub const TOKEN_TTL_SECONDS: u64 = 3600;
+
+/// The names a service's objects get.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The workload's ServiceAccount (its identity towards OpenBao).
+    pub service_account: String,
+    /// The Transit mount holding the service's domain keys.
+    pub mount: String,
+    /// The OpenBao policy of the service.
+    pub policy: String,
+    /// The Kubernetes auth role of the service.
+    pub role: String,
+}
+
+/// The names of a service's objects.
+pub fn names(svc: &PseudonymisationService) -> Names {
+    let ns = svc.namespace().unwrap_or_default();
+    let name = svc.name_any();
+    Names {
+        service_account: format!("{name}-pseudonymiser"),
+        mount: format!("pseudonymisation/{ns}/{name}"),
+        policy: format!("vardhub-pseudonymisation-{ns}-{name}"),
+        role: format!("vardhub-pseudonymisation-{ns}-{name}"),
+    }
+}
+
+/// The key version each domain is pinned to: the spec's, else 1 (the version the operator
+/// created the key with).
+pub fn domain_versions(svc: &PseudonymisationService) -> Vec<(String, u64)> {
+    svc.spec
+        .domains
+        .iter()
+        .map(|d| (d.name.clone(), d.key_version.map_or(1, |v| v.max(1) as u64)))
+        .collect()
+}
+
+/// The service's OpenBao policy: HMAC with its own keys and, in local mode, reading the HMAC
+/// keys once at start. Nothing else: no key management, no other mount.
+pub fn policy(svc: &PseudonymisationService) -> serde_json::Value {
+    let mount = names(svc).mount;
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        format!("{mount}/hmac/*"),
+        serde_json::json!({"capabilities": ["update"]}),
+    );
+    if svc.spec.mode == PseudonymisationMode::Local {
+        paths.insert(
+            format!("{mount}/export/hmac-key/*"),
+            serde_json::json!({"capabilities": ["read"]}),
+        );
+    }
+    serde_json::json!({ "path": paths })
+}
+
+/// The Kubernetes auth role binding the service's ServiceAccount to its policy.
+pub fn role(svc: &PseudonymisationService) -> KubernetesRole {
+    let n = names(svc);
+    KubernetesRole {
+        service_accounts: vec![n.service_account],
+        namespaces: vec![svc.namespace().unwrap_or_default()],
+        policies: vec![n.policy],
+        ttl_seconds: TOKEN_TTL_SECONDS,
+    }
+}
+
+/// The kinds the controller creates, for pruning.
+pub fn owned_kinds() -> Vec<OwnedKind> {
+    vec![
+        OwnedKind::namespaced::<ServiceAccount>(),
+        OwnedKind::namespaced::<Deployment>(),
+        OwnedKind::namespaced::<Service>(),
+        OwnedKind::namespaced::<NetworkPolicy>(),
+        OwnedKind::namespaced::<PodDisruptionBudget>(),
+    ]
+}
+
+fn selector_labels(svc: &PseudonymisationService) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "pseudonymisation-service".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), svc.name_any()),
+    ])
+}
+
+fn meta(svc: &PseudonymisationService, name: String) -> ObjectMeta {
+    let mut labels = selector_labels(svc);
+    labels.insert(
+        "app.kubernetes.io/component".into(),
+        "pseudonymisation".into(),
+    );
+    ObjectMeta {
+        name: Some(name),
+        namespace: svc.namespace(),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// Every object the service owns in the cluster. `openbao_addr` is OpenBao's address as the
+/// pods reach it; `default_image` is used unless the spec names an image.
+pub fn children(
+    svc: &PseudonymisationService,
+    openbao_addr: &str,
+    default_image: &str,
+) -> Result<Vec<DesiredObject>, serde_json::Error> {
+    let mut out = vec![
+        DesiredObject::from_typed(&service_account(svc))?,
+        DesiredObject::from_typed(&deployment(svc, openbao_addr, default_image))?,
+        DesiredObject::from_typed(&service(svc))?,
+        DesiredObject::from_typed(&network_policy(svc))?,
+    ];
+    if svc.spec.replicas > 1 {
+        out.push(DesiredObject::from_typed(&disruption_budget(svc))?);
+    }
+    Ok(out)
+}
+
+fn service_account(svc: &PseudonymisationService) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(svc, names(svc).service_account),
+        automount_service_account_token: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The service's Deployment, meeting Pod Security "restricted".
+pub fn deployment(
+    svc: &PseudonymisationService,
+    openbao_addr: &str,
+    default_image: &str,
+) -> Deployment {
+    let n = names(svc);
+    let mut args = vec![
+        "pseudonymisation-service".to_string(),
+        format!("--listen=0.0.0.0:{PORT}"),
+        format!("--transit-mount={}", n.mount),
+        format!(
+            "--mode={}",
+            if svc.spec.mode == PseudonymisationMode::Local {
+                "local"
+            } else {
+                "transit"
+            }
+        ),
+        format!("--auth-role={}", n.role),
+        format!("--auth-mount={AUTH_MOUNT}"),
+    ];
+    args.extend(
+        domain_versions(svc)
+            .into_iter()
+            .map(|(d, v)| format!("--domain={d}={d}@{v}")),
+    );
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(PORT),
+            ..Default::default()
+        }),
+        period_seconds: Some(5),
+        ..Default::default()
+    };
+    let resources = svc
+        .spec
+        .placement
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("250m".into())),
+                ("memory".to_string(), Quantity("64Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("256Mi".into()),
+            )])),
+            ..Default::default()
+        });
+    let container = Container {
+        name: "pseudonymisation".into(),
+        image: Some(
+            svc.spec
+                .image
+                .clone()
+                .unwrap_or_else(|| default_image.to_string()),
+        ),
+        args: Some(args),
+        env: Some(vec![EnvVar {
+            name: "VAULT_ADDR".into(),
+            value: Some(openbao_addr.into()),
+            ..Default::default()
+        }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: PORT,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(probe("/healthz")),
+        resources: Some(resources),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let placement = &svc.spec.placement;
+    Deployment {
+        metadata: meta(svc, svc.name_any()),
+        spec: Some(DeploymentSpec {
+            replicas: Some(svc.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(svc)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(meta(svc, svc.name_any())).map(|mut m| {
+                    m.name = None;
+                    m.namespace = None;
+                    m
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(n.service_account),
+                    containers: vec![container],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    node_selector: (!placement.node_selector.is_empty())
+                        .then(|| placement.node_selector.clone()),
+                    tolerations: (!placement.tolerations.is_empty())
+                        .then(|| placement.tolerations.clone()),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn service(svc: &PseudonymisationService) -> Service {
+    Service {
+        metadata: meta(svc, svc.name_any()),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(svc)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Admits only pods of the namespaces the resource names (and its own), on the API port.
+pub fn network_policy(svc: &PseudonymisationService) -> NetworkPolicy {
+    let mut namespaces = svc.spec.allowed_namespaces.clone();
+    namespaces.extend(svc.namespace());
+    namespaces.sort();
+    namespaces.dedup();
+    let from = namespaces
+        .into_iter()
+        .map(|ns| NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    ns,
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    NetworkPolicy {
+        metadata: meta(svc, svc.name_any()),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(svc)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(from),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(PORT)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn disruption_budget(svc: &PseudonymisationService) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(svc, svc.name_any()),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(svc)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(mode: &str, replicas: i32) -> PseudonymisationService {
+        let mut s = PseudonymisationService::new(
+            "pseudo",
+            serde_json::from_value(serde_json::json!({
+                "mode": mode, "replicas": replicas,
+                "domains": [{"name": "region-export"}, {"name": "permit-42", "keyVersion": 3}],
+                "allowedNamespaces": ["region-stockholm"],
+            }))
+            .expect("spec"),
+        );
+        s.metadata.namespace = Some("hub".into());
+        s
+    }
+
+    #[test]
+    fn policy_is_least_privilege_per_mode() {
+        let transit = policy(&svc("transit", 2)).to_string();
+        assert!(transit.contains("pseudonymisation/hub/pseudo/hmac/*"));
+        assert!(
+            !transit.contains("export"),
+            "transit mode never reads key material"
+        );
+        assert!(
+            policy(&svc("local", 2))
+                .to_string()
+                .contains("export/hmac-key/*")
+        );
+    }
+
+    #[test]
+    fn domains_are_pinned() {
+        assert_eq!(
+            domain_versions(&svc("transit", 1)),
+            vec![("region-export".into(), 1), ("permit-42".into(), 3)]
+        );
+        let d = deployment(&svc("local", 1), "http://openbao:8200", "img");
+        let args = d
+            .spec
+            .and_then(|s| s.template.spec)
+            .map(|p| p.containers[0].args.clone().unwrap_or_default());
+        let args = args.unwrap_or_default();
+        assert!(args.contains(&"--domain=permit-42=permit-42@3".to_string()));
+        assert!(args.contains(&"--mode=local".to_string()));
+    }
+
+    #[test]
+    fn network_policy_admits_only_named_namespaces() {
+        let np = network_policy(&svc("transit", 1));
+        let text = serde_json::to_string(&np).expect("json");
+        assert!(text.contains("region-stockholm") && text.contains("\"hub\""));
+    }
+
+    #[test]
+    fn budget_only_with_more_than_one_replica() {
+        assert_eq!(
+            children(&svc("transit", 1), "a", "i").expect("build").len(),
+            4
+        );
+        assert_eq!(
+            children(&svc("transit", 2), "a", "i").expect("build").len(),
+            5
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The `PseudonymisationService` controller.
+//!
+//! Pipeline: validate (pure) → keys (I/O: Transit mount and keys, policy, Kubernetes auth
+//! role in OpenBao, each written only when missing or different) → build ([`build`], pure) →
+//! apply and prune (I/O) → status with `KeysReady` and `Ready`. Deleting the resource removes
+//! the workloads but keeps the keys: without them every pseudonym ever issued is unlinkable.
+
+pub mod build;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::apply::{Owner, stamp};
+use super::conditions::{Desired, merge, types};
+use super::context::Context;
+use super::status::{self, HasConditions};
+use crate::adapters::openbao;
+use crate::api::{
+    CommonStatus, PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus,
+};
+
+/// Name of the controller: its field manager is `vardhub-pseudonymisation`.
+pub const CONTROLLER: &str = "pseudonymisation";
+/// Condition type: the domain keys, policy and role exist in OpenBao.
+pub const KEYS_READY: &str = "KeysReady";
+
+/// What can go wrong, one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec asks for something not supported.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The offending field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The operator was started without OpenBao settings.
+    #[error("the operator has no OpenBao connection (start it with VAULT_ADDR and VAULT_TOKEN)")]
+    NoOpenBao,
+    /// OpenBao refused or failed.
+    #[error("OpenBao: {0}")]
+    Keys(#[from] openbao::Error),
+    /// Building the desired objects failed.
+    #[error("building the service's objects failed: {0}")]
+    Build(#[from] serde_json::Error),
+    /// Applying or pruning objects failed.
+    #[error("applying the service's objects failed: {0}")]
+    Apply(#[source] kube::Error),
+    /// Writing the status failed.
+    #[error("writing the status failed: {0}")]
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// The CamelCase reason used in conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid { .. } => "InvalidSpec",
+            Error::NoOpenBao => "OpenBaoNotConfigured",
+            Error::Keys(_) => "KeysFailed",
+            Error::Build(_) => "BuildFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Status(_) => "StatusUpdateFailed",
+        }
+    }
+}
+
+impl HasConditions for PseudonymisationService {
+    type Status = PseudonymisationServiceStatus;
+    fn status(&self) -> Option<&PseudonymisationServiceStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &PseudonymisationServiceStatus) -> &[Condition] {
+        &status.common.conditions
+    }
+}
+
+/// Checks the spec beyond the schema. Pure.
+pub fn validate(svc: &PseudonymisationService) -> Result<(), Error> {
+    if let Some(i) = svc.spec.domains.iter().position(|d| d.reversible) {
+        return Err(Error::Invalid {
+            field: format!("spec.domains[{i}].reversible"),
+            message: "reversible pseudonyms are not supported yet; set it to false".into(),
+        });
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Paused,
+    Converged { available: bool },
+}
+
+/// Reconciles one pseudonymisation service.
+#[tracing::instrument(skip_all, fields(object = %format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())))]
+pub async fn reconcile(
+    svc: Arc<PseudonymisationService>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = run_pipeline(&svc, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    let (conditions, action) = match &result {
+        Ok(Outcome::Paused) => (
+            vec![Desired::yes(
+                types::RECONCILIATION_PAUSED,
+                "PausedByAnnotation",
+                format!(
+                    "remove the annotation {} to resume",
+                    super::PAUSE_ANNOTATION
+                ),
+            )],
+            Action::await_change(),
+        ),
+        Ok(Outcome::Converged { available }) => {
+            let mut c = vec![
+                Desired::yes(
+                    KEYS_READY,
+                    "KeysInPlace",
+                    "domain keys, policy and role exist in OpenBao",
+                ),
+                Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
+            ];
+            if *available {
+                c.push(Desired::yes(
+                    types::READY,
+                    "Available",
+                    "the service answers",
+                ));
+                c.push(Desired::no(
+                    types::PROGRESSING,
+                    "Converged",
+                    "nothing left to do",
+                ));
+                (c, Action::requeue(Duration::from_secs(600)))
+            } else {
+                c.push(Desired::no(
+                    types::READY,
+                    "Starting",
+                    "waiting for the Deployment to become available",
+                ));
+                c.push(Desired::yes(
+                    types::PROGRESSING,
+                    "RollingOut",
+                    "the Deployment is rolling out",
+                ));
+                (c, Action::requeue(Duration::from_secs(10)))
+            }
+        }
+        Err(e) => {
+            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
+            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
+            let keys_ok = !matches!(e, Error::Keys(_) | Error::NoOpenBao | Error::Invalid { .. });
+            let message = format!("{e}");
+            (
+                vec![
+                    if keys_ok {
+                        Desired::yes(
+                            KEYS_READY,
+                            "KeysInPlace",
+                            "domain keys, policy and role exist in OpenBao",
+                        )
+                    } else {
+                        Desired::no(KEYS_READY, e.reason(), message.clone())
+                    },
+                    Desired::no(types::READY, e.reason(), message.clone()),
+                    Desired::no(types::PROGRESSING, e.reason(), "blocked by the error"),
+                    Desired::yes(types::DEGRADED, e.reason(), message),
+                ],
+                Action::requeue(Duration::from_secs(30)),
+            )
+        }
+    };
+    let generation = svc.metadata.generation;
+    let current = svc.status.clone().unwrap_or_default();
+    let new = PseudonymisationServiceStatus {
+        common: CommonStatus {
+            observed_generation: generation,
+            conditions: merge(
+                &current.common.conditions,
+                &conditions,
+                generation,
+                &Time(k8s_openapi::jiff::Timestamp::now()),
+            ),
+        },
+        domains: Some(svc.spec.domains.len() as i32),
+    };
+    status::update(&ctx, CONTROLLER, svc.as_ref(), &new)
+        .await
+        .map_err(Error::Status)?;
+    match result {
+        Err(Error::Invalid { .. }) => Ok(Action::await_change()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(action),
+    }
+}
+
+async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Outcome, Error> {
+    if super::is_paused(&svc.metadata) {
+        return Ok(Outcome::Paused);
+    }
+    validate(svc)?;
+    let Some(bao) = &ctx.openbao else {
+        return Err(Error::NoOpenBao);
+    };
+    ensure_keys(svc, ctx, &bao.admin).await?;
+
+    let desired = stamp(
+        &Owner::of(svc),
+        build::children(svc, &bao.workload_addr, &ctx.image)?,
+    );
+    let applier = ctx.applier(CONTROLLER);
+    applier.apply_all(&desired).await.map_err(Error::Apply)?;
+    applier
+        .prune(&Owner::of(svc), &build::owned_kinds(), &desired)
+        .await
+        .map_err(Error::Apply)?;
+
+    let ns = svc.namespace().unwrap_or_default();
+    let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&svc.name_any())
+        .await
+        .map_err(Error::Apply)?;
+    let available = deployment
+        .and_then(|d| d.status)
+        .is_some_and(|s| s.available_replicas.unwrap_or(0) >= 1 && s.observed_generation.is_some());
+    Ok(Outcome::Converged { available })
+}
+
+/// Transit mount, one key per domain, the policy and the Kubernetes auth role. Keys are
+/// created exportable only in local mode; they are never deleted here.
+async fn ensure_keys(
+    svc: &PseudonymisationService,
+    ctx: &Context,
+    admin: &openbao::Admin,
+) -> Result<(), Error> {
+    let names = build::names(svc);
+    let transit = admin.transit(&names.mount)?;
+    if transit.ensure_mount().await? {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "create");
+    }
+    let exportable = svc.spec.mode == PseudonymisationMode::Local;
+    for domain in &svc.spec.domains {
+        if transit.ensure_key(&domain.name, exportable).await?.created {
+            ctx.metrics
+                .api_write(CONTROLLER, "OpenBaoTransitKey", "create");
+            tracing::info!(domain = %domain.name, "created the domain key");
+        }
+    }
+    if admin
+        .ensure_policy(&names.policy, &build::policy(svc))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
+    }
+    if admin
+        .ensure_kubernetes_role(build::AUTH_MOUNT, &names.role, &build::role(svc))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
+    }
+    Ok(())
+}
+
+/// Backoff after a failed reconcile; the failure is already in the status and the metrics.
+pub fn error_policy(
+    _svc: Arc<PseudonymisationService>,
+    _error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    Action::requeue(Duration::from_secs(30))
+}

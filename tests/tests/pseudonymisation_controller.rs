@@ -1,0 +1,209 @@
+//! The `PseudonymisationService` controller against the local cluster and OpenBao.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use vardhub::adapters::openbao::Transit;
+use vardhub::api::PseudonymisationService;
+use vardhub::controller::conditions::{is_true, types};
+use vardhub::controller::manager::{Options, run as run_operator};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, eventually, free_port};
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+const NS: &str = "vardhub-test-pseudo-ctl";
+
+async fn operator(
+    cluster: &LocalCluster,
+    identity: &str,
+) -> Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<vardhub::controller::manager::Stopped>>,
+    String,
+)> {
+    let client = cluster.operator_client().await?;
+    let port = free_port()?;
+    let options = Options {
+        metrics_addr: format!("127.0.0.1:{port}").parse()?,
+        lease_namespace: OPERATOR_NAMESPACE.into(),
+        lease_name: "vardhub-operator".into(),
+        identity: identity.into(),
+        lease_duration_seconds: 15,
+        openbao: Some((cluster.vault_addr.clone(), cluster.vault_token.clone())),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run_operator(client, options, async move {
+        let _ = stopped.await;
+    }));
+    Ok((stop, task, format!("http://127.0.0.1:{port}/metrics")))
+}
+
+fn writes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("vardhub_api_writes_total{controller=\"pseudonymisation\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_keys_on_delete()
+-> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let apply = PatchParams::apply("vardhub-tests");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .patch(NS, &apply, &Patch::Apply(&ns))
+        .await?;
+    let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), NS);
+    let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+        "metadata": {"name": "pseudo", "namespace": NS},
+        "spec": {"mode": "local", "replicas": 2, "allowedNamespaces": ["region-stockholm"],
+                 "domains": [{"name": "region-export"}, {"name": "permit-42"}]},
+    }))?;
+    services
+        .patch("pseudo", &apply, &Patch::Apply(&svc))
+        .await?;
+
+    let (stop, task, metrics_url) = operator(cluster, "test-pseudo-first").await?;
+    eventually(
+        "the service to be Ready with its keys",
+        Duration::from_secs(90),
+        || async {
+            let s = services.get("pseudo").await?;
+            let ok = s.status.as_ref().is_some_and(|st| {
+                is_true(&st.common.conditions, "KeysReady")
+                    && is_true(&st.common.conditions, types::READY)
+            });
+            Ok(ok.then_some(()))
+        },
+    )
+    .await?;
+    let _ = stop.send(());
+    task.await??;
+
+    // OpenBao holds the mount, one exportable key per domain, the policy and the role.
+    let transit = Transit::new(
+        &cluster.vault_addr,
+        &cluster.vault_token,
+        &format!("pseudonymisation/{NS}/pseudo"),
+    )?;
+    for domain in ["region-export", "permit-42"] {
+        let key = transit.ensure_key(domain, true).await?;
+        assert!(!key.created, "the operator created key {domain}");
+    }
+    let root = VaultClient::new(
+        VaultClientSettingsBuilder::default()
+            .address(&cluster.vault_addr)
+            .token(&cluster.vault_token)
+            .build()?,
+    )?;
+    let policy =
+        vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation-{NS}-pseudo")).await?;
+    assert!(
+        policy.rules.contains("/hmac/*") && policy.rules.contains("export/hmac-key"),
+        "{}",
+        policy.rules
+    );
+    let role = vaultrs::auth::kubernetes::role::read(
+        &root,
+        "kubernetes",
+        &format!("vardhub-pseudonymisation-{NS}-pseudo"),
+    )
+    .await?;
+    assert_eq!(
+        role.bound_service_account_names,
+        vec!["pseudo-pseudonymiser".to_string()]
+    );
+    assert_eq!(role.bound_service_account_namespaces, vec![NS.to_string()]);
+
+    // The cluster holds the workload, reachable only from the named namespaces.
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), NS)
+        .get("pseudo")
+        .await?;
+    let pod = deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("pod spec");
+    let container = &pod.containers[0];
+    assert_eq!(
+        container
+            .security_context
+            .as_ref()
+            .and_then(|s| s.read_only_root_filesystem),
+        Some(true)
+    );
+    assert!(
+        container
+            .args
+            .as_ref()
+            .is_some_and(|a| a.contains(&"--mode=local".to_string()))
+    );
+    Api::<Service>::namespaced(admin.clone(), NS)
+        .get("pseudo")
+        .await?;
+    Api::<PodDisruptionBudget>::namespaced(admin.clone(), NS)
+        .get("pseudo")
+        .await?;
+    let np = Api::<NetworkPolicy>::namespaced(admin.clone(), NS)
+        .get("pseudo")
+        .await?;
+    assert!(serde_json::to_string(&np)?.contains("region-stockholm"));
+
+    // A second start at steady state writes nothing, to the API server or to OpenBao.
+    let (stop, task, metrics_url2) = operator(cluster, "test-pseudo-second").await?;
+    let _ = metrics_url;
+    eventually(
+        "the second operator to reconcile",
+        Duration::from_secs(60),
+        || async {
+            let text = reqwest::get(&metrics_url2).await?.text().await?;
+            Ok(text
+                .contains("vardhub_reconciles_total{controller=\"pseudonymisation\"}")
+                .then_some(text))
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = reqwest::get(&metrics_url2).await?.text().await?;
+    assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
+
+    // Deleting the resource removes the workload and keeps the keys.
+    services
+        .delete("pseudo", &DeleteParams::background())
+        .await?;
+    eventually(
+        "the resource to be gone",
+        Duration::from_secs(60),
+        || async { Ok(services.get_opt("pseudo").await?.is_none().then_some(())) },
+    )
+    .await?;
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), NS);
+    eventually(
+        "the garbage collector to remove the Deployment",
+        Duration::from_secs(120),
+        || async { Ok(deployments.get_opt("pseudo").await?.is_none().then_some(())) },
+    )
+    .await?;
+    for domain in ["region-export", "permit-42"] {
+        assert!(
+            !transit.ensure_key(domain, true).await?.created,
+            "key {domain} survives the deletion"
+        );
+    }
+    let _ = stop.send(());
+    task.await??;
+    Api::<Namespace>::all(admin)
+        .delete(NS, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
