@@ -275,3 +275,101 @@ pub fn free_port() -> Result<u16> {
 /// Held by every test that runs operators: they share the operator's ServiceAccount, so two
 /// at once would blur which writes the audit log attributes to whom.
 pub static OPERATOR_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An operator running in this test process as the chart's ServiceAccount, so that what it
+/// does is checked against the chart's RBAC.
+pub struct RunningOperator {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<vardhub::controller::manager::Stopped>>,
+    /// Where its `/healthz`, `/readyz` and `/metrics` are served.
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+impl RunningOperator {
+    /// Starts an operator on the usual Lease, connected to OpenBao.
+    pub async fn start(cluster: &LocalCluster, identity: &str) -> Result<Self> {
+        Self::start_with(cluster, identity, "vardhub-operator", 15, true).await
+    }
+
+    /// Starts an operator on the given Lease, with or without OpenBao.
+    pub async fn start_with(
+        cluster: &LocalCluster,
+        identity: &str,
+        lease: &str,
+        lease_duration_seconds: u64,
+        openbao: bool,
+    ) -> Result<Self> {
+        let client = cluster.operator_client().await?;
+        let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let options = vardhub::controller::manager::Options {
+            metrics_addr,
+            lease_namespace: OPERATOR_NAMESPACE.into(),
+            lease_name: lease.into(),
+            identity: identity.into(),
+            lease_duration_seconds,
+            openbao: openbao.then(|| (cluster.vault_addr.clone(), cluster.vault_token.clone())),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(vardhub::controller::manager::run(
+            client,
+            options,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Self {
+            stop,
+            task,
+            metrics_addr,
+        })
+    }
+
+    /// The body of one of its endpoints (`/metrics`, `/readyz`, `/healthz`).
+    pub async fn get(&self, path: &str) -> Result<String> {
+        Ok(reqwest::get(format!("http://{}{path}", self.metrics_addr))
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// Its metrics in the Prometheus text format.
+    pub async fn metrics(&self) -> Result<String> {
+        self.get("/metrics").await
+    }
+
+    /// Stops it and reports why it stopped.
+    pub async fn stop(self) -> Result<vardhub::controller::manager::Stopped> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+/// The sum of the samples of every metric line starting with `prefix`.
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl LocalCluster {
+    /// Creates (or keeps) a namespace and a ServiceAccount in it, as the tests' own field
+    /// manager.
+    pub async fn ensure_service_account(&self, namespace: &str, name: &str) -> Result<()> {
+        use kube::api::{Patch, PatchParams};
+        let admin = self.admin_client().await?;
+        let apply = PatchParams::apply("vardhub-tests");
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))?;
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.clone())
+            .patch(namespace, &apply, &Patch::Apply(&ns))
+            .await?;
+        let sa: ServiceAccount = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name, "namespace": namespace}}),
+        )?;
+        Api::<ServiceAccount>::namespaced(admin, namespace)
+            .patch(name, &apply, &Patch::Apply(&sa))
+            .await?;
+        Ok(())
+    }
+}

@@ -2,7 +2,6 @@
 //! steady state without writes, admission of bad input, OpenBao's Kubernetes login and the
 //! S3 server.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -12,56 +11,11 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Po
 use kube::{Api, ResourceExt};
 use vardhub::api::{RegionalNode, RegionalNodeSpec};
 use vardhub::controller::conditions::{is_true, types};
-use vardhub::controller::manager::{Options, Stopped, run as run_operator};
+use vardhub::controller::manager::Stopped;
 use vardhub_tests::{
-    LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, eventually,
-    free_port, kubectl,
+    LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, RunningOperator,
+    eventually, kubectl, metric,
 };
-
-/// An operator running in this process as the chart's ServiceAccount.
-struct RunningOperator {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<Stopped>>,
-    metrics_addr: SocketAddr,
-}
-
-impl RunningOperator {
-    async fn start(cluster: &LocalCluster, identity: &str) -> Result<Self> {
-        let client = cluster.operator_client().await?;
-        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let options = Options {
-            metrics_addr,
-            lease_namespace: OPERATOR_NAMESPACE.into(),
-            lease_name: "vardhub-operator".into(),
-            identity: identity.into(),
-            lease_duration_seconds: 15,
-            openbao: Some((cluster.vault_addr.clone(), cluster.vault_token.clone())),
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run_operator(client, options, async move {
-            let _ = stopped.await;
-        }));
-        Ok(Self {
-            stop,
-            task,
-            metrics_addr,
-        })
-    }
-
-    async fn metrics(&self) -> Result<String> {
-        Ok(
-            reqwest::get(format!("http://{}/metrics", self.metrics_addr))
-                .await?
-                .text()
-                .await?,
-        )
-    }
-
-    async fn stop(self) -> Result<Stopped> {
-        let _ = self.stop.send(());
-        self.task.await?
-    }
-}
 
 fn node(name: &str, regions: &[&str]) -> Result<RegionalNode> {
     let spec: RegionalNodeSpec = serde_json::from_value(serde_json::json!({ "regions": regions }))?;
@@ -86,13 +40,6 @@ async fn wait_ready(api: &Api<RegionalNode>, name: &str) -> Result<RegionalNode>
         },
     )
     .await
-}
-
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test]
@@ -407,24 +354,7 @@ async fn service_account_token_logs_in_to_openbao_through_kubernetes_auth() -> R
     let admin = cluster.admin_client().await?;
     let ns = "vardhub-test-openbao";
     let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let ns_obj: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?;
-    namespaces
-        .patch(
-            ns,
-            &PatchParams::apply("vardhub-tests"),
-            &Patch::Apply(&ns_obj),
-        )
-        .await?;
-    let sa: ServiceAccount = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "reader", "namespace": ns}}),
-    )?;
-    Api::<ServiceAccount>::namespaced(admin.clone(), ns)
-        .patch(
-            "reader",
-            &PatchParams::apply("vardhub-tests"),
-            &Patch::Apply(&sa),
-        )
-        .await?;
+    cluster.ensure_service_account(ns, "reader").await?;
 
     let root = VaultClient::new(
         VaultClientSettingsBuilder::default()
@@ -538,27 +468,8 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()
     let cluster = LocalCluster::get();
     let _serial = OPERATOR_LOCK.lock().await;
     let lease = "vardhub-test-election";
-    let start = |identity: &'static str| async move {
-        let client = cluster.operator_client().await?;
-        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let options = Options {
-            metrics_addr,
-            lease_namespace: OPERATOR_NAMESPACE.into(),
-            lease_name: lease.into(),
-            identity: identity.into(),
-            lease_duration_seconds: 6,
-            openbao: None,
-        };
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(run_operator(client, options, async move {
-            let _ = stopped.await;
-        }));
-        anyhow::Ok(RunningOperator {
-            stop,
-            task,
-            metrics_addr,
-        })
-    };
+    let start =
+        |identity: &'static str| RunningOperator::start_with(cluster, identity, lease, 6, false);
     let readyz = |op: &RunningOperator| {
         let url = format!("http://{}/readyz", op.metrics_addr);
         async move { anyhow::Ok(reqwest::get(url).await?.text().await?) }

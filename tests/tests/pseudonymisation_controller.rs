@@ -12,36 +12,10 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use vardhub::adapters::openbao::Transit;
 use vardhub::api::PseudonymisationService;
 use vardhub::controller::conditions::{is_true, types};
-use vardhub::controller::manager::{Options, run as run_operator};
-use vardhub_tests::{LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, eventually, free_port};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 const NS: &str = "vardhub-test-pseudo-ctl";
-
-async fn operator(
-    cluster: &LocalCluster,
-    identity: &str,
-) -> Result<(
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<vardhub::controller::manager::Stopped>>,
-    String,
-)> {
-    let client = cluster.operator_client().await?;
-    let port = free_port()?;
-    let options = Options {
-        metrics_addr: format!("127.0.0.1:{port}").parse()?,
-        lease_namespace: OPERATOR_NAMESPACE.into(),
-        lease_name: "vardhub-operator".into(),
-        identity: identity.into(),
-        lease_duration_seconds: 15,
-        openbao: Some((cluster.vault_addr.clone(), cluster.vault_token.clone())),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(run_operator(client, options, async move {
-        let _ = stopped.await;
-    }));
-    Ok((stop, task, format!("http://127.0.0.1:{port}/metrics")))
-}
 
 fn writes(metrics: &str) -> f64 {
     metrics
@@ -74,7 +48,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         .patch("pseudo", &apply, &Patch::Apply(&svc))
         .await?;
 
-    let (stop, task, metrics_url) = operator(cluster, "test-pseudo-first").await?;
+    let first = RunningOperator::start(cluster, "test-pseudo-first").await?;
     eventually(
         "the service to be Ready with its keys",
         Duration::from_secs(90),
@@ -88,8 +62,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         },
     )
     .await?;
-    let _ = stop.send(());
-    task.await??;
+    first.stop().await?;
 
     // OpenBao holds the mount, one exportable key per domain, the policy and the role.
     let transit = Transit::new(
@@ -160,13 +133,12 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     assert!(serde_json::to_string(&np)?.contains("region-stockholm"));
 
     // A second start at steady state writes nothing, to the API server or to OpenBao.
-    let (stop, task, metrics_url2) = operator(cluster, "test-pseudo-second").await?;
-    let _ = metrics_url;
+    let second = RunningOperator::start(cluster, "test-pseudo-second").await?;
     eventually(
         "the second operator to reconcile",
         Duration::from_secs(60),
         || async {
-            let text = reqwest::get(&metrics_url2).await?.text().await?;
+            let text = second.metrics().await?;
             Ok(text
                 .contains("vardhub_reconciles_total{controller=\"pseudonymisation\"}")
                 .then_some(text))
@@ -174,7 +146,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     )
     .await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = reqwest::get(&metrics_url2).await?.text().await?;
+    let text = second.metrics().await?;
     assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
 
     // Deleting the resource removes the workload and keeps the keys.
@@ -200,8 +172,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
             "key {domain} survives the deletion"
         );
     }
-    let _ = stop.send(());
-    task.await??;
+    second.stop().await?;
     Api::<Namespace>::all(admin)
         .delete(NS, &DeleteParams::default())
         .await?;

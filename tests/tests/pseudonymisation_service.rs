@@ -5,9 +5,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use vardhub::adapters::openbao::Transit;
 use vardhub::pseudonymisation::identifier::luhn_check_digit;
 use vardhub::pseudonymisation::service::{Auth, Config, Service};
@@ -71,18 +68,7 @@ async fn prepare(cluster: &LocalCluster) -> Result<(std::path::PathBuf, u64, u64
     )
     .await?;
 
-    let admin = cluster.admin_client().await?;
-    let apply = PatchParams::apply("vardhub-tests");
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
-    Api::<Namespace>::all(admin.clone())
-        .patch(NS, &apply, &Patch::Apply(&ns))
-        .await?;
-    let sa: ServiceAccount = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "pseudonymiser", "namespace": NS}}),
-    )?;
-    Api::<ServiceAccount>::namespaced(admin, NS)
-        .patch("pseudonymiser", &apply, &Patch::Apply(&sa))
-        .await?;
+    cluster.ensure_service_account(NS, "pseudonymiser").await?;
     let token = cluster
         .service_account_token(NS, "pseudonymiser", None)
         .await?;

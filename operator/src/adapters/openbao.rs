@@ -42,6 +42,17 @@ pub enum Error {
     Unexpected(String),
 }
 
+/// A client of OpenBao at `address`, with a token or (to log in) without.
+fn client(address: &str, token: Option<&str>) -> Result<VaultClient, Error> {
+    let mut settings = VaultClientSettingsBuilder::default();
+    settings.address(address);
+    if let Some(token) = token {
+        settings.token(token);
+    }
+    let settings = settings.build().map_err(|e| Error::Client(e.to_string()))?;
+    VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))
+}
+
 /// A Transit secrets engine at one mount path.
 #[derive(Clone)]
 pub struct Transit {
@@ -61,12 +72,7 @@ pub struct KeyState {
 impl Transit {
     /// A Transit client at `mount`, authenticated with `token`.
     pub fn new(address: &str, token: &str, mount: &str) -> Result<Self, Error> {
-        let settings = VaultClientSettingsBuilder::default()
-            .address(address)
-            .token(token)
-            .build()
-            .map_err(|e| Error::Client(e.to_string()))?;
-        let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
+        let client = client(address, Some(token))?;
         Ok(Self {
             client: std::sync::Arc::new(client),
             mount: mount.trim_matches('/').to_string(),
@@ -273,11 +279,7 @@ pub async fn login_kubernetes(
     role: &str,
     jwt: &str,
 ) -> Result<(String, u64), Error> {
-    let settings = VaultClientSettingsBuilder::default()
-        .address(address)
-        .build()
-        .map_err(|e| Error::Client(e.to_string()))?;
-    let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
+    let client = client(address, None)?;
     let auth = vaultrs::auth::kubernetes::login(&client, auth_mount, role, jwt.trim()).await?;
     Ok((auth.client_token, auth.lease_duration))
 }
@@ -313,12 +315,7 @@ pub struct KubernetesRole {
 impl Admin {
     /// An administrative client authenticated with `token`.
     pub fn new(address: &str, token: &str) -> Result<Self, Error> {
-        let settings = VaultClientSettingsBuilder::default()
-            .address(address)
-            .token(token)
-            .build()
-            .map_err(|e| Error::Client(e.to_string()))?;
-        let client = VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))?;
+        let client = client(address, Some(token))?;
         Ok(Self {
             client: std::sync::Arc::new(client),
             address: address.into(),
