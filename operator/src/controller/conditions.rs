@@ -85,6 +85,42 @@ pub fn merge(
     out
 }
 
+/// The conditions of a paused resource: those of `keep` stay as they were, and
+/// `ReconciliationPaused` says how to resume.
+pub fn paused(current: &[Condition], keep: &[&'static str]) -> Vec<Desired> {
+    let mut out: Vec<Desired> = current
+        .iter()
+        .filter_map(|c| {
+            let type_ = keep.iter().copied().find(|t| *t == c.type_)?;
+            Some(Desired {
+                type_,
+                status: c.status == "True",
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+        })
+        .collect();
+    out.push(Desired::yes(
+        types::RECONCILIATION_PAUSED,
+        "PausedByAnnotation",
+        format!(
+            "remove the annotation {} to resume",
+            super::PAUSE_ANNOTATION
+        ),
+    ));
+    out
+}
+
+/// The standard conditions of a failed reconcile: not ready, not progressing, degraded, with
+/// the reason and a message that says what to do next.
+pub fn failed(reason: &str, message: &str) -> Vec<Desired> {
+    vec![
+        Desired::no(types::READY, reason, message),
+        Desired::no(types::PROGRESSING, reason, "blocked by the error"),
+        Desired::yes(types::DEGRADED, reason, message),
+    ]
+}
+
 /// The condition of a type, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
@@ -158,5 +194,30 @@ mod tests {
         );
         let second = merge(&first, &[Desired::yes(types::READY, "A", "")], None, &at(2));
         assert_eq!(second.len(), 1);
+    }
+
+    #[test]
+    fn pausing_keeps_the_chosen_conditions_and_adds_the_pause() {
+        let current = merge(
+            &[],
+            &[
+                Desired::yes(types::READY, "Reconciled", "ok"),
+                Desired::no(types::DEGRADED, "NoErrors", ""),
+            ],
+            Some(1),
+            &at(1),
+        );
+        let kept = paused(&current, &[types::READY]);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0], Desired::yes(types::READY, "Reconciled", "ok"));
+        assert_eq!(kept[1].type_, types::RECONCILIATION_PAUSED);
+        assert_eq!(
+            failed("ApplyFailed", "x")
+                .iter()
+                .filter(|d| d.status)
+                .count(),
+            1,
+            "only Degraded holds"
+        );
     }
 }

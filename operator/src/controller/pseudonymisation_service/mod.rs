@@ -16,7 +16,7 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{Desired, merge, types};
+use super::conditions::{self, Desired, merge, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::adapters::openbao;
@@ -107,17 +107,20 @@ pub async fn reconcile(
     let result = run_pipeline(&svc, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     let (conditions, action) = match &result {
-        Ok(Outcome::Paused) => (
-            vec![Desired::yes(
-                types::RECONCILIATION_PAUSED,
-                "PausedByAnnotation",
-                format!(
-                    "remove the annotation {} to resume",
-                    super::PAUSE_ANNOTATION
-                ),
-            )],
-            Action::await_change(),
-        ),
+        Ok(Outcome::Paused) => {
+            let current = svc
+                .status
+                .as_ref()
+                .map(|s| s.common.conditions.as_slice())
+                .unwrap_or_default();
+            let keep = [
+                KEYS_READY,
+                types::READY,
+                types::PROGRESSING,
+                types::DEGRADED,
+            ];
+            (conditions::paused(current, &keep), Action::await_change())
+        }
         Ok(Outcome::Converged { available }) => {
             let mut c = vec![
                 Desired::yes(
@@ -157,24 +160,23 @@ pub async fn reconcile(
             ctx.metrics.reconcile_error(CONTROLLER, e.reason());
             tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
             let keys_ok = !matches!(e, Error::Keys(_) | Error::NoOpenBao | Error::Invalid { .. });
-            let message = format!("{e}");
-            (
-                vec![
-                    if keys_ok {
-                        Desired::yes(
-                            KEYS_READY,
-                            "KeysInPlace",
-                            "domain keys, policy and role exist in OpenBao",
-                        )
-                    } else {
-                        Desired::no(KEYS_READY, e.reason(), message.clone())
-                    },
-                    Desired::no(types::READY, e.reason(), message.clone()),
-                    Desired::no(types::PROGRESSING, e.reason(), "blocked by the error"),
-                    Desired::yes(types::DEGRADED, e.reason(), message),
-                ],
-                Action::requeue(Duration::from_secs(30)),
-            )
+            let advice = match e {
+                Error::Invalid { .. } => "correct the spec",
+                Error::NoOpenBao => "give the operator VAULT_ADDR and VAULT_TOKEN",
+                _ => "the operator retries; see its log and events",
+            };
+            let message = format!("{e}; {advice}");
+            let mut c = conditions::failed(e.reason(), &message);
+            c.push(if keys_ok {
+                Desired::yes(
+                    KEYS_READY,
+                    "KeysInPlace",
+                    "domain keys, policy and role exist in OpenBao",
+                )
+            } else {
+                Desired::no(KEYS_READY, e.reason(), message)
+            });
+            (c, Action::requeue(Duration::from_secs(30)))
         }
     };
     let generation = svc.metadata.generation;

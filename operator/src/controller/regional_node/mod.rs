@@ -14,7 +14,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::apply::{Owner, stamp};
-use super::conditions::{Desired, merge, types};
+use super::conditions::{self, Desired, merge, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::api::{CommonStatus, RegionalNode, RegionalNodeStatus};
@@ -72,7 +72,20 @@ pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Act
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     let (conditions, action) = match &result {
         Ok(Step::Converged) => (converged(&node), Action::requeue(RESYNC)),
-        Ok(Step::Paused) => (paused(&node), Action::await_change()),
+        Ok(Step::Paused) => {
+            let current = node
+                .status
+                .as_ref()
+                .map(|s| s.common.conditions.as_slice())
+                .unwrap_or_default();
+            (
+                conditions::paused(
+                    current,
+                    &[types::READY, types::PROGRESSING, types::DEGRADED],
+                ),
+                Action::await_change(),
+            )
+        }
         Err(e) => {
             ctx.metrics.reconcile_error(CONTROLLER, e.reason());
             tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
@@ -127,51 +140,12 @@ fn converged(node: &RegionalNode) -> Vec<Desired> {
     ]
 }
 
-fn paused(node: &RegionalNode) -> Vec<Desired> {
-    let mut conditions: Vec<Desired> = node
-        .status
-        .as_ref()
-        .map(|s| {
-            s.common
-                .conditions
-                .iter()
-                .filter(|c| c.type_ != types::RECONCILIATION_PAUSED)
-                .filter_map(|c| {
-                    let type_ = [types::READY, types::PROGRESSING, types::DEGRADED]
-                        .into_iter()
-                        .find(|t| *t == c.type_)?;
-                    Some(Desired {
-                        type_,
-                        status: c.status == "True",
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    conditions.push(Desired::yes(
-        types::RECONCILIATION_PAUSED,
-        "PausedByAnnotation",
-        format!(
-            "remove the annotation {} to resume",
-            super::PAUSE_ANNOTATION
-        ),
-    ));
-    conditions
-}
-
 fn failed(e: &Error) -> Vec<Desired> {
     let advice = match e {
         Error::Invalid(_) => "correct the spec",
         _ => "the operator retries; see its log and events",
     };
-    let message = format!("{e}; {advice}");
-    vec![
-        Desired::no(types::READY, e.reason(), message.clone()),
-        Desired::no(types::PROGRESSING, e.reason(), "blocked by the error"),
-        Desired::yes(types::DEGRADED, e.reason(), message),
-    ]
+    conditions::failed(e.reason(), &format!("{e}; {advice}"))
 }
 
 /// The next status: the namespace and the merged conditions. Pure.
