@@ -37,6 +37,11 @@ impl Identifier {
     pub fn canonical(&self) -> &str {
         &self.canonical
     }
+
+    /// The canonical form, taken out of the identifier without a copy.
+    pub fn into_canonical(self) -> String {
+        self.canonical
+    }
 }
 
 impl fmt::Debug for Identifier {
@@ -118,7 +123,11 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
         return Err(Invalid::CheckDigit);
     }
     let mut canonical = String::with_capacity(12);
-    canonical.push_str(&format!("{year:04}"));
+    let year = year.clamp(0, 9999) as u16;
+    canonical.extend(
+        [year / 1000, year / 100 % 10, year / 10 % 10, year % 10]
+            .map(|d| char::from(b'0' + d as u8)),
+    );
     canonical.extend(rest.iter().map(|d| char::from(b'0' + d)));
     Ok(Identifier { kind, canonical })
 }

@@ -67,9 +67,11 @@ pub enum IdentifierKind {
 }
 
 #[derive(Deserialize)]
-struct BatchRequest {
+struct BatchRequest<'a> {
     kind: IdentifierKind,
-    identifiers: Vec<String>,
+    /// Borrowed from the request body where no escape needs decoding.
+    #[serde(borrow)]
+    identifiers: Vec<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -309,12 +311,12 @@ impl Service {
         Ok(out)
     }
 
-    fn canonical(kind: IdentifierKind, value: &str) -> Result<String, Invalid> {
+    /// The canonical form of one row. `year` resolves the century of ten-digit numbers; it is
+    /// read once per request, not per row.
+    fn canonical(kind: IdentifierKind, value: &str, year: i32) -> Result<String, Invalid> {
         match kind {
-            IdentifierKind::Personnummer => {
-                parse_personal(value, current_year()).map(|i| i.canonical().to_string())
-            }
-            IdentifierKind::Local => parse_local(value).map(|i| i.canonical().to_string()),
+            IdentifierKind::Personnummer => parse_personal(value, year).map(|i| i.into_canonical()),
+            IdentifierKind::Local => parse_local(value).map(|i| i.into_canonical()),
         }
     }
 
@@ -421,11 +423,12 @@ async fn pseudonymise(
             return problem(StatusCode::BAD_REQUEST, &detail);
         }
     };
+    let year = current_year();
     let mut errors = Vec::new();
     let mut valid = Vec::with_capacity(request.identifiers.len());
     let mut positions = Vec::with_capacity(request.identifiers.len());
     for (index, value) in request.identifiers.iter().enumerate() {
-        match Service::canonical(request.kind, value) {
+        match Service::canonical(request.kind, value, year) {
             Ok(c) => {
                 valid.push(c);
                 positions.push(index);
@@ -488,6 +491,7 @@ fn stream_ndjson(
         let mut stream = body.into_data_stream();
         let mut pending = Vec::<u8>::new();
         let mut index = 0usize;
+        let year = current_year();
         let mut batch: Vec<(usize, Result<String, String>)> = Vec::with_capacity(MAX_BATCH);
         let mut done = false;
         while !done {
@@ -511,7 +515,7 @@ fn stream_ndjson(
                     continue;
                 }
                 let row = match serde_json::from_str::<String>(text) {
-                    Ok(value) => Service::canonical(kind, &value).map_err(|e| e.to_string()),
+                    Ok(value) => Service::canonical(kind, &value, year).map_err(|e| e.to_string()),
                     Err(_) => Err("not a JSON string".to_string()),
                 };
                 batch.push((index, row));
