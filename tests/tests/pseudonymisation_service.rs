@@ -394,3 +394,79 @@ async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal
     bao.child.kill().await?;
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn migration_pairs_old_and_new_pseudonyms_across_a_rotation() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let mount = "vardhub-test-migration";
+    let transit = Transit::new(&cluster.vault_addr, &cluster.vault_token, mount)?;
+    transit.ensure_mount().await?;
+    let mut version = transit.ensure_key("epochs", true).await?.latest_version;
+    if version < 2 {
+        transit.rotate("epochs").await?;
+        version = transit.ensure_key("epochs", true).await?.latest_version;
+    }
+    let config = |pinned: u64, local: bool| Config {
+        openbao_addr: cluster.vault_addr.clone(),
+        auth: Auth::Token(cluster.vault_token.clone()),
+        transit_mount: mount.into(),
+        local,
+        domains: vec![("d".into(), "epochs".into(), pinned)],
+    };
+    let http = reqwest::Client::new();
+    let ids: Vec<String> = (0..50).map(personnummer).collect();
+    let pseudonyms = |base: String| {
+        let http = http.clone();
+        let body = serde_json::json!({"kind": "personnummer", "identifiers": ids});
+        async move {
+            let v: serde_json::Value = http
+                .post(format!("{base}/v1/domains/d/pseudonyms"))
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await?;
+            anyhow::Ok(v["pseudonyms"].clone())
+        }
+    };
+    let (old_base, old_task) = serve(config(version - 1, false)).await?;
+    let old = pseudonyms(old_base).await?;
+    old_task.abort();
+
+    for local in [false, true] {
+        let (base, task) = serve(config(version, local)).await?;
+        let new = pseudonyms(base.clone()).await?;
+        let body = serde_json::json!({"kind": "personnummer", "identifiers": ids, "fromVersion": version - 1});
+        let migration: serde_json::Value = http
+            .post(format!("{base}/v1/domains/d/migrations"))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let pairs = migration["pairs"].as_array().cloned().unwrap_or_default();
+        assert_eq!(pairs.len(), ids.len());
+        for (i, pair) in pairs.iter().enumerate() {
+            assert!(
+                pair["old"] == old[i] && pair["new"] == new[i],
+                "pair {i} maps old to new (local mode: {local})"
+            );
+        }
+        assert_eq!(migration["toVersion"], version);
+        let bad =
+            serde_json::json!({"kind": "personnummer", "identifiers": ids, "fromVersion": version});
+        let refused = http
+            .post(format!("{base}/v1/domains/d/migrations"))
+            .json(&bad)
+            .send()
+            .await?;
+        assert_eq!(
+            refused.status(),
+            400,
+            "fromVersion must be older than the pinned version"
+        );
+        task.abort();
+    }
+    Ok(())
+}

@@ -50,6 +50,8 @@ pub enum Engine {
 
 /// A pseudonym domain as the service runs it.
 pub struct Domain {
+    /// The Transit key of the domain.
+    pub key: String,
     /// How pseudonyms are computed.
     pub engine: Engine,
     /// The pinned key version (the epoch).
@@ -222,6 +224,7 @@ impl Service {
             domains.insert(
                 name.clone(),
                 Domain {
+                    key: key.clone(),
                     engine,
                     version: *version,
                 },
@@ -324,6 +327,7 @@ impl Service {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/domains/{domain}/pseudonyms", post(pseudonymise))
+            .route("/v1/domains/{domain}/migrations", post(migrate))
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",
@@ -415,39 +419,15 @@ async fn pseudonymise(
             );
         }
     };
-    let request: BatchRequest = match serde_json::from_slice(&bytes) {
+    let request: BatchRequest = match parse(&bytes) {
         Ok(r) => r,
-        Err(e) => {
-            // serde's message names the position, never the value of a field.
-            let detail = format!("malformed batch at line {} column {}", e.line(), e.column());
-            return problem(StatusCode::BAD_REQUEST, &detail);
-        }
+        Err(response) => return *response,
     };
-    let year = current_year();
-    let mut errors = Vec::new();
-    let mut valid = Vec::with_capacity(request.identifiers.len());
-    let mut positions = Vec::with_capacity(request.identifiers.len());
-    for (index, value) in request.identifiers.iter().enumerate() {
-        match Service::canonical(request.kind, value, year) {
-            Ok(c) => {
-                valid.push(c);
-                positions.push(index);
-            }
-            Err(e) => errors.push(RowError {
-                index,
-                reason: e.to_string(),
-            }),
-        }
-    }
-    if !errors.is_empty() {
-        service
-            .metrics
-            .errors
-            .get_or_create(&DomainLabels {
-                domain: domain.clone(),
-            })
-            .inc_by(errors.len() as u64);
-    }
+    let Rows {
+        valid,
+        positions,
+        errors,
+    } = rows(&service, &domain, request.kind, &request.identifiers);
     let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
     let out = match service.pseudonymise(&domain, &inputs).await {
         Ok(out) => out,
@@ -468,6 +448,154 @@ async fn pseudonymise(
         domain,
         key_version: version,
         pseudonyms,
+        errors,
+    })
+    .into_response()
+}
+
+/// The valid rows of a batch in canonical form, where they stood, and the refused rows.
+struct Rows {
+    valid: Vec<String>,
+    positions: Vec<usize>,
+    errors: Vec<RowError>,
+}
+
+fn rows(
+    service: &Service,
+    domain: &str,
+    kind: IdentifierKind,
+    identifiers: &[std::borrow::Cow<'_, str>],
+) -> Rows {
+    let year = current_year();
+    let mut out = Rows {
+        valid: Vec::with_capacity(identifiers.len()),
+        positions: Vec::with_capacity(identifiers.len()),
+        errors: Vec::new(),
+    };
+    for (index, value) in identifiers.iter().enumerate() {
+        match Service::canonical(kind, value, year) {
+            Ok(c) => {
+                out.valid.push(c);
+                out.positions.push(index);
+            }
+            Err(e) => out.errors.push(RowError {
+                index,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if !out.errors.is_empty() {
+        let labels = DomainLabels {
+            domain: domain.to_string(),
+        };
+        service
+            .metrics
+            .errors
+            .get_or_create(&labels)
+            .inc_by(out.errors.len() as u64);
+    }
+    out
+}
+
+/// Parses a JSON body; the error names the position, never a value.
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let detail = format!("malformed batch at line {} column {}", e.line(), e.column());
+        Box::new(problem(StatusCode::BAD_REQUEST, &detail))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationRequest<'a> {
+    kind: IdentifierKind,
+    #[serde(borrow)]
+    identifiers: Vec<std::borrow::Cow<'a, str>>,
+    from_version: u64,
+}
+
+#[derive(Serialize)]
+struct Pair {
+    old: String,
+    new: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MigrationResponse {
+    domain: String,
+    from_version: u64,
+    to_version: u64,
+    pairs: Vec<Option<Pair>>,
+    errors: Vec<RowError>,
+}
+
+/// `POST /v1/domains/{domain}/migrations`: for each identifier, its pseudonym under an
+/// earlier key version (`fromVersion`) and under the domain's pinned version, so that a
+/// holder of old pseudonyms can build the old → new mapping after a rotation. The old
+/// version is always computed by Transit, so no old key is ever held in memory.
+async fn migrate(
+    State(service): State<Arc<Service>>,
+    Path(domain): Path<String>,
+    body: Body,
+) -> Response {
+    if !service.is_ready() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OpenBao is unreachable or sealed; try again later",
+        );
+    }
+    let Some(d) = service.domains.get(&domain) else {
+        return problem(StatusCode::NOT_FOUND, "no such pseudonym domain");
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, 256 * 1024 * 1024).await else {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than 256 MiB; split it",
+        );
+    };
+    let request: MigrationRequest = match parse(&bytes) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    if request.from_version == 0 || request.from_version >= d.version {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "fromVersion must be between 1 and {} (the pinned version minus one)",
+                d.version - 1
+            ),
+        );
+    }
+    let Rows {
+        valid,
+        positions,
+        errors,
+    } = rows(&service, &domain, request.kind, &request.identifiers);
+    let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
+    let old = service
+        .transit
+        .read()
+        .await
+        .hmac_batch(&d.key, request.from_version, &inputs)
+        .await;
+    let new = service.pseudonymise(&domain, &inputs).await;
+    let (Ok(old), Ok(new)) = (old, new) else {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OpenBao refused the batch; try again later",
+        );
+    };
+    let mut pairs: Vec<Option<Pair>> = (0..request.identifiers.len()).map(|_| None).collect();
+    for ((old, new), index) in old.into_iter().zip(new).zip(positions) {
+        pairs[index] = Some(Pair { old, new });
+    }
+    tracing::info!(domain = %domain, from = request.from_version, to = d.version, rows = pairs.len(), "migration batch");
+    axum::Json(MigrationResponse {
+        domain,
+        from_version: request.from_version,
+        to_version: d.version,
+        pairs,
         errors,
     })
     .into_response()
