@@ -177,7 +177,7 @@ impl LocalCluster {
     /// (RFC 3339), leaving out leader-election Lease renewals.
     pub fn audited_writes(&self, username: &str, after: &str) -> Result<Vec<String>> {
         let text = std::fs::read_to_string(&self.audit_log)?;
-        let after = k8s_openapi::jiff::Timestamp::from_str_lossy(after)?;
+        let after = after.parse::<k8s_openapi::jiff::Timestamp>()?;
         let mut writes = Vec::new();
         for line in text.lines() {
             let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -196,7 +196,10 @@ impl LocalCluster {
             let at = event["requestReceivedTimestamp"]
                 .as_str()
                 .unwrap_or_default();
-            if k8s_openapi::jiff::Timestamp::from_str_lossy(at).is_ok_and(|t| t > after) {
+            if at
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .is_ok_and(|t| t > after)
+            {
                 writes.push(format!(
                     "{verb} {}/{} {}",
                     event["objectRef"]["resource"].as_str().unwrap_or_default(),
@@ -208,17 +211,6 @@ impl LocalCluster {
             }
         }
         Ok(writes)
-    }
-}
-
-/// Parsing helper for audit timestamps.
-trait FromStrLossy: Sized {
-    fn from_str_lossy(s: &str) -> Result<Self>;
-}
-
-impl FromStrLossy for k8s_openapi::jiff::Timestamp {
-    fn from_str_lossy(s: &str) -> Result<Self> {
-        Ok(s.parse()?)
     }
 }
 
