@@ -278,3 +278,22 @@ pub fn error_policy(
 ) -> Action {
     Action::requeue(Duration::from_secs(30))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reversible_domains_are_refused_naming_the_field() {
+        let svc = PseudonymisationService::new(
+            "pseudo",
+            serde_json::from_value(serde_json::json!({
+                "domains": [{"name": "a"}, {"name": "b", "reversible": true}],
+            }))
+            .expect("spec"),
+        );
+        let err = validate(&svc).expect_err("refused");
+        assert_eq!(err.reason(), "InvalidSpec");
+        assert!(err.to_string().starts_with("spec.domains[1].reversible: "));
+    }
+}
