@@ -365,3 +365,22 @@ impl LocalCluster {
         Ok(())
     }
 }
+
+impl LocalCluster {
+    /// A client of OpenBao with the dev server's root token.
+    pub fn openbao_root(&self) -> Result<vaultrs::client::VaultClient> {
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(&self.vault_addr)
+            .token(&self.vault_token)
+            .build()?;
+        Ok(vaultrs::client::VaultClient::new(settings)?)
+    }
+
+    /// The operator's own OpenBao administration adapter, with the root token.
+    pub fn openbao_admin(&self) -> Result<vardhub::adapters::openbao::Admin> {
+        Ok(vardhub::adapters::openbao::Admin::new(
+            &self.vault_addr,
+            &self.vault_token,
+        )?)
+    }
+}

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
+use vardhub::adapters::openbao::KubernetesRole;
 use vardhub::api::{RegionalNode, RegionalNodeSpec};
 use vardhub::controller::conditions::{is_true, types};
 use vardhub::controller::manager::Stopped;
@@ -356,25 +357,16 @@ async fn service_account_token_logs_in_to_openbao_through_kubernetes_auth() -> R
     let namespaces: Api<Namespace> = Api::all(admin.clone());
     cluster.ensure_service_account(ns, "reader").await?;
 
-    let root = VaultClient::new(
-        VaultClientSettingsBuilder::default()
-            .address(&cluster.vault_addr)
-            .token(&cluster.vault_token)
-            .build()?,
-    )?;
-    let role = vaultrs::api::auth::kubernetes::requests::CreateKubernetesRoleRequest::builder()
-        .bound_service_account_names(vec!["reader".to_string()])
-        .bound_service_account_namespaces(vec![ns.to_string()])
-        .token_policies(vec!["default".to_string()])
-        .token_ttl("5m")
-        .to_owned();
-    vaultrs::auth::kubernetes::role::create(
-        &root,
-        "kubernetes",
-        "vardhub-test-reader",
-        Some(&mut role.clone()),
-    )
-    .await?;
+    let role = KubernetesRole {
+        service_accounts: vec!["reader".into()],
+        namespaces: vec![ns.into()],
+        policies: vec!["default".into()],
+        ttl_seconds: 300,
+    };
+    cluster
+        .openbao_admin()?
+        .ensure_kubernetes_role("kubernetes", "vardhub-test-reader", &role)
+        .await?;
 
     let jwt = cluster.service_account_token(ns, "reader", None).await?;
     let client = VaultClient::new(

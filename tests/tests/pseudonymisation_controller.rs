@@ -13,7 +13,6 @@ use vardhub::adapters::openbao::Transit;
 use vardhub::api::PseudonymisationService;
 use vardhub::controller::conditions::{is_true, types};
 use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually};
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 const NS: &str = "vardhub-test-pseudo-ctl";
 
@@ -74,12 +73,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         let key = transit.ensure_key(domain, true).await?;
         assert!(!key.created, "the operator created key {domain}");
     }
-    let root = VaultClient::new(
-        VaultClientSettingsBuilder::default()
-            .address(&cluster.vault_addr)
-            .token(&cluster.vault_token)
-            .build()?,
-    )?;
+    let root = cluster.openbao_root()?;
     let policy =
         vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation-{NS}-pseudo")).await?;
     assert!(

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use vardhub::adapters::openbao::Transit;
+use vardhub::adapters::openbao::{KubernetesRole, Transit};
 use vardhub::pseudonymisation::identifier::luhn_check_digit;
 use vardhub::pseudonymisation::service::{Auth, Config, Service};
 use vardhub_tests::{LocalCluster, free_port};
@@ -42,32 +42,24 @@ async fn prepare(cluster: &LocalCluster) -> Result<(std::path::PathBuf, u64, u64
     let a = transit.ensure_key("domain-a", true).await?.latest_version;
     let b = transit.ensure_key("domain-b", true).await?.latest_version;
 
-    let root = VaultClient::new(
-        VaultClientSettingsBuilder::default()
-            .address(&cluster.vault_addr)
-            .token(&cluster.vault_token)
-            .build()?,
-    )?;
     // OpenBao accepts policies as JSON, so the policy is built as data, not as HCL text.
     let policy = serde_json::json!({"path": {
         format!("{MOUNT}/hmac/*"): {"capabilities": ["update"]},
         format!("{MOUNT}/export/hmac-key/*"): {"capabilities": ["read"]},
     }});
-    vaultrs::sys::policy::set(&root, "vardhub-test-pseudonymiser", &policy.to_string()).await?;
-    let role = vaultrs::api::auth::kubernetes::requests::CreateKubernetesRoleRequest::builder()
-        .bound_service_account_names(vec!["pseudonymiser".to_string()])
-        .bound_service_account_namespaces(vec![NS.to_string()])
-        .token_policies(vec!["vardhub-test-pseudonymiser".to_string()])
-        .token_ttl("10m")
-        .to_owned();
-    vaultrs::auth::kubernetes::role::create(
-        &root,
-        "kubernetes",
-        "vardhub-test-pseudonymiser",
-        Some(&mut role.clone()),
-    )
-    .await?;
-
+    let admin = cluster.openbao_admin()?;
+    admin
+        .ensure_policy("vardhub-test-pseudonymiser", &policy)
+        .await?;
+    let role = KubernetesRole {
+        service_accounts: vec!["pseudonymiser".into()],
+        namespaces: vec![NS.into()],
+        policies: vec!["vardhub-test-pseudonymiser".into()],
+        ttl_seconds: 600,
+    };
+    admin
+        .ensure_kubernetes_role("kubernetes", "vardhub-test-pseudonymiser", &role)
+        .await?;
     cluster.ensure_service_account(NS, "pseudonymiser").await?;
     let token = cluster
         .service_account_token(NS, "pseudonymiser", None)

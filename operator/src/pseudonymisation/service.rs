@@ -323,6 +323,18 @@ impl Service {
         }
     }
 
+    /// The domain a request names, if the service can serve it: OpenBao must be up (fail
+    /// closed) and the domain known.
+    fn domain(&self, name: &str) -> Result<&Domain, Box<Response>> {
+        if !self.is_ready() {
+            let detail = "OpenBao is unreachable or sealed; try again later";
+            return Err(Box::new(problem(StatusCode::SERVICE_UNAVAILABLE, detail)));
+        }
+        self.domains
+            .get(name)
+            .ok_or_else(|| Box::new(problem(StatusCode::NOT_FOUND, "no such pseudonym domain")))
+    }
+
     /// The HTTP routes.
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
@@ -386,14 +398,9 @@ async fn pseudonymise(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !service.is_ready() {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "OpenBao is unreachable or sealed; try again later",
-        );
-    }
-    let Some(d) = service.domains.get(&domain) else {
-        return problem(StatusCode::NOT_FOUND, "no such pseudonym domain");
+    let d = match service.domain(&domain) {
+        Ok(d) => d,
+        Err(response) => return *response,
     };
     let version = d.version;
     let content_type = headers
@@ -539,14 +546,9 @@ async fn migrate(
     Path(domain): Path<String>,
     body: Body,
 ) -> Response {
-    if !service.is_ready() {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "OpenBao is unreachable or sealed; try again later",
-        );
-    }
-    let Some(d) = service.domains.get(&domain) else {
-        return problem(StatusCode::NOT_FOUND, "no such pseudonym domain");
+    let d = match service.domain(&domain) {
+        Ok(d) => d,
+        Err(response) => return *response,
     };
     let Ok(bytes) = axum::body::to_bytes(body, 256 * 1024 * 1024).await else {
         return problem(
