@@ -59,6 +59,7 @@ async fn start_service(
         auth: Auth::Token(token.into()),
         transit_mount: "vardhub-bench-transit".into(),
         local,
+        reversible: Vec::new(),
         domains: vec![("bench".into(), "bench".into(), version)],
     })
     .await?;

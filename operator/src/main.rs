@@ -61,6 +61,10 @@ enum Command {
         /// A domain as `NAME=KEY@VERSION`: the Transit key and the pinned key version.
         #[arg(long = "domain", required = true)]
         domains: Vec<String>,
+        /// A domain whose pseudonyms are reversible (Transit convergent encryption);
+        /// re-identification then needs a caller token with the domain's decrypt policy.
+        #[arg(long = "reversible-domain")]
+        reversible: Vec<String>,
         /// OpenBao role of the Kubernetes auth method; without it, `VAULT_TOKEN` is used.
         #[arg(long)]
         auth_role: Option<String>,
@@ -134,6 +138,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             transit_mount,
             mode,
             domains,
+            reversible,
             auth_role,
             auth_mount,
             token_path,
@@ -160,6 +165,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 transit_mount,
                 local: mode == "local",
                 domains,
+                reversible,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {

@@ -41,7 +41,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
         "metadata": {"name": "pseudo", "namespace": NS},
         "spec": {"mode": "local", "replicas": 2, "allowedNamespaces": ["region-stockholm"],
-                 "domains": [{"name": "region-export"}, {"name": "permit-42"}]},
+                 "domains": [{"name": "region-export"}, {"name": "permit-42"}, {"name": "linkable", "reversible": true}]},
     }))?;
     services
         .patch("pseudo", &apply, &Patch::Apply(&svc))
@@ -74,12 +74,30 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         assert!(!key.created, "the operator created key {domain}");
     }
     let root = cluster.openbao_root()?;
+    assert!(
+        !transit.ensure_convergent_key("linkable").await?.created,
+        "the reversible domain has a convergent key"
+    );
     let policy =
         vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation-{NS}-pseudo")).await?;
     assert!(
         policy.rules.contains("/hmac/*") && policy.rules.contains("export/hmac-key"),
         "{}",
         policy.rules
+    );
+    let reidentify = vaultrs::sys::policy::read(
+        &root,
+        &format!("vardhub-pseudonymisation-{NS}-pseudo-reidentify"),
+    )
+    .await?;
+    assert!(
+        reidentify.rules.contains("/decrypt/linkable"),
+        "{}",
+        reidentify.rules
+    );
+    assert!(
+        !policy.rules.contains("decrypt"),
+        "the service's own policy cannot re-identify"
     );
     let role = vaultrs::auth::kubernetes::role::read(
         &root,

@@ -31,6 +31,21 @@ impl Write for Captured {
     }
 }
 
+/// Everything any test's service logs in this process, captured once.
+fn captured_logs() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug")
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        captured
+    })
+}
+
 fn personnummer(i: usize) -> String {
     let nine = format!("8503{:02}{:03}", 1 + i % 28, i % 1000);
     format!("{}-{}{}", &nine[..6], &nine[6..], luhn_check_digit(&nine))
@@ -83,13 +98,7 @@ async fn serve(config: Config) -> Result<(String, tokio::task::JoinHandle<()>)> 
 #[ignore = "needs the local cluster: run `make test`"]
 async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_identifier_in_logs()
 -> Result<()> {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .try_init();
+    let captured = captured_logs();
 
     let cluster = LocalCluster::get();
     let (token_path, version_a, version_b) = prepare(cluster).await?;
@@ -102,6 +111,7 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
         },
         transit_mount: MOUNT.into(),
         local,
+        reversible: Vec::new(),
         domains: vec![
             ("a".into(), "domain-a".into(), version_a),
             ("b".into(), "domain-b".into(), version_b),
@@ -332,6 +342,7 @@ async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal
         auth: Auth::Token(PRIVATE_ROOT.into()),
         transit_mount: "transit".into(),
         local: false,
+        reversible: Vec::new(),
         domains: vec![("a".into(), "domain-a".into(), version)],
     };
     let (base, task) = serve(config).await?;
@@ -404,6 +415,7 @@ async fn migration_pairs_old_and_new_pseudonyms_across_a_rotation() -> Result<()
         auth: Auth::Token(cluster.vault_token.clone()),
         transit_mount: mount.into(),
         local,
+        reversible: Vec::new(),
         domains: vec![("d".into(), "epochs".into(), pinned)],
     };
     let http = reqwest::Client::new();
@@ -460,5 +472,138 @@ async fn migration_pairs_old_and_new_pseudonyms_across_a_rotation() -> Result<()
         );
         task.abort();
     }
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_the_caller()
+-> Result<()> {
+    let captured = captured_logs();
+    let cluster = LocalCluster::get();
+    let mount = "vardhub-test-reversible";
+    let admin = cluster.openbao_admin()?;
+    let transit = admin.transit(mount)?;
+    transit.ensure_mount().await?;
+    let version = transit.ensure_convergent_key("r").await?.latest_version;
+    assert!(
+        !transit.ensure_convergent_key("r").await?.created,
+        "idempotent"
+    );
+    admin
+        .ensure_policy(
+            "vardhub-test-reversible-service",
+            &serde_json::json!({"path": {
+            format!("{mount}/encrypt/r"): {"capabilities": ["update"]}}}),
+        )
+        .await?;
+    admin
+        .ensure_policy(
+            "vardhub-test-reversible-reidentify",
+            &serde_json::json!({"path": {
+            format!("{mount}/decrypt/r"): {"capabilities": ["update"]}}}),
+        )
+        .await?;
+    let root = cluster.openbao_root()?;
+    let token = |policy: &str, name: &str| {
+        let mut request = vaultrs::api::token::requests::CreateTokenRequest::builder();
+        request
+            .policies(vec![policy.to_string()])
+            .display_name(name)
+            .ttl("10m");
+        let root = &root;
+        async move {
+            anyhow::Ok(
+                vaultrs::token::new(root, Some(&mut request))
+                    .await?
+                    .client_token,
+            )
+        }
+    };
+    let service_token = token("vardhub-test-reversible-service", "pseudonymiser").await?;
+    let holder = token("vardhub-test-reversible-reidentify", "permit-holder").await?;
+    let stranger = token("default", "stranger").await?;
+
+    let (base, task) = serve(Config {
+        openbao_addr: cluster.vault_addr.clone(),
+        auth: Auth::Token(service_token),
+        transit_mount: mount.into(),
+        local: false,
+        reversible: vec!["r".into()],
+        domains: vec![("r".into(), "r".into(), version)],
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    let ids: Vec<String> = (0..20).map(personnummer).collect();
+    let body = serde_json::json!({"kind": "personnummer", "identifiers": ids});
+    let url = format!("{base}/v1/domains/r/pseudonyms");
+    let first: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
+    let second: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
+    assert!(
+        first["pseudonyms"] == second["pseudonyms"],
+        "reversible pseudonyms are stable too"
+    );
+
+    let reidentify = format!("{base}/v1/domains/r/reidentifications");
+    let request = serde_json::json!({"pseudonyms": first["pseudonyms"]});
+    let anonymous = http.post(&reidentify).json(&request).send().await?;
+    assert_eq!(
+        anonymous.status(),
+        401,
+        "a caller without a token is refused"
+    );
+    let refused = http
+        .post(&reidentify)
+        .header("x-vault-token", &stranger)
+        .json(&request)
+        .send()
+        .await?;
+    assert_eq!(
+        refused.status(),
+        403,
+        "a token without the re-identification policy is refused by OpenBao"
+    );
+    let answer: serde_json::Value = http
+        .post(&reidentify)
+        .header("x-vault-token", &holder)
+        .json(&request)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let back = answer["identifiers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let expected: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|i| serde_json::Value::from(format!("19{}", i.replace('-', ""))))
+        .collect();
+    assert!(
+        back == expected,
+        "the permit holder gets the canonical identifiers back"
+    );
+    task.abort();
+
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            .into_owned();
+    let audit: Vec<&str> = logs.lines().filter(|l| l.contains("audit=true")).collect();
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("re-identification") && l.contains("permit-holder")),
+        "audit names the caller"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("refused") && l.contains("stranger")),
+        "refusals are audited too"
+    );
+    assert!(
+        !ids.iter().any(|i| logs.contains(&i.replace('-', ""))),
+        "no identifier in the logs"
+    );
     Ok(())
 }

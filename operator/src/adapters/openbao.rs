@@ -142,6 +142,118 @@ impl Transit {
         }
     }
 
+    /// Creates a key for reversible pseudonyms unless it exists: AES-256-GCM with key
+    /// derivation and convergent encryption, so that the same identifier in the same context
+    /// always gives the same ciphertext. Never exportable.
+    pub async fn ensure_convergent_key(&self, name: &str) -> Result<KeyState, Error> {
+        match vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await {
+            Ok(key) => {
+                if !key.derived || key.exportable {
+                    return Err(Error::Unexpected(format!(
+                        "key {name} exists but is not a convergent key"
+                    )));
+                }
+                Ok(KeyState {
+                    latest_version: latest_version(&key.keys)?,
+                    created: false,
+                })
+            }
+            Err(ClientError::APIError { code: 404, .. }) => {
+                let mut request = CreateKeyRequest::builder();
+                request.derived(true).convergent_encryption(true);
+                vaultrs::transit::key::create(
+                    self.client.as_ref(),
+                    &self.mount,
+                    name,
+                    Some(&mut request),
+                )
+                .await?;
+                let key =
+                    vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?;
+                Ok(KeyState {
+                    latest_version: latest_version(&key.keys)?,
+                    created: true,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Convergent encryption of every input under `context`, in order, with the key at
+    /// `version`: the reversible pseudonyms.
+    pub async fn encrypt_batch(
+        &self,
+        name: &str,
+        version: u64,
+        context: &[u8],
+        inputs: &[&[u8]],
+    ) -> Result<Vec<String>, Error> {
+        let context = STANDARD.encode(context);
+        let mut out = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(MAX_BATCH / 2) {
+            let request = EncryptBatchRequest {
+                mount: self.mount.clone(),
+                name: name.to_string(),
+                key_version: version,
+                batch_input: chunk
+                    .iter()
+                    .map(|i| CryptItem {
+                        plaintext: Some(STANDARD.encode(i)),
+                        ciphertext: None,
+                        context: context.clone(),
+                    })
+                    .collect(),
+            };
+            let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
+            out.extend(collect(response.batch_results, chunk.len(), |r| {
+                r.ciphertext
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Decrypts reversible pseudonyms made under `context`; the caller's token must carry a
+    /// policy that allows `decrypt` on the key.
+    pub async fn decrypt_batch(
+        &self,
+        name: &str,
+        context: &[u8],
+        pseudonyms: &[&str],
+    ) -> Result<Vec<Vec<u8>>, Error> {
+        let context = STANDARD.encode(context);
+        let mut out = Vec::with_capacity(pseudonyms.len());
+        for chunk in pseudonyms.chunks(MAX_BATCH / 2) {
+            let request = DecryptBatchRequest {
+                mount: self.mount.clone(),
+                name: name.to_string(),
+                batch_input: chunk
+                    .iter()
+                    .map(|c| CryptItem {
+                        plaintext: None,
+                        ciphertext: Some(c.to_string()),
+                        context: context.clone(),
+                    })
+                    .collect(),
+            };
+            let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
+            for plaintext in collect(response.batch_results, chunk.len(), |r| r.plaintext)? {
+                out.push(
+                    STANDARD
+                        .decode(plaintext)
+                        .map_err(|_| Error::Unexpected("plaintext is not base64".into()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who holds this client's token: its display name, for audit records.
+    pub async fn caller(&self) -> Result<String, Error> {
+        Ok(vaultrs::token::lookup_self(self.client.as_ref())
+            .await?
+            .display_name)
+    }
+
     /// Rotates the key: a new version becomes the latest. Pinned versions keep working.
     pub async fn rotate(&self, name: &str) -> Result<(), Error> {
         Ok(vaultrs::transit::key::rotate(self.client.as_ref(), &self.mount, name).await?)
@@ -236,6 +348,84 @@ fn latest_version(keys: &vaultrs::api::transit::responses::ReadKeyData) -> Resul
             Err(Error::Unexpected("expected a symmetric key".into()))
         }
     }
+}
+
+fn collect(
+    results: Vec<CryptResult>,
+    expected: usize,
+    field: impl Fn(CryptResult) -> Option<String>,
+) -> Result<Vec<String>, Error> {
+    if results.len() != expected {
+        return Err(Error::Unexpected(
+            "batch answer has the wrong length".into(),
+        ));
+    }
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r.error.clone().filter(|e| !e.is_empty()) {
+            Some(e) => Err(Error::Unexpected(format!(
+                "item {i} of a batch failed: {e}"
+            ))),
+            None => field(r)
+                .ok_or_else(|| Error::Unexpected(format!("item {i} of a batch has no result"))),
+        })
+        .collect()
+}
+
+/// `POST <mount>/encrypt/<name>` with `batch_input`.
+#[derive(Debug, Endpoint, Serialize)]
+#[endpoint(
+    path = "{self.mount}/encrypt/{self.name}",
+    method = "POST",
+    response = "CryptBatchResponse"
+)]
+struct EncryptBatchRequest {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    name: String,
+    key_version: u64,
+    batch_input: Vec<CryptItem>,
+}
+
+/// `POST <mount>/decrypt/<name>` with `batch_input`.
+#[derive(Debug, Endpoint, Serialize)]
+#[endpoint(
+    path = "{self.mount}/decrypt/{self.name}",
+    method = "POST",
+    response = "CryptBatchResponse"
+)]
+struct DecryptBatchRequest {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    name: String,
+    batch_input: Vec<CryptItem>,
+}
+
+#[derive(Debug, Serialize)]
+struct CryptItem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plaintext: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ciphertext: Option<String>,
+    context: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct CryptBatchResponse {
+    batch_results: Vec<CryptResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CryptResult {
+    #[serde(default)]
+    ciphertext: Option<String>,
+    #[serde(default)]
+    plaintext: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 /// `POST <mount>/hmac/<name>` with `batch_input`.

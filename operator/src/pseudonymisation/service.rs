@@ -46,6 +46,14 @@ pub enum Engine {
     },
     /// In-process HMAC with the key exported once at start.
     Local(LocalKey),
+    /// Reversible: Transit convergent encryption with the domain's name as context.
+    /// Re-identification needs a caller whose own token may decrypt.
+    Reversible {
+        /// Transit key name.
+        key: String,
+        /// Pinned key version.
+        version: u64,
+    },
 }
 
 /// A pseudonym domain as the service runs it.
@@ -162,6 +170,8 @@ pub struct Config {
     pub local: bool,
     /// Domains: name → (Transit key name, pinned key version).
     pub domains: Vec<(String, String, u64)>,
+    /// Names of the domains whose pseudonyms are reversible (convergent encryption).
+    pub reversible: Vec<String>,
 }
 
 /// The running service's state.
@@ -210,7 +220,12 @@ impl Service {
         let (transit, ttl) = login(&config).await?;
         let mut domains = HashMap::new();
         for (name, key, version) in &config.domains {
-            let engine = if config.local {
+            let engine = if config.reversible.contains(name) {
+                Engine::Reversible {
+                    key: key.clone(),
+                    version: *version,
+                }
+            } else if config.local {
                 Engine::Local(LocalKey::new(
                     *version,
                     transit.export_hmac_key(key, *version).await?,
@@ -291,6 +306,13 @@ impl Service {
         let started = Instant::now();
         let out = match &d.engine {
             Engine::Local(key) => canonical.iter().map(|c| key.pseudonym(c)).collect(),
+            Engine::Reversible { key, version } => {
+                self.transit
+                    .read()
+                    .await
+                    .encrypt_batch(key, *version, domain.as_bytes(), canonical)
+                    .await?
+            }
             Engine::Transit { key, version } => {
                 self.transit
                     .read()
@@ -340,6 +362,7 @@ impl Service {
         Router::new()
             .route("/v1/domains/{domain}/pseudonyms", post(pseudonymise))
             .route("/v1/domains/{domain}/migrations", post(migrate))
+            .route("/v1/domains/{domain}/reidentifications", post(reidentify))
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",
@@ -601,6 +624,99 @@ async fn migrate(
         errors,
     })
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct ReidentifyRequest {
+    pseudonyms: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ReidentifyResponse {
+    identifiers: Vec<String>,
+}
+
+/// `POST /v1/domains/{domain}/reidentifications` with `X-Vault-Token`: the caller's own
+/// OpenBao token, which must carry the domain's re-identification policy (OpenBao decides,
+/// not this service). Every attempt is written to the audit log with the caller's name;
+/// identifiers and pseudonyms never are.
+async fn reidentify(
+    State(service): State<Arc<Service>>,
+    Path(domain): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let d = match service.domain(&domain) {
+        Ok(d) => d,
+        Err(response) => return *response,
+    };
+    let Engine::Reversible { key, .. } = &d.engine else {
+        return problem(
+            StatusCode::CONFLICT,
+            "this domain's pseudonyms are not reversible",
+        );
+    };
+    let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) else {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "send your own OpenBao token in X-Vault-Token",
+        );
+    };
+    let caller = match Transit::new(
+        &service.config.openbao_addr,
+        token,
+        &service.config.transit_mount,
+    ) {
+        Ok(c) => c,
+        Err(_) => return problem(StatusCode::UNAUTHORIZED, "unusable OpenBao token"),
+    };
+    let Ok(name) = caller.caller().await else {
+        tracing::warn!(audit = true, domain = %domain, "re-identification refused: token not accepted by OpenBao");
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "OpenBao does not accept this token",
+        );
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than 64 MiB; split it",
+        );
+    };
+    let request: ReidentifyRequest = match parse(&bytes) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let pseudonyms: Vec<&str> = request.pseudonyms.iter().map(String::as_str).collect();
+    match caller
+        .decrypt_batch(key, domain.as_bytes(), &pseudonyms)
+        .await
+    {
+        Ok(plain) => {
+            tracing::info!(audit = true, caller = %name, domain = %domain, rows = plain.len(), "re-identification");
+            let identifiers = plain
+                .into_iter()
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .collect();
+            axum::Json(ReidentifyResponse { identifiers }).into_response()
+        }
+        Err(openbao::Error::Request(vaultrs::error::ClientError::APIError {
+            code: 403, ..
+        })) => {
+            tracing::warn!(audit = true, caller = %name, domain = %domain, "re-identification refused by OpenBao policy");
+            problem(
+                StatusCode::FORBIDDEN,
+                "your OpenBao token may not re-identify in this domain",
+            )
+        }
+        Err(e) => {
+            tracing::warn!(audit = true, caller = %name, domain = %domain, error = %e, "re-identification failed");
+            problem(
+                StatusCode::BAD_REQUEST,
+                "OpenBao could not decrypt the pseudonyms of this batch",
+            )
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -41,6 +41,9 @@ pub struct Names {
     pub policy: String,
     /// The Kubernetes auth role of the service.
     pub role: String,
+    /// The policy that allows re-identification in the reversible domains; bound to no one
+    /// by the operator: whoever holds a permit gets it through their own OpenBao identity.
+    pub reidentify_policy: String,
 }
 
 /// The names of a service's objects.
@@ -52,6 +55,7 @@ pub fn names(svc: &PseudonymisationService) -> Names {
         mount: format!("pseudonymisation/{ns}/{name}"),
         policy: format!("vardhub-pseudonymisation-{ns}-{name}"),
         role: format!("vardhub-pseudonymisation-{ns}-{name}"),
+        reidentify_policy: format!("vardhub-pseudonymisation-{ns}-{name}-reidentify"),
     }
 }
 
@@ -80,7 +84,32 @@ pub fn policy(svc: &PseudonymisationService) -> serde_json::Value {
             serde_json::json!({"capabilities": ["read"]}),
         );
     }
+    for d in svc.spec.domains.iter().filter(|d| d.reversible) {
+        paths.insert(
+            format!("{mount}/encrypt/{}", d.name),
+            serde_json::json!({"capabilities": ["update"]}),
+        );
+    }
     serde_json::json!({ "path": paths })
+}
+
+/// The re-identification policy: decrypt in the reversible domains, nothing else. `None`
+/// when no domain is reversible.
+pub fn reidentify_policy(svc: &PseudonymisationService) -> Option<serde_json::Value> {
+    let mount = names(svc).mount;
+    let paths: serde_json::Map<String, serde_json::Value> = svc
+        .spec
+        .domains
+        .iter()
+        .filter(|d| d.reversible)
+        .map(|d| {
+            (
+                format!("{mount}/decrypt/{}", d.name),
+                serde_json::json!({"capabilities": ["update"]}),
+            )
+        })
+        .collect();
+    (!paths.is_empty()).then(|| serde_json::json!({ "path": paths }))
 }
 
 /// The Kubernetes auth role binding the service's ServiceAccount to its policy.
@@ -183,6 +212,8 @@ pub fn deployment(
             .into_iter()
             .map(|(d, v)| format!("--domain={d}={d}@{v}")),
     );
+    let reversible = svc.spec.domains.iter().filter(|d| d.reversible);
+    args.extend(reversible.map(|d| format!("--reversible-domain={}", d.name)));
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),

@@ -81,14 +81,9 @@ impl HasConditions for PseudonymisationService {
     }
 }
 
-/// Checks the spec beyond the schema. Pure.
-pub fn validate(svc: &PseudonymisationService) -> Result<(), Error> {
-    if let Some(i) = svc.spec.domains.iter().position(|d| d.reversible) {
-        return Err(Error::Invalid {
-            field: format!("spec.domains[{i}].reversible"),
-            message: "reversible pseudonyms are not supported yet; set it to false".into(),
-        });
-    }
+/// Checks the spec beyond what the schema expresses. Pure; today every rule fits in the
+/// schema, so this is the place for the next one.
+pub fn validate(_svc: &PseudonymisationService) -> Result<(), Error> {
     Ok(())
 }
 
@@ -249,7 +244,12 @@ async fn ensure_keys(
     }
     let exportable = svc.spec.mode == PseudonymisationMode::Local;
     for domain in &svc.spec.domains {
-        if transit.ensure_key(&domain.name, exportable).await?.created {
+        let state = if domain.reversible {
+            transit.ensure_convergent_key(&domain.name).await?
+        } else {
+            transit.ensure_key(&domain.name, exportable).await?
+        };
+        if state.created {
             ctx.metrics
                 .api_write(CONTROLLER, "OpenBaoTransitKey", "create");
             tracing::info!(domain = %domain.name, "created the domain key");
@@ -258,6 +258,13 @@ async fn ensure_keys(
     if admin
         .ensure_policy(&names.policy, &build::policy(svc))
         .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
+    }
+    if let Some(rules) = build::reidentify_policy(svc)
+        && admin
+            .ensure_policy(&names.reidentify_policy, &rules)
+            .await?
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
     }
@@ -284,16 +291,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reversible_domains_are_refused_naming_the_field() {
-        let svc = PseudonymisationService::new(
+    fn reversible_domains_get_encrypt_for_the_service_and_a_separate_decrypt_policy() {
+        let mut svc = PseudonymisationService::new(
             "pseudo",
             serde_json::from_value(serde_json::json!({
                 "domains": [{"name": "a"}, {"name": "b", "reversible": true}],
             }))
             .expect("spec"),
         );
-        let err = validate(&svc).expect_err("refused");
-        assert_eq!(err.reason(), "InvalidSpec");
-        assert!(err.to_string().starts_with("spec.domains[1].reversible: "));
+        svc.metadata.namespace = Some("hub".into());
+        assert!(validate(&svc).is_ok());
+        let service = build::policy(&svc).to_string();
+        assert!(service.contains("pseudonymisation/hub/pseudo/encrypt/b"));
+        assert!(
+            !service.contains("decrypt"),
+            "the service itself can never re-identify"
+        );
+        let reidentify = build::reidentify_policy(&svc)
+            .expect("a reversible domain")
+            .to_string();
+        assert!(reidentify.contains("pseudonymisation/hub/pseudo/decrypt/b"));
+        assert!(!reidentify.contains("/a"), "only reversible domains");
+        svc.spec.domains[1].reversible = false;
+        assert!(build::reidentify_policy(&svc).is_none());
     }
 }
