@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use vardhub::adapters::openbao::Transit;
 use vardhub::api::PseudonymisationService;
 use vardhub::controller::conditions::{is_true, types};
@@ -187,6 +187,73 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     second.stop().await?;
     Api::<Namespace>::all(admin)
         .delete(NS, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let ns = "vardhub-test-pseudo-delete";
+    cluster.ensure_service_account(ns, "default").await?;
+    let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), ns);
+    let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+        "metadata": {"name": "throwaway", "namespace": ns},
+        "spec": {"replicas": 1, "domains": [{"name": "trial"}],
+                 "deletionPolicy": "Delete", "confirmKeyDeletion": true},
+    }))?;
+    services
+        .patch(
+            "throwaway",
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&svc),
+        )
+        .await?;
+    let operator = RunningOperator::start(cluster, "test-pseudo-delete").await?;
+    eventually(
+        "the keys and the finalizer",
+        Duration::from_secs(90),
+        || async {
+            let s = services.get("throwaway").await?;
+            let keys = s
+                .status
+                .as_ref()
+                .is_some_and(|st| is_true(&st.common.conditions, "KeysReady"));
+            Ok(
+                (keys && s.finalizers().iter().any(|f| f == "vardhub.io/delete-keys"))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    let mount = format!("pseudonymisation/{ns}/throwaway/");
+    let root = cluster.openbao_root()?;
+    assert!(vaultrs::sys::mount::list(&root).await?.contains_key(&mount));
+
+    services
+        .delete("throwaway", &DeleteParams::background())
+        .await?;
+    eventually(
+        "the resource to be gone",
+        Duration::from_secs(60),
+        || async { Ok(services.get_opt("throwaway").await?.is_none().then_some(())) },
+    )
+    .await?;
+    assert!(
+        !vaultrs::sys::mount::list(&root).await?.contains_key(&mount),
+        "the mount and its keys are gone"
+    );
+    let policy =
+        vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation-{ns}-throwaway"))
+            .await;
+    assert!(policy.is_err(), "the policy is gone");
+    operator.stop().await?;
+    Api::<Namespace>::all(admin)
+        .delete(ns, &DeleteParams::default())
         .await?;
     Ok(())
 }

@@ -586,3 +586,28 @@ impl Admin {
         Ok(true)
     }
 }
+
+impl Admin {
+    /// Disables a secrets engine mount, deleting every key in it. Only for a resource whose
+    /// deletion policy explicitly asks for its keys to go.
+    pub async fn delete_mount(&self, mount: &str) -> Result<(), Error> {
+        Ok(vaultrs::sys::mount::disable(self.client.as_ref(), mount).await?)
+    }
+
+    /// Deletes a policy; an absent one is fine.
+    pub async fn delete_policy(&self, name: &str) -> Result<(), Error> {
+        match vaultrs::sys::policy::delete(self.client.as_ref(), name).await {
+            Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a Kubernetes auth role; an absent one is fine.
+    pub async fn delete_kubernetes_role(&self, auth_mount: &str, name: &str) -> Result<(), Error> {
+        match vaultrs::auth::kubernetes::role::delete(self.client.as_ref(), auth_mount, name).await
+        {
+            Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

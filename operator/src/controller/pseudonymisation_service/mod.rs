@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -21,11 +22,15 @@ use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::adapters::openbao;
 use crate::api::{
-    CommonStatus, PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus,
+    CommonStatus, DeletionPolicy, PseudonymisationMode, PseudonymisationService,
+    PseudonymisationServiceStatus,
 };
 
 /// Name of the controller: its field manager is `vardhub-pseudonymisation`.
 pub const CONTROLLER: &str = "pseudonymisation";
+/// Finalizer present only while `deletionPolicy: Delete` (with `confirmKeyDeletion`) asks
+/// for the keys to be deleted with the resource.
+pub const KEY_FINALIZER: &str = "vardhub.io/delete-keys";
 /// Condition type: the domain keys, policy and role exist in OpenBao.
 pub const KEYS_READY: &str = "KeysReady";
 
@@ -55,6 +60,9 @@ pub enum Error {
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
+    /// Adding or removing the key-deletion finalizer failed.
+    #[error("updating the finalizer failed: {0}")]
+    Finalizer(#[source] kube::Error),
 }
 
 impl Error {
@@ -67,6 +75,7 @@ impl Error {
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
             Error::Status(_) => "StatusUpdateFailed",
+            Error::Finalizer(_) => "FinalizerFailed",
         }
     }
 }
@@ -98,6 +107,9 @@ pub async fn reconcile(
     svc: Arc<PseudonymisationService>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if let Some(action) = finalize(&svc, &ctx).await? {
+        return Ok(action);
+    }
     let started = Instant::now();
     let result = run_pipeline(&svc, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
@@ -274,6 +286,78 @@ async fn ensure_keys(
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
+    Ok(())
+}
+
+fn has_finalizer(svc: &PseudonymisationService) -> bool {
+    svc.finalizers().iter().any(|f| f == KEY_FINALIZER)
+}
+
+/// Keeps the key-deletion finalizer in line with the deletion policy, and on deletion of a
+/// resource that carries it deletes the mount with every domain key, the policies and the
+/// role. Returns an action when the reconcile ends here.
+async fn finalize(svc: &PseudonymisationService, ctx: &Context) -> Result<Option<Action>, Error> {
+    let wants = svc.spec.deletion_policy == DeletionPolicy::Delete
+        && svc.spec.confirm_key_deletion == Some(true);
+    let has = has_finalizer(svc);
+    let deleting = svc.metadata.deletion_timestamp.is_some();
+    if deleting && has {
+        let Some(bao) = &ctx.openbao else {
+            return Err(Error::NoOpenBao);
+        };
+        let names = build::names(svc);
+        bao.admin
+            .delete_kubernetes_role(build::AUTH_MOUNT, &names.role)
+            .await?;
+        bao.admin.delete_policy(&names.policy).await?;
+        bao.admin.delete_policy(&names.reidentify_policy).await?;
+        bao.admin.delete_mount(&names.mount).await?;
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "delete");
+        tracing::warn!(mount = %names.mount, "deleted the domain keys as the deletion policy asks");
+    }
+    if deleting {
+        if has {
+            set_finalizer(svc, ctx, false).await?;
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    if wants != has {
+        set_finalizer(svc, ctx, wants).await?;
+    }
+    Ok(None)
+}
+
+async fn set_finalizer(
+    svc: &PseudonymisationService,
+    ctx: &Context,
+    present: bool,
+) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = svc
+        .finalizers()
+        .iter()
+        .filter(|f| *f != KEY_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(KEY_FINALIZER.to_string());
+    }
+    // The resource version makes this a compare-and-swap: a concurrent change of the list
+    // fails with a conflict and the reconcile is retried.
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": svc.resource_version(),
+    }});
+    let api: Api<PseudonymisationService> =
+        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    api.patch(
+        &svc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::Finalizer)?;
+    ctx.metrics
+        .api_write(CONTROLLER, "PseudonymisationService", "patch");
     Ok(())
 }
 
