@@ -51,7 +51,9 @@ fn personnummer(i: usize) -> String {
     format!("{}-{}{}", &nine[..6], &nine[6..], luhn_check_digit(&nine))
 }
 
-async fn prepare(cluster: &LocalCluster) -> Result<(std::path::PathBuf, u64, u64)> {
+/// Keys, policy, role and a ServiceAccount token in a file named after `test`, so that tests
+/// running side by side never share (or delete) each other's token file.
+async fn prepare(cluster: &LocalCluster, test: &str) -> Result<(std::path::PathBuf, u64, u64)> {
     let transit = Transit::new(&cluster.vault_addr, &cluster.vault_token, MOUNT)?;
     transit.ensure_mount().await?;
     let a = transit.ensure_key("domain-a", true).await?.latest_version;
@@ -79,7 +81,10 @@ async fn prepare(cluster: &LocalCluster) -> Result<(std::path::PathBuf, u64, u64
     let token = cluster
         .service_account_token(NS, "pseudonymiser", None)
         .await?;
-    let path = std::env::temp_dir().join(format!("vardhub-test-sa-token-{}", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "vardhub-test-sa-token-{}-{test}",
+        std::process::id()
+    ));
     std::fs::write(&path, token)?;
     Ok((path, a, b))
 }
@@ -101,7 +106,7 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
     let captured = captured_logs();
 
     let cluster = LocalCluster::get();
-    let (token_path, version_a, version_b) = prepare(cluster).await?;
+    let (token_path, version_a, version_b) = prepare(cluster, "batches").await?;
     let config = |local: bool| Config {
         openbao_addr: cluster.vault_addr.clone(),
         auth: Auth::Kubernetes {
@@ -605,5 +610,53 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
         !ids.iter().any(|i| logs.contains(&i.replace('-', ""))),
         "no identifier in the logs"
     );
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn service_logs_in_again_before_its_token_expires() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let (token_path, version_a, _) = prepare(cluster, "renewal").await?;
+    // A role whose tokens live 4 seconds: the service must log in again about every 3.
+    let role = KubernetesRole {
+        service_accounts: vec!["pseudonymiser".into()],
+        namespaces: vec![NS.into()],
+        policies: vec!["vardhub-test-pseudonymiser".into()],
+        ttl_seconds: 4,
+    };
+    cluster
+        .openbao_admin()?
+        .ensure_kubernetes_role("kubernetes", "vardhub-test-short-lived", &role)
+        .await?;
+    let (base, task) = serve(Config {
+        openbao_addr: cluster.vault_addr.clone(),
+        auth: Auth::Kubernetes {
+            mount: "kubernetes".into(),
+            role: "vardhub-test-short-lived".into(),
+            jwt_path: token_path.clone(),
+        },
+        transit_mount: MOUNT.into(),
+        local: false,
+        reversible: Vec::new(),
+        domains: vec![("a".into(), "domain-a".into(), version_a)],
+    })
+    .await?;
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({"kind": "personnummer", "identifiers": [personnummer(9)]});
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        let answer = http
+            .post(format!("{base}/v1/domains/a/pseudonyms"))
+            .json(&body)
+            .send()
+            .await?;
+        assert!(
+            answer.status().is_success(),
+            "still served after the first token expired: {}",
+            answer.status()
+        );
+    }
+    task.abort();
     Ok(())
 }
