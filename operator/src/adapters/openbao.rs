@@ -107,60 +107,64 @@ impl Transit {
     /// memory (local mode); it cannot be undone, so an existing key with another setting is an
     /// error rather than a silent change.
     pub async fn ensure_key(&self, name: &str, exportable: bool) -> Result<KeyState, Error> {
-        match vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await {
-            Ok(key) => {
-                if key.exportable != exportable {
-                    return Err(Error::KeyMismatch {
+        self.ensure_key_with(
+            name,
+            |key| {
+                (key.exportable == exportable)
+                    .then_some(())
+                    .ok_or(Error::KeyMismatch {
                         key: name.into(),
                         actual: key.exportable,
                         wanted: exportable,
-                    });
-                }
-                Ok(KeyState {
-                    latest_version: latest_version(&key.keys)?,
-                    created: false,
-                })
-            }
-            Err(ClientError::APIError { code: 404, .. }) => {
-                let mut request = CreateKeyRequest::builder();
+                    })
+            },
+            |request| {
                 request.exportable(exportable);
-                vaultrs::transit::key::create(
-                    self.client.as_ref(),
-                    &self.mount,
-                    name,
-                    Some(&mut request),
-                )
-                .await?;
-                let key =
-                    vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?;
-                Ok(KeyState {
-                    latest_version: latest_version(&key.keys)?,
-                    created: true,
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
+            },
+        )
+        .await
     }
 
     /// Creates a key for reversible pseudonyms unless it exists: AES-256-GCM with key
     /// derivation and convergent encryption, so that the same identifier in the same context
     /// always gives the same ciphertext. Never exportable.
     pub async fn ensure_convergent_key(&self, name: &str) -> Result<KeyState, Error> {
-        match vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await {
+        self.ensure_key_with(
+            name,
+            |key| {
+                (key.derived && !key.exportable)
+                    .then_some(())
+                    .ok_or_else(|| {
+                        Error::Unexpected(format!("key {name} exists but is not a convergent key"))
+                    })
+            },
+            |request| {
+                request.derived(true).convergent_encryption(true);
+            },
+        )
+        .await
+    }
+
+    /// Reads the key; an existing one must pass `check`, a missing one is created with the
+    /// settings `configure` makes.
+    async fn ensure_key_with(
+        &self,
+        name: &str,
+        check: impl Fn(&vaultrs::api::transit::responses::ReadKeyResponse) -> Result<(), Error>,
+        configure: impl FnOnce(&mut vaultrs::api::transit::requests::CreateKeyRequestBuilder),
+    ) -> Result<KeyState, Error> {
+        let read = vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await;
+        let created = match read {
             Ok(key) => {
-                if !key.derived || key.exportable {
-                    return Err(Error::Unexpected(format!(
-                        "key {name} exists but is not a convergent key"
-                    )));
-                }
-                Ok(KeyState {
+                check(&key)?;
+                return Ok(KeyState {
                     latest_version: latest_version(&key.keys)?,
                     created: false,
-                })
+                });
             }
             Err(ClientError::APIError { code: 404, .. }) => {
                 let mut request = CreateKeyRequest::builder();
-                request.derived(true).convergent_encryption(true);
+                configure(&mut request);
                 vaultrs::transit::key::create(
                     self.client.as_ref(),
                     &self.mount,
@@ -168,15 +172,14 @@ impl Transit {
                     Some(&mut request),
                 )
                 .await?;
-                let key =
-                    vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?;
-                Ok(KeyState {
-                    latest_version: latest_version(&key.keys)?,
-                    created: true,
-                })
+                vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(KeyState {
+            latest_version: latest_version(&created.keys)?,
+            created: true,
+        })
     }
 
     /// Convergent encryption of every input under `context`, in order, with the key at

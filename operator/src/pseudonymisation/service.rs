@@ -440,14 +440,9 @@ async fn pseudonymise(
         };
         return stream_ndjson(service, domain, kind, body);
     }
-    let bytes = match axum::body::to_bytes(body, 256 * 1024 * 1024).await {
+    let bytes = match read_body(body).await {
         Ok(b) => b,
-        Err(_) => {
-            return problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is larger than 256 MiB; use NDJSON streaming",
-            );
-        }
+        Err(response) => return *response,
     };
     let request: BatchRequest = match parse(&bytes) {
         Ok(r) => r,
@@ -527,6 +522,16 @@ fn rows(
     out
 }
 
+/// Reads a whole request body of at most 256 MiB.
+async fn read_body(body: Body) -> Result<axum::body::Bytes, Box<Response>> {
+    axum::body::to_bytes(body, 256 * 1024 * 1024)
+        .await
+        .map_err(|_| {
+            let detail = "the body is larger than 256 MiB; split it, or stream NDJSON";
+            Box::new(problem(StatusCode::PAYLOAD_TOO_LARGE, detail))
+        })
+}
+
 /// Parses a JSON body; the error names the position, never a value.
 fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
@@ -573,11 +578,9 @@ async fn migrate(
         Ok(d) => d,
         Err(response) => return *response,
     };
-    let Ok(bytes) = axum::body::to_bytes(body, 256 * 1024 * 1024).await else {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the body is larger than 256 MiB; split it",
-        );
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(response) => return *response,
     };
     let request: MigrationRequest = match parse(&bytes) {
         Ok(r) => r,
@@ -677,11 +680,9 @@ async fn reidentify(
             "OpenBao does not accept this token",
         );
     };
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
-        return problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "the body is larger than 64 MiB; split it",
-        );
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(response) => return *response,
     };
     let request: ReidentifyRequest = match parse(&bytes) {
         Ok(r) => r,
