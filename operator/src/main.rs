@@ -41,6 +41,13 @@ enum Command {
         /// OpenBao's address; with `VAULT_TOKEN`, enables the controllers that manage keys.
         #[arg(long, env = "VAULT_ADDR")]
         openbao_addr: Option<String>,
+        /// The S3 server's endpoint; with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`,
+        /// enables the controllers that manage storage.
+        #[arg(long, env = "VARDHUB_S3_ENDPOINT")]
+        s3_endpoint: Option<String>,
+        /// The S3 server's region.
+        #[arg(long, env = "AWS_REGION", default_value = "eu-north-1")]
+        s3_region: String,
     },
     /// Run the pseudonymisation service: an HTTP API that turns identifiers into pseudonyms
     /// per domain, with keys in OpenBao Transit.
@@ -185,6 +192,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             leader_election_identity,
             lease_duration_seconds,
             openbao_addr,
+            s3_endpoint,
+            s3_region,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -198,6 +207,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     identity: leader_election_identity.unwrap_or_else(default_identity),
                     lease_duration_seconds,
                     openbao: openbao_addr.zip(std::env::var("VAULT_TOKEN").ok()),
+                    s3: s3_endpoint.and_then(|endpoint| {
+                        Some(vardhub::adapters::s3::Settings {
+                            endpoint,
+                            region: s3_region,
+                            access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok()?,
+                            secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok()?,
+                        })
+                    }),
                 };
                 match manager::run(client, options, shutdown_signal()).await? {
                     Stopped::Shutdown => Ok(ExitCode::SUCCESS),

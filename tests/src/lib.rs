@@ -39,6 +39,12 @@ pub struct LocalCluster {
     pub vault_token: String,
     /// The S3 endpoint.
     pub s3_endpoint: String,
+    /// The S3 region.
+    pub s3_region: String,
+    /// The S3 server's root access key (generated per run).
+    pub s3_access_key_id: String,
+    /// The S3 server's root secret key (generated per run).
+    pub s3_secret_access_key: String,
 }
 
 /// The repository's root folder.
@@ -57,6 +63,13 @@ impl LocalCluster {
     pub fn get() -> &'static LocalCluster {
         static CLUSTER: OnceLock<LocalCluster> = OnceLock::new();
         CLUSTER.get_or_init(|| {
+            // The in-process operators log to the test output when RUST_LOG asks for it.
+            if std::env::var_os("RUST_LOG").is_some() {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                    .with_test_writer()
+                    .try_init();
+            }
             let cluster = LocalCluster::from_env().expect("the local cluster's environment");
             cluster.print_versions();
             cluster
@@ -73,6 +86,9 @@ impl LocalCluster {
             vault_addr: env("VAULT_ADDR")?,
             vault_token: env("VAULT_TOKEN")?,
             s3_endpoint: env("VARDHUB_S3_ENDPOINT")?,
+            s3_region: env("AWS_REGION")?,
+            s3_access_key_id: env("AWS_ACCESS_KEY_ID")?,
+            s3_secret_access_key: env("AWS_SECRET_ACCESS_KEY")?,
         })
     }
 
@@ -283,7 +299,7 @@ impl RunningOperator {
         Self::start_with(cluster, identity, "vardhub-operator", 15, true).await
     }
 
-    /// Starts an operator on the given Lease, with or without OpenBao.
+    /// Starts an operator on the given Lease, with or without OpenBao and S3.
     pub async fn start_with(
         cluster: &LocalCluster,
         identity: &str,
@@ -300,6 +316,7 @@ impl RunningOperator {
             identity: identity.into(),
             lease_duration_seconds,
             openbao: openbao.then(|| (cluster.vault_addr.clone(), cluster.vault_token.clone())),
+            s3: openbao.then(|| cluster.s3_settings()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(vardhub::controller::manager::run(
@@ -374,6 +391,42 @@ impl LocalCluster {
             .token(&self.vault_token)
             .build()?;
         Ok(vaultrs::client::VaultClient::new(settings)?)
+    }
+
+    /// The S3 server's root settings, as the operator gets them.
+    pub fn s3_settings(&self) -> vardhub::adapters::s3::Settings {
+        vardhub::adapters::s3::Settings {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+        }
+    }
+
+    /// An S3 client with the root credentials.
+    pub fn s3_root(&self) -> aws_sdk_s3::Client {
+        vardhub::adapters::s3::Storage::new(self.s3_settings())
+            .client()
+            .clone()
+    }
+
+    /// An S3 client with credentials the operator issued (read back from OpenBao).
+    pub fn s3_with(&self, c: &vardhub::adapters::s3::IssuedCredentials) -> aws_sdk_s3::Client {
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            Some(c.session_token.clone()),
+            None,
+            "issued-by-vardhub",
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(&c.endpoint)
+            .region(aws_sdk_s3::config::Region::new(c.region.clone()))
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
     }
 
     /// The operator's own OpenBao administration adapter, with the root token.

@@ -750,9 +750,13 @@ verify_openbao_login() {
 }
 
 start_minio() {
-    local secret=$1
+    local secret=$1 kms_key
     mkdir -p "$RUN_DIR/minio-data"
-    MINIO_ROOT_USER="$S3_ROOT_USER" MINIO_ROOT_PASSWORD="$secret" \
+    # A static KMS key, fresh with every run's data directory, so that buckets can have
+    # default encryption (SSE-S3) as they would against a cloud KMS.
+    kms_key="vardhub-local:$(head -c 32 /dev/urandom | base64 -w0)"
+    MINIO_KMS_SECRET_KEY="$kms_key" \
+        MINIO_ROOT_USER="$S3_ROOT_USER" MINIO_ROOT_PASSWORD="$secret" \
         MINIO_SITE_REGION="$S3_REGION" MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
         start_component minio "$MINIO_DIR/minio" server "$RUN_DIR/minio-data" \
         --address "$HOST:$MINIO_PORT" --console-address "$HOST:$MINIO_CONSOLE_PORT"

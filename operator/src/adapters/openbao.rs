@@ -44,8 +44,18 @@ pub enum Error {
 
 /// A client of OpenBao at `address`, with a token or (to log in) without.
 fn client(address: &str, token: Option<&str>) -> Result<VaultClient, Error> {
+    client_in(address, token, None)
+}
+
+/// A client of OpenBao at `address` working inside `namespace` (the root namespace if none).
+fn client_in(
+    address: &str,
+    token: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<VaultClient, Error> {
     let mut settings = VaultClientSettingsBuilder::default();
     settings.address(address);
+    settings.namespace(namespace.map(str::to_string));
     if let Some(token) = token {
         settings.token(token);
     }
@@ -123,6 +133,45 @@ impl Transit {
             },
         )
         .await
+    }
+
+    /// Creates an AES-256-GCM key for a custodian's own encryption unless it exists, and keeps
+    /// its automatic rotation period at `rotate_days` (none: no automatic rotation). Never
+    /// exportable, never deletable. Returns whether it wrote.
+    pub async fn ensure_custodian_key(
+        &self,
+        name: &str,
+        rotate_days: Option<i32>,
+    ) -> Result<bool, Error> {
+        let period = rotate_days.map_or(0, |d| i64::from(d) * 86_400);
+        let state = self
+            .ensure_key_with(
+                name,
+                |_| Ok(()),
+                |request| {
+                    request.auto_rotate_period(format!("{period}s"));
+                },
+            )
+            .await?;
+        if state.created {
+            return Ok(true);
+        }
+        let current = vaultrs::api::exec_with_result(
+            self.client.as_ref(),
+            ReadKeyRaw {
+                mount: self.mount.clone(),
+                name: name.into(),
+            },
+        )
+        .await?;
+        if current.auto_rotate_period == period {
+            return Ok(false);
+        }
+        let mut update = vaultrs::api::transit::requests::UpdateKeyConfigurationRequest::builder();
+        update.auto_rotate_period(format!("{period}s"));
+        vaultrs::transit::key::update(self.client.as_ref(), &self.mount, name, Some(&mut update))
+            .await?;
+        Ok(true)
     }
 
     /// Creates a key for reversible pseudonyms unless it exists: AES-256-GCM with key
@@ -464,6 +513,50 @@ struct BatchResult {
     error: Option<String>,
 }
 
+/// `GET <mount>/keys/<name>`, for the fields `vaultrs`' key response lacks.
+#[derive(Debug, Endpoint)]
+#[endpoint(path = "{self.mount}/keys/{self.name}", response = "RawKey")]
+struct ReadKeyRaw {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawKey {
+    #[serde(default)]
+    auto_rotate_period: i64,
+}
+
+/// `GET sys/namespaces/<name>`: `vaultrs` has no call for OpenBao namespaces.
+#[derive(Debug, Endpoint)]
+#[endpoint(path = "sys/namespaces/{self.name}", response = "serde_json::Value")]
+struct ReadNamespace {
+    #[endpoint(skip)]
+    name: String,
+}
+
+/// `POST sys/namespaces/<name>`.
+#[derive(Debug, Endpoint)]
+#[endpoint(
+    path = "sys/namespaces/{self.name}",
+    method = "POST",
+    response = "serde_json::Value"
+)]
+struct CreateNamespace {
+    #[endpoint(skip)]
+    name: String,
+}
+
+/// `DELETE sys/namespaces/<name>`.
+#[derive(Debug, Endpoint)]
+#[endpoint(path = "sys/namespaces/{self.name}", method = "DELETE")]
+struct DeleteNamespace {
+    #[endpoint(skip)]
+    name: String,
+}
+
 /// Logs in with a Kubernetes ServiceAccount token through the Kubernetes auth method at
 /// `auth_mount`; returns the OpenBao token and its time to live in seconds.
 pub async fn login_kubernetes(
@@ -519,6 +612,92 @@ impl Admin {
     /// A Transit client at `mount` with the same credentials.
     pub fn transit(&self, mount: &str) -> Result<Transit, Error> {
         Transit::new(&self.address, &self.token, mount)
+    }
+
+    /// The same administrator working inside the OpenBao namespace `namespace`.
+    pub fn in_namespace(&self, namespace: &str) -> Result<Admin, Error> {
+        Ok(Admin {
+            client: std::sync::Arc::new(client_in(
+                &self.address,
+                Some(&self.token),
+                Some(namespace),
+            )?),
+            address: self.address.clone(),
+            token: self.token.clone(),
+        })
+    }
+
+    /// A Transit client at `mount` inside the OpenBao namespace `namespace`.
+    pub fn transit_in(&self, namespace: &str, mount: &str) -> Result<Transit, Error> {
+        Ok(Transit {
+            client: std::sync::Arc::new(client_in(
+                &self.address,
+                Some(&self.token),
+                Some(namespace),
+            )?),
+            mount: mount.trim_matches('/').to_string(),
+        })
+    }
+
+    /// Creates the OpenBao namespace unless it exists; returns whether it wrote. Namespaces
+    /// give each custodian (a region, the hub) a boundary of its own for keys and mounts.
+    pub async fn ensure_namespace(&self, name: &str) -> Result<bool, Error> {
+        let read = ReadNamespace { name: name.into() };
+        match vaultrs::api::exec_with_result(self.client.as_ref(), read).await {
+            Ok(_) => Ok(false),
+            Err(ClientError::APIError { code: 404, .. }) => {
+                let create = CreateNamespace { name: name.into() };
+                vaultrs::api::exec_with_result(self.client.as_ref(), create).await?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Enables a KV version 2 engine at `mount` unless it is there; returns whether it wrote.
+    pub async fn ensure_kv_mount(&self, mount: &str) -> Result<bool, Error> {
+        let mounts = vaultrs::sys::mount::list(self.client.as_ref()).await?;
+        match mounts.get(&format!("{mount}/")) {
+            Some(m) if m.mount_type == "kv" => Ok(false),
+            Some(m) => Err(Error::Unexpected(format!(
+                "{mount}/ is a {} engine, not kv",
+                m.mount_type
+            ))),
+            None => {
+                let mut options = vaultrs::api::sys::requests::EnableEngineRequest::builder();
+                options.options(std::collections::HashMap::from([(
+                    "version".to_string(),
+                    "2".to_string(),
+                )]));
+                vaultrs::sys::mount::enable(self.client.as_ref(), mount, "kv", Some(&mut options))
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Reads a KV version 2 secret; `None` when it does not exist (or was deleted).
+    pub async fn read_secret<D: serde::de::DeserializeOwned>(
+        &self,
+        mount: &str,
+        path: &str,
+    ) -> Result<Option<D>, Error> {
+        match vaultrs::kv2::read(self.client.as_ref(), mount, path).await {
+            Ok(data) => Ok(Some(data)),
+            Err(ClientError::APIError { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes a new version of a KV version 2 secret.
+    pub async fn write_secret<T: Serialize>(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &T,
+    ) -> Result<(), Error> {
+        vaultrs::kv2::set(self.client.as_ref(), mount, path, data).await?;
+        Ok(())
     }
 
     /// Writes the policy unless it already has exactly these rules; returns whether it wrote.
@@ -595,6 +774,16 @@ impl Admin {
     /// deletion policy explicitly asks for its keys to go.
     pub async fn delete_mount(&self, mount: &str) -> Result<(), Error> {
         Ok(vaultrs::sys::mount::disable(self.client.as_ref(), mount).await?)
+    }
+
+    /// Deletes an OpenBao namespace with every mount and key in it; an absent one is fine.
+    /// Only for a resource whose deletion policy explicitly asks for its keys to go.
+    pub async fn delete_namespace(&self, name: &str) -> Result<(), Error> {
+        let request = DeleteNamespace { name: name.into() };
+        match vaultrs::api::exec_with_empty(self.client.as_ref(), request).await {
+            Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Deletes a policy; an absent one is fine.

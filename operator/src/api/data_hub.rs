@@ -36,9 +36,19 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[serde(rename_all = "camelCase")]
 pub struct DataHubSpec {
     /// `central`: regions export copies into the hub's zones. `federated`: regional data stays
-    /// in regional buckets; the hub holds only purpose-specific extracts and metadata.
+    /// in regional buckets; the hub holds only purpose-specific extracts and metadata. Fixed
+    /// for the life of a hub: to compare the two, run a second hub (or environment) in the
+    /// other mode; switching a running hub would strand data or credentials half-way.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.storageMode cannot be changed on an existing hub: create a hub in the other mode and move the regions to it"
+    ))]
     pub storage_mode: StorageMode,
+
+    /// Prefix of the hub's bucket names. Defaults to `vardhub-hub-<metadata.name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,40}[a-z0-9]$"))]
+    pub bucket_prefix: Option<String>,
 
     /// The regional nodes that belong to the hub, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -163,4 +173,66 @@ pub struct DataHubStatus {
     /// Number of regions whose regional node is connected and ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_regions: Option<i32>,
+    /// The namespace of the hub's workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The OpenBao namespace holding the hub's keys and credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openbao_namespace: Option<String>,
+    /// Each member region: its node and its state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["code"]))]
+    pub regions: Vec<RegionState>,
+    /// Each zone: where it lives and whether its retention lock is in place.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["zone"]))]
+    pub zones: Vec<ZoneStatus>,
+}
+
+/// A member region of the hub.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegionState {
+    /// County code.
+    pub code: String,
+    /// The region's name.
+    pub region: String,
+    /// The regional node serving it.
+    pub node: String,
+    /// Whether the node is Ready and exports to this hub.
+    pub connected: bool,
+    /// Where the region's patient-level (pseudonymised) data lives for this hub.
+    pub data_location: String,
+    /// Why it is not connected, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A storage zone of the hub.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneStatus {
+    /// `landing`, `standardised` or `purpose-specific`.
+    pub zone: String,
+    /// Its bucket.
+    pub bucket: String,
+    /// How it is divided: `per region` or `per data product`.
+    pub layout: String,
+    /// `none`, `locked <n> days`, or why the lock is unavailable.
+    pub retention: String,
+}
+
+impl DataHub {
+    /// The prefix of the hub's bucket names.
+    pub fn bucket_prefix(&self) -> String {
+        match &self.spec.bucket_prefix {
+            Some(p) => p.clone(),
+            None => format!("vardhub-hub-{}", kube::ResourceExt::name_any(self)),
+        }
+    }
+
+    /// The namespace of the hub's workloads.
+    pub fn workload_namespace(&self) -> String {
+        format!("hub-{}", kube::ResourceExt::name_any(self))
+    }
 }

@@ -33,6 +33,9 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 )]
 #[x_kube(validation = Rule::new("has(self.namespace) == has(oldSelf.namespace)")
     .message("spec.namespace cannot be changed after creation"))]
+#[x_kube(validation = Rule::new(
+    "self.deletionPolicy != 'Delete' || (has(self.confirmDeletion) && self.confirmDeletion == true)"
+).message("spec.confirmDeletion must be true when spec.deletionPolicy is Delete"))]
 #[serde(rename_all = "camelCase")]
 pub struct RegionalNodeSpec {
     /// The regions this node serves, by county code. One node may serve several regions (the
@@ -76,6 +79,15 @@ pub struct RegionalNodeSpec {
     /// What happens to the node's buckets and keys when the resource is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// Must be `true` for `deletionPolicy: Delete` to be honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_deletion: Option<bool>,
+
+    /// With `deletionPolicy: Delete`, also delete objects still in the buckets. Without it the
+    /// deletion is refused while objects remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_objects: Option<bool>,
 }
 
 /// The region's keys; the region is their custodian.
@@ -147,6 +159,11 @@ pub struct Export {
     /// Cron schedule of the export.
     #[schemars(length(min = 9))]
     pub schedule: String,
+    /// Container image of the region's export tool, preferably pinned by digest. It reads the
+    /// standardised data, pseudonymises it through the service and writes where the hub's
+    /// storage mode says (its environment names the bucket and prefix).
+    #[schemars(length(min = 1))]
+    pub image: String,
 }
 
 /// Observed state of a regional node.
@@ -159,9 +176,59 @@ pub struct RegionalNodeStatus {
     /// The namespace the node's workloads run in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The OpenBao namespace holding the region's keys and credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openbao_namespace: Option<String>,
+    /// The node's buckets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<String>,
+    /// The last run of each scheduled job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub jobs: Vec<JobStatus>,
+}
+
+/// The state of one scheduled job, from its CronJob and its most recent Job.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    /// Name of the job in the spec (`export` for the export).
+    pub name: String,
+    /// Name of the CronJob.
+    pub cron_job: String,
+    /// When the CronJob last started a run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The most recent run: its Job, and `Succeeded`, `Failed` or `Running`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<JobRun>,
+}
+
+/// One run of a scheduled job.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRun {
+    /// Name of the Job.
+    pub job: String,
+    /// `Succeeded`, `Failed` or `Running`.
+    pub result: String,
+    /// When the run started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// When the run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 impl RegionalNode {
+    /// The prefix of the node's bucket names.
+    pub fn bucket_prefix(&self) -> String {
+        match &self.spec.storage.bucket_prefix {
+            Some(p) => p.clone(),
+            None => format!("vardhub-{}", kube::ResourceExt::name_any(self)),
+        }
+    }
+
     /// The namespace of the node's workloads.
     pub fn workload_namespace(&self) -> String {
         match &self.spec.namespace {

@@ -225,9 +225,12 @@ pub fn contains(live: &Value, desired: &Value) -> bool {
     }
 }
 
+/// Whether a desired value means "unset": the API server drops empty strings, lists and
+/// maps (`omitempty`), so their absence in the live object is no drift.
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
+        Value::String(s) => s.is_empty(),
         Value::Object(m) => m.is_empty(),
         Value::Array(a) => a.is_empty(),
         _ => false,

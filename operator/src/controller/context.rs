@@ -30,6 +30,10 @@ pub struct Context {
     pub openbao: Option<OpenBaoAccess>,
     /// Image of the project's own workloads (the pseudonymisation service, ...).
     pub image: String,
+    /// The S3 server, when the operator was given a connection.
+    pub storage: Option<Arc<crate::adapters::s3::Storage>>,
+    /// Destinations outside the cluster that workloads may reach (OpenBao, S3).
+    pub egress: Vec<super::regional_node::build::EgressPeer>,
 }
 
 impl Context {
@@ -44,6 +48,8 @@ impl Context {
             client,
             metrics,
             openbao: None,
+            storage: None,
+            egress: Vec::new(),
             image: format!("ghcr.io/vardhub/vardhub:{}", env!("CARGO_PKG_VERSION")),
         }
     }

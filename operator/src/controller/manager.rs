@@ -15,10 +15,15 @@ use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
-use super::apply::OWNER_KIND_LABEL;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::apply::{OWNER_KIND_LABEL, OWNER_NAME_LABEL};
 use super::context::{Context, OpenBaoAccess};
-use super::{pseudonymisation_service, regional_node};
-use crate::api::{PseudonymisationService, RegionalNode};
+use super::regional_node::build::EgressPeer;
+use super::{data_hub, pseudonymisation_service, regional_node};
+use crate::api::{DataHub, PseudonymisationService, RegionalNode};
 use crate::telemetry::{Health, Metrics, serve};
 
 /// Settings of the operator process.
@@ -37,6 +42,9 @@ pub struct Options {
     /// OpenBao: address and token of the operator. Without it, resources that need keys
     /// report `OpenBaoNotConfigured`.
     pub openbao: Option<(String, String)>,
+    /// The S3 server and the operator's credentials there. Without it, resources that need
+    /// storage report `NotConfigured`.
+    pub s3: Option<crate::adapters::s3::Settings>,
 }
 
 /// Why the operator stopped.
@@ -124,6 +132,15 @@ pub async fn run(
                 workload_addr: addr.clone(),
             });
         }
+        if let Some(settings) = &options.s3 {
+            ctx.egress.extend(EgressPeer::of_url(&settings.endpoint));
+            ctx.storage = Some(Arc::new(crate::adapters::s3::Storage::new(
+                settings.clone(),
+            )));
+        }
+        if let Some((addr, _)) = &options.openbao {
+            ctx.egress.extend(EgressPeer::of_url(addr));
+        }
         let ctx = Arc::new(ctx);
         let until =
             futures::future::select(Box::pin(wait_for(stop_rx.clone())), Box::pin(lost.clone()))
@@ -167,30 +184,86 @@ async fn run_controllers(
     let until = until.shared();
     let owned =
         |kind: &str| watcher::Config::default().labels(&format!("{OWNER_KIND_LABEL}={kind}"));
+    let hubs = Controller::new(
+        Api::<DataHub>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let hub_store = hubs.store();
     let nodes = Controller::new(
         Api::<RegionalNode>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .owns(Api::<Namespace>::all(client.clone()), owned("RegionalNode"))
-    .owns(
-        Api::<NetworkPolicy>::all(client.clone()),
-        owned("RegionalNode"),
-    )
-    .owns(
-        Api::<ServiceAccount>::all(client.clone()),
-        owned("RegionalNode"),
-    )
-    .graceful_shutdown_on(until.clone())
-    .run(
-        regional_node::reconcile,
-        regional_node::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "regionalnode controller");
-        }
-    });
+    );
+    let node_store = nodes.store();
+    let nodes = nodes
+        .owns(Api::<Namespace>::all(client.clone()), owned("RegionalNode"))
+        .owns(
+            Api::<NetworkPolicy>::all(client.clone()),
+            owned("RegionalNode"),
+        )
+        .owns(
+            Api::<ServiceAccount>::all(client.clone()),
+            owned("RegionalNode"),
+        )
+        .owns(Api::<CronJob>::all(client.clone()), owned("RegionalNode"))
+        // A Job's outcome is the node's job status; Jobs belong to CronJobs, so they are
+        // mapped to their node by the owner label the job template carries.
+        .watches(
+            Api::<Job>::all(client.clone()),
+            owned("RegionalNode"),
+            |job: Job| {
+                job.labels()
+                    .get(OWNER_NAME_LABEL)
+                    .map(|name| ObjectRef::<RegionalNode>::new(name))
+            },
+        )
+        // A hub's mode decides where its nodes export to.
+        .watches(
+            Api::<DataHub>::all(client.clone()),
+            watcher::Config::default(),
+            move |hub: DataHub| {
+                let name = hub.name_any();
+                node_store
+                    .state()
+                    .into_iter()
+                    .filter(|n| n.spec.hub.as_ref().is_some_and(|h| h.name == name))
+                    .map(|n| ObjectRef::from_obj(n.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(until.clone())
+        .run(
+            regional_node::reconcile,
+            regional_node::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "regionalnode controller");
+            }
+        });
+    let hubs = hubs
+        .owns(Api::<Namespace>::all(client.clone()), owned("DataHub"))
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned("DataHub"))
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned("DataHub"))
+        // A node's readiness and regions are the hub's region states.
+        .watches(
+            Api::<RegionalNode>::all(client.clone()),
+            watcher::Config::default(),
+            move |_node: RegionalNode| {
+                hub_store
+                    .state()
+                    .into_iter()
+                    .map(|h| ObjectRef::from_obj(h.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(until.clone())
+        .run(data_hub::reconcile, data_hub::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "datahub controller");
+            }
+        });
     let kind = "PseudonymisationService";
     let pseudonymisation = Controller::new(
         Api::<PseudonymisationService>::all(client.clone()),
@@ -212,6 +285,6 @@ async fn run_controllers(
             tracing::debug!(error = %e, "pseudonymisation controller");
         }
     });
-    futures::join!(nodes, pseudonymisation);
+    futures::join!(nodes, hubs, pseudonymisation);
     tracing::info!("controllers stopped");
 }

@@ -10,14 +10,18 @@
 //! - [`status`]: writes a status only when it changed, with events on transitions (I/O).
 //! - [`regional_node`]: the `RegionalNode` controller.
 //! - [`pseudonymisation_service`]: the `PseudonymisationService` controller.
+//! - [`data_hub`]: the `DataHub` controller.
+//! - [`storage`]: where data and keys live (buckets, OpenBao namespaces, credentials).
 
 pub mod apply;
 pub mod conditions;
 pub mod context;
+pub mod data_hub;
 pub mod manager;
 pub mod pseudonymisation_service;
 pub mod regional_node;
 pub mod status;
+pub mod storage;
 
 /// Annotation that pauses reconciliation of one resource: nothing is applied or pruned while
 /// it is `"true"`; the status says so.
@@ -29,4 +33,38 @@ pub fn is_paused(meta: &kube::core::ObjectMeta) -> bool {
         .as_ref()
         .and_then(|a| a.get(PAUSE_ANNOTATION))
         .is_some_and(|v| v == "true")
+}
+
+/// Adds or removes `finalizer` on `obj`. The resource version makes this a compare-and-swap: a
+/// concurrent change of the list fails with a conflict and the reconcile is retried.
+pub async fn set_finalizer<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    finalizer: &str,
+    present: bool,
+) -> kube::Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    let mut finalizers: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != finalizer)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(finalizer.to_string());
+    }
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": obj.resource_version(),
+    }});
+    api.patch(
+        &obj.name_any(),
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
 }

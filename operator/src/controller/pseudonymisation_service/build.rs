@@ -134,7 +134,8 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
     ]
 }
 
-fn selector_labels(svc: &PseudonymisationService) -> BTreeMap<String, String> {
+/// The labels that select the service's pods.
+pub fn selector_labels(svc: &PseudonymisationService) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             "app.kubernetes.io/name".to_string(),

@@ -3,21 +3,82 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
 
-use crate::api::RegionalNode;
-use crate::controller::apply::{DesiredObject, OwnedKind};
+use crate::adapters::openbao::KubernetesRole;
+use crate::api::{DataHub, MappingJob, Placement, RegionalNode, StorageMode};
+use crate::controller::apply::{DesiredObject, OwnedKind, Owner};
+use crate::controller::storage::{self, AUTH_MOUNT, TOKEN_TTL_SECONDS};
 
 /// Name of the node's ServiceAccount, its workload identity towards OpenBao and S3.
 pub const SERVICE_ACCOUNT: &str = "regional-node";
 /// Name of the node's default-deny NetworkPolicy.
 pub const DEFAULT_DENY: &str = "default-deny";
+/// Name of the NetworkPolicy that opens the node's few egress paths.
+pub const EGRESS: &str = "allow-egress";
 /// Label on the node's namespace naming the node.
 pub const NODE_LABEL: &str = "vardhub.io/regional-node";
+/// Label on the node's Jobs naming the job in the spec.
+pub const JOB_LABEL: &str = "vardhub.io/job";
+/// Name of the export job in the status.
+pub const EXPORT_JOB: &str = "export";
+/// Where the projected ServiceAccount token is mounted in the node's jobs.
+pub const TOKEN_DIR: &str = "/var/run/secrets/vardhub";
+
+/// A destination outside the cluster the node's workloads must reach (OpenBao, S3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressPeer {
+    /// The destination's address range when known (an IP literal); `None` opens the port to
+    /// any destination, which is the best a NetworkPolicy can do for a host name.
+    pub cidr: Option<String>,
+    /// TCP port.
+    pub port: i32,
+}
+
+impl EgressPeer {
+    /// The peer of a URL such as `http://127.0.0.1:8200`.
+    pub fn of_url(url: &str) -> Option<Self> {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        let port = i32::from(parsed.port_or_known_default()?);
+        let host = parsed
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let cidr = match host.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => Some(format!("{ip}/32")),
+            Ok(std::net::IpAddr::V6(ip)) => Some(format!("{ip}/128")),
+            Err(_) => None,
+        };
+        Some(Self { cidr, port })
+    }
+}
+
+/// What the node's objects depend on besides the node itself.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// OpenBao's address as workloads reach it.
+    pub openbao_addr: String,
+    /// The S3 endpoint as workloads reach it.
+    pub s3_endpoint: String,
+    /// Destinations outside the cluster (OpenBao, S3).
+    pub egress: Vec<EgressPeer>,
+    /// The hub the node exports to, when it exists.
+    pub hub: Option<DataHub>,
+}
 
 /// The kinds the controller creates, for pruning.
 pub fn owned_kinds() -> Vec<OwnedKind> {
@@ -25,16 +86,41 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
         OwnedKind::cluster::<Namespace>(),
         OwnedKind::namespaced::<NetworkPolicy>(),
         OwnedKind::namespaced::<ServiceAccount>(),
+        OwnedKind::namespaced::<CronJob>(),
     ]
 }
 
 /// Every object the node owns, in the order they must be applied.
-pub fn children(node: &RegionalNode) -> Result<Vec<DesiredObject>, serde_json::Error> {
-    Ok(vec![
+pub fn children(
+    node: &RegionalNode,
+    inputs: &Inputs,
+) -> Result<Vec<DesiredObject>, serde_json::Error> {
+    let mut objects = vec![
         DesiredObject::from_typed(&namespace(node))?,
         DesiredObject::from_typed(&default_deny(node))?,
+        DesiredObject::from_typed(&egress(node, inputs))?,
         DesiredObject::from_typed(&service_account(node))?,
-    ])
+    ];
+    for job in &node.spec.mapping_jobs {
+        objects.push(DesiredObject::from_typed(&mapping_cron_job(
+            node, job, inputs,
+        ))?);
+    }
+    if let Some(export) = export_cron_job(node, inputs) {
+        objects.push(DesiredObject::from_typed(&export)?);
+    }
+    Ok(objects)
+}
+
+/// The Kubernetes auth role binding the node's ServiceAccount to its OpenBao policy.
+pub fn role(node: &RegionalNode) -> KubernetesRole {
+    let l = storage::node_layout(node);
+    KubernetesRole {
+        service_accounts: vec![SERVICE_ACCOUNT.into()],
+        namespaces: vec![node.workload_namespace()],
+        policies: vec![l.policy],
+        ttl_seconds: TOKEN_TTL_SECONDS,
+    }
 }
 
 /// The node's namespace, enforcing Pod Security "restricted".
@@ -91,6 +177,358 @@ pub fn default_deny(node: &RegionalNode) -> NetworkPolicy {
     }
 }
 
+/// Lets the node's pods reach DNS, OpenBao, the S3 server and, when the node exports, the
+/// hub's pseudonymisation service; nothing else (the default-deny policy closes the rest).
+pub fn egress(node: &RegionalNode, inputs: &Inputs) -> NetworkPolicy {
+    let port = |p: i32, protocol: &str| NetworkPolicyPort {
+        port: Some(IntOrString::Int(p)),
+        protocol: Some(protocol.into()),
+        ..Default::default()
+    };
+    let by_name = |ns: &str| LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            ns.to_string(),
+        )])),
+        ..Default::default()
+    };
+    let mut rules = vec![NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(by_name("kube-system")),
+            ..Default::default()
+        }]),
+        ports: Some(vec![port(53, "UDP"), port(53, "TCP")]),
+    }];
+    for peer in &inputs.egress {
+        rules.push(NetworkPolicyEgressRule {
+            to: peer.cidr.as_ref().map(|cidr| {
+                vec![NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: cidr.clone(),
+                        except: None,
+                    }),
+                    ..Default::default()
+                }]
+            }),
+            ports: Some(vec![port(peer.port, "TCP")]),
+        });
+    }
+    if let (Some(export), Some(hub)) = (&node.spec.export, &inputs.hub) {
+        rules.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                namespace_selector: Some(by_name(&hub.workload_namespace())),
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([
+                        (
+                            "app.kubernetes.io/name".to_string(),
+                            "pseudonymisation-service".to_string(),
+                        ),
+                        (
+                            "app.kubernetes.io/instance".to_string(),
+                            export.pseudonymisation.name.clone(),
+                        ),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ports: Some(vec![port(
+                crate::controller::pseudonymisation_service::build::PORT,
+                "TCP",
+            )]),
+        });
+    }
+    NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some(EGRESS.into()),
+            namespace: Some(node.workload_namespace()),
+            ..Default::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(rules),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The environment every job of the node gets: where OpenBao is, which role to log in with,
+/// where its S3 credential is kept (a path, never the secret), its buckets.
+fn base_env(node: &RegionalNode, inputs: &Inputs) -> Vec<EnvVar> {
+    let l = storage::node_layout(node);
+    let env = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..Default::default()
+    };
+    vec![
+        env("VAULT_ADDR", inputs.openbao_addr.clone()),
+        env("VARDHUB_OPENBAO_AUTH_MOUNT", AUTH_MOUNT.into()),
+        env("VARDHUB_OPENBAO_ROLE", l.role.clone()),
+        env("VARDHUB_OPENBAO_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
+        env(
+            "VARDHUB_S3_CREDENTIALS",
+            format!(
+                "{}/{}/data/{}",
+                l.openbao_namespace,
+                storage::KV_MOUNT,
+                l.credentials_path
+            ),
+        ),
+        env(
+            "VARDHUB_REGION_KEY",
+            format!("{}/{}/{}", l.openbao_namespace, storage::KEY_MOUNT, l.key),
+        ),
+        env("VARDHUB_S3_ENDPOINT", inputs.s3_endpoint.clone()),
+        env("VARDHUB_LANDING_BUCKET", l.landing),
+        env("VARDHUB_STANDARDISED_BUCKET", l.standardised),
+        env(
+            "VARDHUB_REGIONS",
+            node.spec
+                .regions
+                .iter()
+                .map(|r| r.code())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]
+}
+
+fn default_resources(placement: &Placement) -> ResourceRequirements {
+    placement
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("500m".into())),
+                ("memory".to_string(), Quantity("512Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("2Gi".into()),
+            )])),
+            ..Default::default()
+        })
+}
+
+/// A CronJob of the node: runs as the node's ServiceAccount with a short-lived projected
+/// token for OpenBao, meets Pod Security "restricted", one run at a time.
+fn cron_job(
+    node: &RegionalNode,
+    name: &str,
+    job: &str,
+    schedule: &str,
+    container: Container,
+) -> CronJob {
+    let mut labels = Owner::of(node).labels();
+    labels.insert(JOB_LABEL.into(), job.into());
+    let template_meta = ObjectMeta {
+        labels: Some(labels),
+        ..Default::default()
+    };
+    let placement = &node.spec.placement;
+    let container = Container {
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "openbao-token".into(),
+            mount_path: TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..container
+    };
+    CronJob {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(node.workload_namespace()),
+            ..Default::default()
+        },
+        spec: CronJobSpec {
+            schedule: schedule.into(),
+            concurrency_policy: Some("Forbid".into()),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(template_meta.clone()),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(2),
+                    template: PodTemplateSpec {
+                        metadata: Some(template_meta),
+                        spec: Some(PodSpec {
+                            restart_policy: Some("Never".into()),
+                            service_account_name: Some(SERVICE_ACCOUNT.into()),
+                            automount_service_account_token: Some(false),
+                            containers: vec![container],
+                            volumes: Some(vec![Volume {
+                                name: "openbao-token".into(),
+                                projected: Some(ProjectedVolumeSource {
+                                    sources: Some(vec![VolumeProjection {
+                                        service_account_token: Some(
+                                            ServiceAccountTokenProjection {
+                                                path: "token".into(),
+                                                expiration_seconds: Some(600),
+                                                ..Default::default()
+                                            },
+                                        ),
+                                        ..Default::default()
+                                    }]),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            }]),
+                            security_context: Some(PodSecurityContext {
+                                run_as_non_root: Some(true),
+                                run_as_user: Some(65532),
+                                seccomp_profile: Some(SeccompProfile {
+                                    type_: "RuntimeDefault".into(),
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            }),
+                            node_selector: (!placement.node_selector.is_empty())
+                                .then(|| placement.node_selector.clone()),
+                            tolerations: (!placement.tolerations.is_empty())
+                                .then(|| placement.tolerations.clone()),
+                            ..Default::default()
+                        }),
+                    },
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Name of a mapping job's CronJob.
+pub fn mapping_cron_job_name(job: &MappingJob) -> String {
+    format!("map-{}", job.name)
+}
+
+/// The CronJob of one mapping job: source model in, common model out, in the node's buckets.
+pub fn mapping_cron_job(node: &RegionalNode, job: &MappingJob, inputs: &Inputs) -> CronJob {
+    let mut env = base_env(node, inputs);
+    let extra = [
+        ("VARDHUB_SOURCE_MODEL", job.source_model.clone()),
+        ("VARDHUB_TARGET_MODEL", job.target_model.name.clone()),
+        (
+            "VARDHUB_TARGET_MODEL_VERSION",
+            job.target_model.version.clone(),
+        ),
+    ];
+    env.extend(extra.into_iter().map(|(k, v)| EnvVar {
+        name: k.into(),
+        value: Some(v),
+        ..Default::default()
+    }));
+    env.extend(job.config.iter().map(|(k, v)| EnvVar {
+        name: k.clone(),
+        value: Some(v.clone()),
+        ..Default::default()
+    }));
+    let container = Container {
+        name: "mapping".into(),
+        image: Some(job.image.clone()),
+        env: Some(env),
+        resources: Some(
+            job.resources
+                .clone()
+                .unwrap_or_else(|| default_resources(&node.spec.placement)),
+        ),
+        ..Default::default()
+    };
+    cron_job(
+        node,
+        &mapping_cron_job_name(job),
+        &job.name,
+        &job.schedule,
+        container,
+    )
+}
+
+/// Where the node's export goes, as `(bucket, prefix)`: the hub's landing zone in central
+/// mode (one prefix per region: the tool writes under each), the node's own standardised
+/// bucket in federated mode, where the hub's publisher reads it.
+pub fn export_destination(node: &RegionalNode, hub: &DataHub, domain: &str) -> (String, String) {
+    match hub.spec.storage_mode {
+        StorageMode::Central => (storage::hub_layout(hub).landing, String::new()),
+        StorageMode::Federated => (
+            storage::node_layout(node).standardised,
+            storage::federated_export_prefix(domain),
+        ),
+    }
+}
+
+/// The export CronJob, when the node exports and its hub exists.
+pub fn export_cron_job(node: &RegionalNode, inputs: &Inputs) -> Option<CronJob> {
+    let export = node.spec.export.as_ref()?;
+    let hub = inputs.hub.as_ref()?;
+    let (bucket, prefix) = export_destination(node, hub, &export.domain);
+    let mut env = base_env(node, inputs);
+    let svc = &export.pseudonymisation.name;
+    let hub_ns = hub.workload_namespace();
+    let port = crate::controller::pseudonymisation_service::build::PORT;
+    let mut extra = vec![
+        (
+            "VARDHUB_PSEUDONYMISATION_URL",
+            format!(
+                "http://{svc}.{hub_ns}.svc:{port}/v1/domains/{}/pseudonyms",
+                export.domain
+            ),
+        ),
+        ("VARDHUB_EXPORT_DOMAIN", export.domain.clone()),
+        ("VARDHUB_EXPORT_BUCKET", bucket),
+        ("VARDHUB_EXPORT_PREFIX", prefix),
+    ];
+    if hub.spec.storage_mode == StorageMode::Central {
+        let l = storage::hub_layout(hub);
+        extra.push((
+            "VARDHUB_EXPORT_CREDENTIALS",
+            format!(
+                "{}/{}/data/{}",
+                l.openbao_namespace,
+                storage::KV_MOUNT,
+                storage::ingest_credentials_path(&node.name_any())
+            ),
+        ));
+    }
+    env.extend(
+        extra
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| EnvVar {
+                name: k.into(),
+                value: Some(v),
+                ..Default::default()
+            }),
+    );
+    let container = Container {
+        name: "export".into(),
+        image: Some(export.image.clone()),
+        env: Some(env),
+        resources: Some(default_resources(&node.spec.placement)),
+        ..Default::default()
+    };
+    Some(cron_job(
+        node,
+        EXPORT_JOB,
+        EXPORT_JOB,
+        &export.schedule,
+        container,
+    ))
+}
+
 /// The node's workload identity. Its token is not mounted by default: workloads that need
 /// it ask for a projected, audience-bound token.
 pub fn service_account(node: &RegionalNode) -> ServiceAccount {
@@ -143,8 +581,8 @@ mod tests {
 
     #[test]
     fn children_are_in_the_node_namespace() {
-        let objects = children(&node()).expect("build");
-        assert_eq!(objects.len(), 3);
+        let objects = children(&node(), &Inputs::default()).expect("build");
+        assert_eq!(objects.len(), 4);
         for d in &objects[1..] {
             assert_eq!(
                 d.object.metadata.namespace.as_deref(),

@@ -1,7 +1,10 @@
 //! The `RegionalNode` controller.
 //!
-//! Pipeline: validate ([`validate`], pure) → build ([`build`], pure) → apply and prune (I/O,
-//! [`crate::controller::apply`]) → status (I/O, [`crate::controller::status`]).
+//! Pipeline: validate ([`validate`], pure) → keys (I/O: the region's OpenBao namespace, key,
+//! policy, role) → storage (I/O: buckets, the node's STS credential kept in OpenBao) → build
+//! ([`build`], pure) → apply and prune (I/O, [`crate::controller::apply`]) → job outcomes →
+//! status (I/O, [`crate::controller::status`]). Deleting a node keeps buckets, objects and
+//! keys unless `deletionPolicy: Delete` is confirmed.
 
 pub mod build;
 pub mod validate;
@@ -9,15 +12,22 @@ pub mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::ResourceExt;
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
 use super::conditions::{self, Desired, merge, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
-use crate::api::{CommonStatus, RegionalNode, RegionalNodeStatus};
+use super::storage;
+use crate::adapters::s3::BucketSpec;
+use crate::api::{
+    CommonStatus, DataHub, DeletionPolicy, JobRun, JobStatus, RegionalNode, RegionalNodeStatus,
+    StorageMode,
+};
 
 /// Name of the controller: its field manager is `vardhub-regionalnode`.
 pub const CONTROLLER: &str = "regionalnode";
@@ -25,21 +35,46 @@ pub const CONTROLLER: &str = "regionalnode";
 /// How often a converged node is checked again for drift that no watch reported.
 const RESYNC: Duration = Duration::from_secs(600);
 
+/// Finalizer present only while `deletionPolicy: Delete` (with `confirmDeletion`) asks for
+/// the buckets and keys to be deleted with the node.
+pub const DATA_FINALIZER: &str = "vardhub.io/delete-data";
+/// Condition type: the region's OpenBao namespace, key, policy and role exist.
+pub const KEYS_READY: &str = "KeysReady";
+/// Condition type: the region's buckets and credential exist.
+pub const STORAGE_READY: &str = "StorageReady";
+/// Condition type: the node's hub exists and the export path to it is in place.
+pub const HUB_CONNECTED: &str = "HubConnected";
+
 /// What can go wrong, one variant per step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec is invalid in a way the schema cannot express.
     #[error(transparent)]
     Invalid(#[from] validate::Invalid),
+    /// The operator lacks a connection the node needs.
+    #[error("the operator has no {0} connection (see the chart's openbao and s3 values)")]
+    NotConfigured(&'static str),
+    /// OpenBao refused or failed.
+    #[error("OpenBao: {0}")]
+    Keys(#[from] crate::adapters::openbao::Error),
+    /// The S3 server refused or failed.
+    #[error("{0}")]
+    Storage(#[from] crate::adapters::s3::Error),
+    /// A credential could not be issued or stored.
+    #[error("credential: {0}")]
+    Credential(#[from] storage::CredentialError),
     /// Building the desired objects failed.
     #[error("building the node's objects failed: {0}")]
     Build(#[from] serde_json::Error),
-    /// Applying or pruning objects failed.
+    /// Reading, applying or pruning objects failed.
     #[error("applying the node's objects failed: {0}")]
     Apply(#[source] kube::Error),
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
+    /// Deletion with `deletionPolicy: Delete` cannot proceed.
+    #[error("{0}")]
+    DeletionRefused(String),
 }
 
 impl Error {
@@ -47,9 +82,14 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Invalid(_) => "InvalidSpec",
+            Error::NotConfigured(_) => "NotConfigured",
+            Error::Keys(_) => "KeysFailed",
+            Error::Storage(_) => "StorageFailed",
+            Error::Credential(_) => "CredentialFailed",
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
             Error::Status(_) => "StatusUpdateFailed",
+            Error::DeletionRefused(_) => "DeletionRefused",
         }
     }
 }
@@ -64,14 +104,39 @@ impl HasConditions for RegionalNode {
     }
 }
 
+/// What a converged reconcile learned.
+#[derive(Default)]
+struct Observed {
+    hub: Option<Result<String, String>>,
+    jobs: Vec<JobStatus>,
+}
+
+enum Step {
+    Converged(Observed),
+    Paused,
+}
+
 /// Reconciles one regional node.
 #[tracing::instrument(skip_all, fields(object = %node.name_any(), generation = node.metadata.generation))]
 pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match finalize(&node, &ctx).await {
+        Ok(Some(action)) => return Ok(action),
+        Ok(None) => {}
+        Err(e) => {
+            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
+            tracing::warn!(reason = e.reason(), error = %e, "finalizing failed");
+            return Err(e);
+        }
+    }
     let started = Instant::now();
     let result = run_pipeline(&node, &ctx).await;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    let mut jobs = None;
     let (conditions, action) = match &result {
-        Ok(Step::Converged) => (converged(&node), Action::requeue(RESYNC)),
+        Ok(Step::Converged(observed)) => {
+            jobs = Some(observed.jobs.clone());
+            (converged(&node, observed), Action::requeue(RESYNC))
+        }
         Ok(Step::Paused) => {
             let current = node
                 .status
@@ -81,7 +146,13 @@ pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Act
             (
                 conditions::paused(
                     current,
-                    &[types::READY, types::PROGRESSING, types::DEGRADED],
+                    &[
+                        types::READY,
+                        types::PROGRESSING,
+                        types::DEGRADED,
+                        KEYS_READY,
+                        STORAGE_READY,
+                    ],
                 ),
                 Action::await_change(),
             )
@@ -95,6 +166,7 @@ pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Act
     let new = next_status(
         &node,
         &conditions,
+        jobs,
         Time(k8s_openapi::jiff::Timestamp::now()),
     );
     status::update(&ctx, CONTROLLER, node.as_ref(), &new)
@@ -107,58 +179,343 @@ pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Act
     }
 }
 
-enum Step {
-    Converged,
-    Paused,
-}
-
 async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error> {
     if super::is_paused(&node.metadata) {
         return Ok(Step::Paused);
     }
     validate::validate(node)?;
-    let desired = stamp(&Owner::of(node), build::children(node)?);
+    let bao = ctx
+        .openbao
+        .as_ref()
+        .ok_or(Error::NotConfigured("OpenBao"))?;
+    let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+
+    let hub = match &node.spec.hub {
+        Some(r) => Api::<DataHub>::all(ctx.client.clone())
+            .get_opt(&r.name)
+            .await
+            .map_err(Error::Apply)?,
+        None => None,
+    };
+
+    // Keys: the region's own namespace, key, policy and role in OpenBao.
+    let layout = storage::node_layout(node);
+    storage::ensure_custody(
+        &bao.admin,
+        &layout.openbao_namespace,
+        &layout.key,
+        node.spec.keys.rotation_period_days,
+        &ctx.metrics,
+        CONTROLLER,
+    )
+    .await?;
+    if bao
+        .admin
+        .ensure_policy(&layout.policy, &storage::node_policy(node))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
+    }
+    if bao
+        .admin
+        .ensure_kubernetes_role(storage::AUTH_MOUNT, &layout.role, &build::role(node))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
+    }
+
+    // Storage: the region's buckets and its own credential.
+    storage::ensure_buckets(
+        s3,
+        &[
+            BucketSpec {
+                name: layout.landing.clone(),
+                retention_days: None,
+            },
+            BucketSpec {
+                name: layout.standardised.clone(),
+                retention_days: None,
+            },
+        ],
+        &ctx.metrics,
+        CONTROLLER,
+    )
+    .await?;
+    let session = format!("region-{}", node.name_any());
+    storage::ensure_credential(
+        s3,
+        &bao.admin,
+        &storage::CredentialSlot {
+            namespace: &layout.openbao_namespace,
+            path: &layout.credentials_path,
+            session: &session,
+        },
+        &storage::node_grants(node),
+        &ctx.metrics,
+        CONTROLLER,
+    )
+    .await?;
+
+    // Workloads and isolation in the cluster.
+    let inputs = build::Inputs {
+        openbao_addr: bao.workload_addr.clone(),
+        s3_endpoint: s3.endpoint().to_string(),
+        egress: ctx.egress.clone(),
+        hub: hub.clone(),
+    };
+    let desired = stamp(&Owner::of(node), build::children(node, &inputs)?);
     let applier = ctx.applier(CONTROLLER);
     applier.apply_all(&desired).await.map_err(Error::Apply)?;
     applier
         .prune(&Owner::of(node), &build::owned_kinds(), &desired)
         .await
         .map_err(Error::Apply)?;
-    Ok(Step::Converged)
+
+    let jobs = job_statuses(node, ctx).await.map_err(Error::Apply)?;
+    let hub = node.spec.hub.as_ref().map(|r| match &hub {
+        Some(h) => Ok(format!(
+            "exports to hub {} ({} mode)",
+            r.name,
+            match h.spec.storage_mode {
+                StorageMode::Central => "central",
+                StorageMode::Federated => "federated",
+            }
+        )),
+        None => Err(format!("spec.hub: DataHub {} does not exist", r.name)),
+    });
+    Ok(Step::Converged(Observed { hub, jobs }))
 }
 
-fn converged(node: &RegionalNode) -> Vec<Desired> {
+/// The last run of each of the node's scheduled jobs, from its CronJobs and Jobs.
+async fn job_statuses(node: &RegionalNode, ctx: &Context) -> kube::Result<Vec<JobStatus>> {
     let ns = node.workload_namespace();
-    vec![
+    let selector = Owner::of(node).selector();
+    let params = ListParams::default().labels(&selector);
+    let cron_jobs = Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
+        .list(&params)
+        .await?;
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &ns)
+        .list(&params)
+        .await?;
+    Ok(summarise_jobs(&cron_jobs.items, &jobs.items))
+}
+
+/// Pairs each CronJob with its newest Job. Pure.
+pub fn summarise_jobs(cron_jobs: &[CronJob], jobs: &[Job]) -> Vec<JobStatus> {
+    let label = |meta: &kube::core::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(build::JOB_LABEL))
+            .cloned()
+    };
+    let mut out: Vec<JobStatus> = cron_jobs
+        .iter()
+        .filter_map(|cj| {
+            let job_name = cj.spec.job_template.metadata.as_ref().and_then(label)?;
+            let newest = jobs
+                .iter()
+                .filter(|j| label(&j.metadata).as_deref() == Some(job_name.as_str()))
+                .max_by_key(|j| {
+                    (
+                        j.metadata.creation_timestamp.clone().map(|t| t.0),
+                        j.metadata.name.clone(),
+                    )
+                });
+            Some(JobStatus {
+                name: job_name,
+                cron_job: cj.name_any(),
+                last_schedule_time: cj
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.last_schedule_time.clone()),
+                last_run: newest.map(|j| {
+                    let status = j.status.clone().unwrap_or_default();
+                    let failed = status
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Failed" && c.status == "True");
+                    JobRun {
+                        job: j.name_any(),
+                        result: if status.succeeded.unwrap_or(0) > 0 {
+                            "Succeeded"
+                        } else if failed {
+                            "Failed"
+                        } else {
+                            "Running"
+                        }
+                        .into(),
+                        start_time: status.start_time,
+                        completion_time: status.completion_time,
+                    }
+                }),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+fn converged(node: &RegionalNode, observed: &Observed) -> Vec<Desired> {
+    let ns = node.workload_namespace();
+    let layout = storage::node_layout(node);
+    let mut c = vec![
         Desired::yes(
             types::READY,
             "Reconciled",
-            format!("namespace {ns} is isolated by default-deny and has its ServiceAccount"),
+            format!(
+                "namespace {ns} is isolated; keys in OpenBao namespace {}; data in buckets {} and {}",
+                layout.openbao_namespace, layout.landing, layout.standardised
+            ),
+        ),
+        Desired::yes(
+            KEYS_READY,
+            "KeysInPlace",
+            "the region's key, policy and role exist in its OpenBao namespace",
+        ),
+        Desired::yes(
+            STORAGE_READY,
+            "StorageInPlace",
+            "buckets are versioned, encrypted and closed to anonymous access; the node's credential is current",
         ),
         Desired::no(types::PROGRESSING, "Converged", "nothing left to do"),
         Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
-    ]
+    ];
+    match &observed.hub {
+        Some(Ok(message)) => c.push(Desired::yes(HUB_CONNECTED, "HubFound", message.clone())),
+        Some(Err(message)) => c.push(Desired::no(HUB_CONNECTED, "HubNotFound", message.clone())),
+        None => c.push(Desired::no(
+            HUB_CONNECTED,
+            "NoHub",
+            "spec.hub is not set; the node exports nothing",
+        )),
+    }
+    c
 }
 
 fn failed(e: &Error) -> Vec<Desired> {
     let advice = match e {
         Error::Invalid(_) => "correct the spec",
+        Error::DeletionRefused(_) => "the data is kept",
         _ => "the operator retries; see its log and events",
     };
-    conditions::failed(e.reason(), &format!("{e}; {advice}"))
+    let message = format!("{e}; {advice}");
+    let mut c = conditions::failed(e.reason(), &message);
+    match e {
+        Error::Keys(_) => c.push(Desired::no(KEYS_READY, e.reason(), message)),
+        Error::Storage(_) | Error::Credential(_) => {
+            c.push(Desired::no(STORAGE_READY, e.reason(), message))
+        }
+        _ => {}
+    }
+    c
 }
 
-/// The next status: the namespace and the merged conditions. Pure.
-pub fn next_status(node: &RegionalNode, conditions: &[Desired], now: Time) -> RegionalNodeStatus {
+/// The next status: the namespace, buckets, jobs and the merged conditions. Pure.
+pub fn next_status(
+    node: &RegionalNode,
+    conditions: &[Desired],
+    jobs: Option<Vec<JobStatus>>,
+    now: Time,
+) -> RegionalNodeStatus {
     let current = node.status.clone().unwrap_or_default();
     let generation = node.metadata.generation;
+    let layout = storage::node_layout(node);
     RegionalNodeStatus {
         common: CommonStatus {
             observed_generation: generation,
             conditions: merge(&current.common.conditions, conditions, generation, &now),
         },
         namespace: Some(node.workload_namespace()),
+        openbao_namespace: Some(layout.openbao_namespace),
+        buckets: vec![layout.landing, layout.standardised],
+        jobs: jobs.unwrap_or(current.jobs),
     }
+}
+
+/// Keeps the data finalizer in line with the deletion policy; on deletion of a node that
+/// carries it, deletes buckets (refused while objects remain unless `purgeObjects`), the
+/// OpenBao namespace with the region's key and credential, its policy and role. Returns an
+/// action when the reconcile ends here.
+async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, Error> {
+    let wants = node.spec.deletion_policy == DeletionPolicy::Delete
+        && node.spec.confirm_deletion == Some(true);
+    let has = node.finalizers().iter().any(|f| f == DATA_FINALIZER);
+    let deleting = node.metadata.deletion_timestamp.is_some();
+    let api = Api::<RegionalNode>::all(ctx.client.clone());
+    if deleting && has {
+        let bao = ctx
+            .openbao
+            .as_ref()
+            .ok_or(Error::NotConfigured("OpenBao"))?;
+        let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+        let layout = storage::node_layout(node);
+        let buckets = [layout.landing.clone(), layout.standardised.clone()];
+        if let Err(e) = delete_data(node, ctx, bao, s3, &buckets, &layout).await {
+            let conditions = failed(&e);
+            let new = next_status(
+                node,
+                &conditions,
+                None,
+                Time(k8s_openapi::jiff::Timestamp::now()),
+            );
+            status::update(ctx, CONTROLLER, node, &new)
+                .await
+                .map_err(Error::Status)?;
+            return Err(e);
+        }
+    }
+    if deleting {
+        if has {
+            super::set_finalizer(&api, node, DATA_FINALIZER, false)
+                .await
+                .map_err(Error::Apply)?;
+            ctx.metrics.api_write(CONTROLLER, "RegionalNode", "patch");
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    if wants != has {
+        super::set_finalizer(&api, node, DATA_FINALIZER, wants)
+            .await
+            .map_err(Error::Apply)?;
+        ctx.metrics.api_write(CONTROLLER, "RegionalNode", "patch");
+    }
+    Ok(None)
+}
+
+async fn delete_data(
+    node: &RegionalNode,
+    ctx: &Context,
+    bao: &super::context::OpenBaoAccess,
+    s3: &crate::adapters::s3::Storage,
+    buckets: &[String],
+    layout: &storage::NodeLayout,
+) -> Result<(), Error> {
+    if node.spec.purge_objects != Some(true) {
+        for b in buckets {
+            if s3.holds_objects(b).await? {
+                return Err(Error::DeletionRefused(format!(
+                    "bucket {b} still holds objects; set spec.purgeObjects: true to delete them too, or remove spec.deletionPolicy to keep everything"
+                )));
+            }
+        }
+    }
+    for b in buckets {
+        s3.purge_bucket(b).await?;
+        ctx.metrics
+            .api_write(CONTROLLER, "S3Bucket", "DeleteBucket");
+    }
+    bao.admin
+        .delete_kubernetes_role(storage::AUTH_MOUNT, &layout.role)
+        .await?;
+    bao.admin.delete_policy(&layout.policy).await?;
+    bao.admin
+        .delete_namespace(&layout.openbao_namespace)
+        .await?;
+    ctx.metrics
+        .api_write(CONTROLLER, "OpenBaoNamespace", "delete");
+    tracing::warn!(node = %node.name_any(), "deleted the region's buckets and keys as the deletion policy asks");
+    Ok(())
 }
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.

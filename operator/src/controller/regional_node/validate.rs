@@ -34,6 +34,19 @@ pub fn validate(node: &RegionalNode) -> Result<(), Invalid> {
             message: format!("namespace {ns:?} is reserved; choose another"),
         });
     }
+    let prefix = node.bucket_prefix();
+    if prefix.len() > 42 {
+        return Err(Invalid {
+            field: if node.spec.storage.bucket_prefix.is_some() {
+                "spec.storage.bucketPrefix"
+            } else {
+                "metadata.name"
+            },
+            message: format!(
+                "bucket prefix {prefix:?} is longer than 42 characters, so bucket names would exceed 63; set spec.storage.bucketPrefix"
+            ),
+        });
+    }
     Ok(())
 }
 

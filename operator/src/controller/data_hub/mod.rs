@@ -1,0 +1,534 @@
+//! The `DataHub` controller.
+//!
+//! Pipeline: members (the hub's regional nodes) → validate ([`build::validate`], pure) → keys
+//! (I/O: the hub's OpenBao namespace, key, policy and role, apart from every region's) →
+//! zones (I/O: buckets with versioning, encryption, no anonymous access, retention lock) →
+//! credentials (I/O: each region's ingest drop box and each hub role, issued by the S3
+//! server's STS and kept in OpenBao) → build ([`build`], pure) → apply and prune → status
+//! with each region's state. Deleting a hub keeps buckets, objects and keys unless
+//! `deletionPolicy: Delete` is confirmed.
+
+pub mod build;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::runtime::controller::Action;
+use kube::{Api, ResourceExt};
+
+use super::apply::{Owner, stamp};
+use super::conditions::{self, Desired, merge, types};
+use super::context::Context;
+use super::status::{self, HasConditions};
+use super::storage::{self, HubRole};
+use crate::adapters::s3;
+use crate::api::{
+    CommonStatus, DataHub, DataHubStatus, DeletionPolicy, RegionState, RegionalNode, ZoneStatus,
+};
+
+/// Name of the controller: its field manager is `vardhub-datahub`.
+pub const CONTROLLER: &str = "datahub";
+/// Finalizer present only while `deletionPolicy: Delete` (with `confirmDeletion`) asks for
+/// the hub's buckets and keys to be deleted with it.
+pub const DATA_FINALIZER: &str = "vardhub.io/delete-data";
+/// Condition type: the hub's OpenBao namespace, key, policy and role exist.
+pub const KEYS_READY: &str = "KeysReady";
+/// Condition type: the zones' buckets and the issued credentials exist.
+pub const STORAGE_READY: &str = "StorageReady";
+/// Condition type: every zone that asks for a retention lock has one.
+pub const RETENTION_READY: &str = "RetentionReady";
+
+const RESYNC: Duration = Duration::from_secs(600);
+
+/// What can go wrong, one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec, together with its member nodes, is invalid.
+    #[error(transparent)]
+    Invalid(#[from] build::Invalid),
+    /// The operator lacks a connection the hub needs.
+    #[error("the operator has no {0} connection (see the chart's openbao and s3 values)")]
+    NotConfigured(&'static str),
+    /// OpenBao refused or failed.
+    #[error("OpenBao: {0}")]
+    Keys(#[from] crate::adapters::openbao::Error),
+    /// The S3 server refused or failed.
+    #[error("{0}")]
+    Storage(#[from] s3::Error),
+    /// A credential could not be issued or stored.
+    #[error("credential: {0}")]
+    Credential(#[from] storage::CredentialError),
+    /// Building the desired objects failed.
+    #[error("building the hub's objects failed: {0}")]
+    Build(#[from] serde_json::Error),
+    /// Reading, applying or pruning objects failed.
+    #[error("applying the hub's objects failed: {0}")]
+    Apply(#[source] kube::Error),
+    /// Writing the status failed.
+    #[error("writing the status failed: {0}")]
+    Status(#[source] kube::Error),
+    /// Deletion with `deletionPolicy: Delete` cannot proceed.
+    #[error("{0}")]
+    DeletionRefused(String),
+}
+
+impl Error {
+    /// The CamelCase reason used in conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "InvalidSpec",
+            Error::NotConfigured(_) => "NotConfigured",
+            Error::Keys(_) => "KeysFailed",
+            Error::Storage(_) => "StorageFailed",
+            Error::Credential(_) => "CredentialFailed",
+            Error::Build(_) => "BuildFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Status(_) => "StatusUpdateFailed",
+            Error::DeletionRefused(_) => "DeletionRefused",
+        }
+    }
+}
+
+impl HasConditions for DataHub {
+    type Status = DataHubStatus;
+    fn status(&self) -> Option<&DataHubStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(status: &DataHubStatus) -> &[Condition] {
+        &status.common.conditions
+    }
+}
+
+struct Observed {
+    regions: Vec<RegionState>,
+    zones: Vec<ZoneStatus>,
+    retention_gaps: Vec<String>,
+}
+
+enum Step {
+    Converged(Observed),
+    Paused,
+}
+
+/// Reconciles one hub.
+#[tracing::instrument(skip_all, fields(object = %hub.name_any(), generation = hub.metadata.generation))]
+pub async fn reconcile(hub: Arc<DataHub>, ctx: Arc<Context>) -> Result<Action, Error> {
+    match finalize(&hub, &ctx).await {
+        Ok(Some(action)) => return Ok(action),
+        Ok(None) => {}
+        Err(e) => {
+            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
+            tracing::warn!(reason = e.reason(), error = %e, "finalizing failed");
+            return Err(e);
+        }
+    }
+    let started = Instant::now();
+    let result = run_pipeline(&hub, &ctx).await;
+    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
+    let mut observed = None;
+    let (conditions, action) = match &result {
+        Ok(Step::Converged(o)) => {
+            let c = converged(&hub, o);
+            observed = Some(o);
+            (c, Action::requeue(RESYNC))
+        }
+        Ok(Step::Paused) => {
+            let current = hub
+                .status
+                .as_ref()
+                .map(|s| s.common.conditions.as_slice())
+                .unwrap_or_default();
+            let keep = [
+                types::READY,
+                types::PROGRESSING,
+                types::DEGRADED,
+                KEYS_READY,
+                STORAGE_READY,
+                RETENTION_READY,
+            ];
+            (conditions::paused(current, &keep), Action::await_change())
+        }
+        Err(e) => {
+            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
+            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
+            (failed(e), Action::requeue(Duration::from_secs(30)))
+        }
+    };
+    let new = next_status(
+        &hub,
+        &conditions,
+        observed,
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    status::update(&ctx, CONTROLLER, hub.as_ref(), &new)
+        .await
+        .map_err(Error::Status)?;
+    match result {
+        Err(Error::Invalid(_)) => Ok(Action::await_change()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(action),
+    }
+}
+
+async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
+    if super::is_paused(&hub.metadata) {
+        return Ok(Step::Paused);
+    }
+    let nodes = Api::<RegionalNode>::all(ctx.client.clone())
+        .list(&Default::default())
+        .await
+        .map_err(Error::Apply)?
+        .items;
+    let (members, missing) = build::members(hub, &nodes);
+    build::validate(hub, &members)?;
+    let bao = ctx
+        .openbao
+        .as_ref()
+        .ok_or(Error::NotConfigured("OpenBao"))?;
+    let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+
+    // Keys: the hub's own namespace, key, policy and role.
+    let layout = storage::hub_layout(hub);
+    storage::ensure_custody(
+        &bao.admin,
+        &layout.openbao_namespace,
+        &layout.key,
+        None,
+        &ctx.metrics,
+        CONTROLLER,
+    )
+    .await?;
+    if bao
+        .admin
+        .ensure_policy(&layout.policy, &storage::hub_policy(hub))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
+    }
+    if bao
+        .admin
+        .ensure_kubernetes_role(storage::AUTH_MOUNT, &layout.role, &build::role(hub))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
+    }
+
+    // Zones.
+    let zones = build::zones(hub);
+    let specs: Vec<s3::BucketSpec> = zones.iter().map(|z| z.bucket.clone()).collect();
+    let outcomes = storage::ensure_buckets(s3, &specs, &ctx.metrics, CONTROLLER).await?;
+    let mut retention_gaps = Vec::new();
+    let zone_status = zones
+        .iter()
+        .zip(&outcomes)
+        .map(|(z, o)| {
+            if let s3::Retention::Unavailable(why) = &o.retention {
+                retention_gaps.push(format!("{} zone ({}): {why}", z.zone, z.bucket.name));
+            }
+            ZoneStatus {
+                zone: z.zone.into(),
+                bucket: z.bucket.name.clone(),
+                layout: z.layout.into(),
+                retention: storage::describe_retention(&o.retention),
+            }
+        })
+        .collect();
+
+    // Credentials: a drop box per member node, and one per hub role.
+    for node in &members {
+        let grants = storage::ingest_grants(hub, node);
+        if grants.is_empty() {
+            continue;
+        }
+        let path = storage::ingest_credentials_path(&node.name_any());
+        let session = format!("ingest-{}", node.name_any());
+        storage::ensure_credential(
+            s3,
+            &bao.admin,
+            &storage::CredentialSlot {
+                namespace: &layout.openbao_namespace,
+                path: &path,
+                session: &session,
+            },
+            &grants,
+            &ctx.metrics,
+            CONTROLLER,
+        )
+        .await?;
+    }
+    for role in HubRole::of(hub.spec.storage_mode) {
+        let path = storage::role_credentials_path(*role);
+        let session = format!("hub-{}-{}", hub.name_any(), role.name());
+        storage::ensure_credential(
+            s3,
+            &bao.admin,
+            &storage::CredentialSlot {
+                namespace: &layout.openbao_namespace,
+                path: &path,
+                session: &session,
+            },
+            &storage::role_grants(hub, *role, &members),
+            &ctx.metrics,
+            CONTROLLER,
+        )
+        .await?;
+    }
+
+    // The hub's namespace in the cluster.
+    let desired = stamp(&Owner::of(hub), build::children(hub)?);
+    let applier = ctx.applier(CONTROLLER);
+    applier.apply_all(&desired).await.map_err(Error::Apply)?;
+    applier
+        .prune(&Owner::of(hub), &build::owned_kinds(), &desired)
+        .await
+        .map_err(Error::Apply)?;
+
+    Ok(Step::Converged(Observed {
+        regions: region_states(hub, &members, &missing),
+        zones: zone_status,
+        retention_gaps,
+    }))
+}
+
+/// Each member region's state. Pure.
+pub fn region_states(
+    hub: &DataHub,
+    members: &[RegionalNode],
+    missing: &[String],
+) -> Vec<RegionState> {
+    let mut out = Vec::new();
+    for node in members {
+        let ready = node
+            .status
+            .as_ref()
+            .map(|s| s.common.conditions.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == types::READY && c.status == "True");
+        let exports_here =
+            node.spec.hub.as_ref().map(|r| r.name.as_str()) == Some(hub.name_any().as_str());
+        let message = if !exports_here {
+            Some(format!(
+                "RegionalNode {}: spec.hub does not name this hub",
+                node.name_any()
+            ))
+        } else if !ready {
+            Some(format!("RegionalNode {} is not Ready", node.name_any()))
+        } else {
+            None
+        };
+        for region in &node.spec.regions {
+            out.push(RegionState {
+                code: region.code().into(),
+                region: region.name().into(),
+                node: node.name_any(),
+                connected: message.is_none(),
+                data_location: build::data_location(hub, node, region.code()),
+                message: message.clone(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.code.cmp(&b.code));
+    for name in missing {
+        tracing::debug!(node = %name, "named regional node does not exist");
+    }
+    out
+}
+
+fn converged(hub: &DataHub, o: &Observed) -> Vec<Desired> {
+    let connected = o.regions.iter().filter(|r| r.connected).count();
+    let mut c = vec![
+        Desired::yes(
+            KEYS_READY,
+            "KeysInPlace",
+            "the hub's key, policy and role exist in its own OpenBao namespace",
+        ),
+        Desired::yes(
+            STORAGE_READY,
+            "StorageInPlace",
+            "zone buckets are versioned, encrypted and closed to anonymous access; credentials are current",
+        ),
+        Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
+    ];
+    c.push(if o.retention_gaps.is_empty() {
+        Desired::yes(
+            RETENTION_READY,
+            "AsRequested",
+            "every zone that asks for a retention lock has one",
+        )
+    } else {
+        Desired::no(
+            RETENTION_READY,
+            "ObjectLockUnavailable",
+            o.retention_gaps.join("; "),
+        )
+    });
+    let named_missing: Vec<&str> = hub
+        .spec
+        .regional_nodes
+        .iter()
+        .map(|r| r.name.as_str())
+        .filter(|n| !o.regions.iter().any(|r| r.node == *n))
+        .collect();
+    if connected == o.regions.len() && named_missing.is_empty() {
+        c.push(Desired::yes(
+            types::READY,
+            "Reconciled",
+            format!("{connected} regions connected"),
+        ));
+        c.push(Desired::no(
+            types::PROGRESSING,
+            "Converged",
+            "nothing left to do",
+        ));
+    } else {
+        let mut waiting: Vec<String> = o.regions.iter().filter_map(|r| r.message.clone()).collect();
+        waiting.dedup();
+        waiting.extend(
+            named_missing
+                .iter()
+                .map(|n| format!("spec.regionalNodes: RegionalNode {n} does not exist")),
+        );
+        c.push(Desired::no(
+            types::READY,
+            "RegionsNotConnected",
+            format!(
+                "{connected} of {} regions connected; {}",
+                o.regions.len(),
+                waiting.join("; ")
+            ),
+        ));
+        c.push(Desired::yes(
+            types::PROGRESSING,
+            "WaitingForRegions",
+            "waiting for regional nodes",
+        ));
+    }
+    c
+}
+
+fn failed(e: &Error) -> Vec<Desired> {
+    let advice = match e {
+        Error::Invalid(_) => "correct the spec",
+        Error::DeletionRefused(_) => "the data is kept",
+        _ => "the operator retries; see its log and events",
+    };
+    let message = format!("{e}; {advice}");
+    let mut c = conditions::failed(e.reason(), &message);
+    match e {
+        Error::Keys(_) => c.push(Desired::no(KEYS_READY, e.reason(), message)),
+        Error::Storage(_) | Error::Credential(_) => {
+            c.push(Desired::no(STORAGE_READY, e.reason(), message))
+        }
+        _ => {}
+    }
+    c
+}
+
+fn next_status(
+    hub: &DataHub,
+    conditions: &[Desired],
+    observed: Option<&Observed>,
+    now: Time,
+) -> DataHubStatus {
+    let current = hub.status.clone().unwrap_or_default();
+    let generation = hub.metadata.generation;
+    let (regions, zones) = match observed {
+        Some(o) => (o.regions.clone(), o.zones.clone()),
+        None => (current.regions.clone(), current.zones.clone()),
+    };
+    DataHubStatus {
+        common: CommonStatus {
+            observed_generation: generation,
+            conditions: merge(&current.common.conditions, conditions, generation, &now),
+        },
+        connected_regions: Some(regions.iter().filter(|r| r.connected).count() as i32),
+        namespace: Some(hub.workload_namespace()),
+        openbao_namespace: Some(storage::hub_layout(hub).openbao_namespace),
+        regions,
+        zones,
+    }
+}
+
+/// Keeps the data finalizer in line with the deletion policy and, on deletion of a hub that
+/// carries it, deletes its buckets (refused while objects remain unless `purgeObjects`) and
+/// its OpenBao namespace, policy and role.
+async fn finalize(hub: &DataHub, ctx: &Context) -> Result<Option<Action>, Error> {
+    let wants = hub.spec.deletion_policy == DeletionPolicy::Delete
+        && hub.spec.confirm_deletion == Some(true);
+    let has = hub.finalizers().iter().any(|f| f == DATA_FINALIZER);
+    let deleting = hub.metadata.deletion_timestamp.is_some();
+    let api = Api::<DataHub>::all(ctx.client.clone());
+    if deleting
+        && has
+        && let Err(e) = delete_data(hub, ctx).await
+    {
+        let new = next_status(
+            hub,
+            &failed(&e),
+            None,
+            Time(k8s_openapi::jiff::Timestamp::now()),
+        );
+        status::update(ctx, CONTROLLER, hub, &new)
+            .await
+            .map_err(Error::Status)?;
+        return Err(e);
+    }
+    if deleting {
+        if has {
+            super::set_finalizer(&api, hub, DATA_FINALIZER, false)
+                .await
+                .map_err(Error::Apply)?;
+            ctx.metrics.api_write(CONTROLLER, "DataHub", "patch");
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    if wants != has {
+        super::set_finalizer(&api, hub, DATA_FINALIZER, wants)
+            .await
+            .map_err(Error::Apply)?;
+        ctx.metrics.api_write(CONTROLLER, "DataHub", "patch");
+    }
+    Ok(None)
+}
+
+async fn delete_data(hub: &DataHub, ctx: &Context) -> Result<(), Error> {
+    let bao = ctx
+        .openbao
+        .as_ref()
+        .ok_or(Error::NotConfigured("OpenBao"))?;
+    let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+    let layout = storage::hub_layout(hub);
+    let buckets = [&layout.landing, &layout.standardised, &layout.products];
+    if hub.spec.purge_objects != Some(true) {
+        for b in buckets {
+            if s3.holds_objects(b).await? {
+                return Err(Error::DeletionRefused(format!(
+                    "bucket {b} still holds objects; set spec.purgeObjects: true to delete them too, or set spec.deletionPolicy: Retain to keep everything"
+                )));
+            }
+        }
+    }
+    for b in buckets {
+        s3.purge_bucket(b).await?;
+        ctx.metrics
+            .api_write(CONTROLLER, "S3Bucket", "DeleteBucket");
+    }
+    bao.admin
+        .delete_kubernetes_role(storage::AUTH_MOUNT, &layout.role)
+        .await?;
+    bao.admin.delete_policy(&layout.policy).await?;
+    bao.admin
+        .delete_namespace(&layout.openbao_namespace)
+        .await?;
+    ctx.metrics
+        .api_write(CONTROLLER, "OpenBaoNamespace", "delete");
+    tracing::warn!(hub = %hub.name_any(), "deleted the hub's buckets and keys as the deletion policy asks");
+    Ok(())
+}
+
+/// Backoff after a failed reconcile; the failure is already in the status and the metrics.
+pub fn error_policy(_hub: Arc<DataHub>, _error: &Error, _ctx: Arc<Context>) -> Action {
+    Action::requeue(Duration::from_secs(30))
+}

@@ -1,0 +1,483 @@
+//! Where data and keys live, shared by the `RegionalNode` and `DataHub` controllers: bucket
+//! names, OpenBao namespaces, the grants behind every issued credential (pure), and the one
+//! I/O step that keeps a credential in OpenBao current.
+//!
+//! Custody: each region's keys and credentials sit in an OpenBao namespace of its own
+//! (`region-<node>`), the hub's in another (`hub-<hub>`). Credentials are issued by the S3
+//! server's STS with a session policy naming exactly the prefixes of one tenant, and are
+//! written only to OpenBao; workloads read them there with their ServiceAccount.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::adapters::openbao;
+use crate::adapters::s3::{self, Access, Grant, IssuedCredentials};
+use crate::api::{DataHub, RegionalNode, StorageMode};
+use crate::telemetry::Metrics;
+
+/// KV version 2 mount inside each custodian's OpenBao namespace.
+pub const KV_MOUNT: &str = "secrets";
+/// Transit mount inside each custodian's OpenBao namespace.
+pub const KEY_MOUNT: &str = "transit";
+/// Mount of the Kubernetes auth method (root namespace).
+pub const AUTH_MOUNT: &str = "kubernetes";
+/// Lifetime of an issued S3 credential. It is re-issued when a third of it remains, so a
+/// credential that leaks stops working within this time.
+pub const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// Lifetime of an OpenBao token issued to a node's or hub's workload.
+pub const TOKEN_TTL_SECONDS: u64 = 900;
+
+/// The buckets and OpenBao names of one regional node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeLayout {
+    /// Bucket of the region's raw extracts.
+    pub landing: String,
+    /// Bucket of the region's data in the common model (and its exports in federated mode).
+    pub standardised: String,
+    /// OpenBao namespace of the region's keys and credentials.
+    pub openbao_namespace: String,
+    /// The region's Transit key.
+    pub key: String,
+    /// OpenBao policy (root namespace) of the node's workloads.
+    pub policy: String,
+    /// Kubernetes auth role of the node's workloads.
+    pub role: String,
+    /// KV path of the node's own S3 credential.
+    pub credentials_path: String,
+}
+
+/// The layout of a node.
+pub fn node_layout(node: &RegionalNode) -> NodeLayout {
+    let name = kube::ResourceExt::name_any(node);
+    let prefix = node.bucket_prefix();
+    NodeLayout {
+        landing: format!("{prefix}-landing"),
+        standardised: format!("{prefix}-standardised"),
+        openbao_namespace: format!("region-{name}"),
+        key: "region".into(),
+        policy: format!("vardhub-region-{name}"),
+        role: format!("vardhub-region-{name}"),
+        credentials_path: "s3/node".into(),
+    }
+}
+
+/// The node's own credential: its two buckets, nothing else.
+pub fn node_grants(node: &RegionalNode) -> Vec<Grant> {
+    let l = node_layout(node);
+    vec![
+        Grant {
+            bucket: l.landing,
+            prefix: None,
+            access: Access::ReadWrite,
+        },
+        Grant {
+            bucket: l.standardised,
+            prefix: None,
+            access: Access::ReadWrite,
+        },
+    ]
+}
+
+/// The prefix federated exports are written under in the node's standardised bucket.
+pub fn federated_export_prefix(domain: &str) -> String {
+    format!("export/{domain}")
+}
+
+/// The buckets and OpenBao names of one hub.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HubLayout {
+    /// Landing zone: one prefix per region (central mode only).
+    pub landing: String,
+    /// Standardised zone: one prefix per region (central mode only).
+    pub standardised: String,
+    /// Purpose-specific zone: one prefix per data product.
+    pub products: String,
+    /// OpenBao namespace of the hub's keys and credentials.
+    pub openbao_namespace: String,
+    /// The hub's Transit key.
+    pub key: String,
+    /// OpenBao policy (root namespace) of the hub's workloads.
+    pub policy: String,
+    /// Kubernetes auth role of the hub's workloads.
+    pub role: String,
+}
+
+/// The layout of a hub.
+pub fn hub_layout(hub: &DataHub) -> HubLayout {
+    let name = kube::ResourceExt::name_any(hub);
+    let prefix = hub.bucket_prefix();
+    HubLayout {
+        landing: format!("{prefix}-landing"),
+        standardised: format!("{prefix}-standardised"),
+        products: format!("{prefix}-products"),
+        openbao_namespace: format!("hub-{name}"),
+        key: "hub".into(),
+        policy: format!("vardhub-hub-{name}"),
+        role: format!("vardhub-hub-{name}"),
+    }
+}
+
+/// KV path (in the hub's OpenBao namespace) of a node's ingest credential.
+pub fn ingest_credentials_path(node: &str) -> String {
+    format!("s3/ingest/{node}")
+}
+
+/// KV path (in the hub's OpenBao namespace) of a hub role's credential.
+pub fn role_credentials_path(role: HubRole) -> String {
+    format!("s3/roles/{}", role.name())
+}
+
+/// What a node may do in the hub's storage: in central mode, write its own regions' landing
+/// prefixes (a drop box: no read, no list); in federated mode nothing at all.
+pub fn ingest_grants(hub: &DataHub, node: &RegionalNode) -> Vec<Grant> {
+    if hub.spec.storage_mode == StorageMode::Federated {
+        return Vec::new();
+    }
+    let l = hub_layout(hub);
+    node.spec
+        .regions
+        .iter()
+        .map(|r| Grant {
+            bucket: l.landing.clone(),
+            prefix: Some(r.code().to_string()),
+            access: Access::Write,
+        })
+        .collect()
+}
+
+/// The hub's own workloads, each with the least its step needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HubRole {
+    /// Reads the landing zone, writes the standardised zone (central mode only).
+    Standardise,
+    /// Reads standardised data (the hub's, or the regions' exports in federated mode) and
+    /// writes the purpose-specific zone.
+    Publish,
+}
+
+impl HubRole {
+    /// Name in paths and sessions.
+    pub fn name(self) -> &'static str {
+        match self {
+            HubRole::Standardise => "standardise",
+            HubRole::Publish => "publish",
+        }
+    }
+
+    /// The roles a hub in `mode` has.
+    pub fn of(mode: StorageMode) -> &'static [HubRole] {
+        match mode {
+            StorageMode::Central => &[HubRole::Standardise, HubRole::Publish],
+            StorageMode::Federated => &[HubRole::Publish],
+        }
+    }
+}
+
+/// The grants of a hub role, given the hub's member nodes.
+pub fn role_grants(hub: &DataHub, role: HubRole, members: &[RegionalNode]) -> Vec<Grant> {
+    let l = hub_layout(hub);
+    let whole = |bucket: &str, access| Grant {
+        bucket: bucket.into(),
+        prefix: None,
+        access,
+    };
+    let mut grants = match (role, hub.spec.storage_mode) {
+        (HubRole::Standardise, _) => vec![
+            whole(&l.landing, Access::Read),
+            whole(&l.standardised, Access::ReadWrite),
+        ],
+        (HubRole::Publish, StorageMode::Central) => vec![
+            whole(&l.standardised, Access::Read),
+            whole(&l.products, Access::ReadWrite),
+        ],
+        (HubRole::Publish, StorageMode::Federated) => {
+            let mut g = vec![whole(&l.products, Access::ReadWrite)];
+            for node in members {
+                if let Some(export) = &node.spec.export {
+                    g.push(Grant {
+                        bucket: node_layout(node).standardised,
+                        prefix: Some(federated_export_prefix(&export.domain)),
+                        access: Access::Read,
+                    });
+                }
+            }
+            g
+        }
+    };
+    grants.sort();
+    grants
+}
+
+/// An OpenBao policy as JSON, from `(path, capabilities)` pairs.
+pub fn openbao_policy(paths: &[(String, &[&str])]) -> Value {
+    let mut map = serde_json::Map::new();
+    for (path, caps) in paths {
+        map.insert(path.clone(), json!({ "capabilities": caps }));
+    }
+    json!({ "path": map })
+}
+
+/// The OpenBao policy of a node's workloads: encrypt and decrypt with the region's key, read
+/// its own S3 credential and, when it exports to a hub, its ingest credential there.
+pub fn node_policy(node: &RegionalNode) -> Value {
+    let l = node_layout(node);
+    let ns = &l.openbao_namespace;
+    let mut paths: Vec<(String, &[&str])> = vec![
+        (format!("{ns}/{KEY_MOUNT}/encrypt/{}", l.key), &["update"]),
+        (format!("{ns}/{KEY_MOUNT}/decrypt/{}", l.key), &["update"]),
+        (
+            format!("{ns}/{KV_MOUNT}/data/{}", l.credentials_path),
+            &["read"],
+        ),
+    ];
+    if let Some(hub) = &node.spec.hub {
+        let node_name = kube::ResourceExt::name_any(node);
+        paths.push((
+            format!(
+                "hub-{}/{KV_MOUNT}/data/{}",
+                hub.name,
+                ingest_credentials_path(&node_name)
+            ),
+            &["read"],
+        ));
+    }
+    openbao_policy(&paths)
+}
+
+/// The OpenBao policy of a hub's workloads: the hub key and the hub roles' credentials.
+pub fn hub_policy(hub: &DataHub) -> Value {
+    let l = hub_layout(hub);
+    let ns = &l.openbao_namespace;
+    let mut paths: Vec<(String, &[&str])> = vec![
+        (format!("{ns}/{KEY_MOUNT}/encrypt/{}", l.key), &["update"]),
+        (format!("{ns}/{KEY_MOUNT}/decrypt/{}", l.key), &["update"]),
+    ];
+    for role in HubRole::of(hub.spec.storage_mode) {
+        paths.push((
+            format!("{ns}/{KV_MOUNT}/data/{}", role_credentials_path(*role)),
+            &["read"],
+        ));
+    }
+    openbao_policy(&paths)
+}
+
+/// Where a credential is kept: an OpenBao namespace and a KV path in its `secrets` mount.
+#[derive(Clone, Debug)]
+pub struct CredentialSlot<'a> {
+    /// OpenBao namespace.
+    pub namespace: &'a str,
+    /// KV path.
+    pub path: &'a str,
+    /// STS session name (shown in the S3 server's audit log).
+    pub session: &'a str,
+}
+
+/// Whether a stored credential still serves: same policy, and more than a third of its
+/// lifetime left at `now`. Pure.
+pub fn credential_current(
+    stored: &IssuedCredentials,
+    policy: &Value,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    let Ok(expires) = stored.expiration.parse::<k8s_openapi::jiff::Timestamp>() else {
+        return false;
+    };
+    let margin = k8s_openapi::jiff::SignedDuration::from_secs(
+        (CREDENTIAL_LIFETIME.as_secs() / 3)
+            .try_into()
+            .unwrap_or(i64::MAX),
+    );
+    stored.policy_sha256 == s3::policy_digest(policy) && expires.duration_since(now) > margin
+}
+
+/// Keeps the credential in `slot` issued for `grants`: reads it, and issues and writes a new
+/// one only when it is missing, for another policy, or nearing expiry. Returns whether it
+/// wrote. The secret itself never leaves this function except into OpenBao.
+pub async fn ensure_credential(
+    storage: &s3::Storage,
+    admin: &openbao::Admin,
+    slot: &CredentialSlot<'_>,
+    grants: &[Grant],
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<bool, CredentialError> {
+    let policy = s3::session_policy(grants);
+    let kv = admin.in_namespace(slot.namespace)?;
+    let stored: Option<IssuedCredentials> = kv.read_secret(KV_MOUNT, slot.path).await?;
+    if stored
+        .as_ref()
+        .is_some_and(|s| credential_current(s, &policy, k8s_openapi::jiff::Timestamp::now()))
+    {
+        return Ok(false);
+    }
+    let lifetime = i32::try_from(CREDENTIAL_LIFETIME.as_secs()).unwrap_or(43_200);
+    let issued = storage
+        .issue_credentials(slot.session, &policy, lifetime)
+        .await?;
+    metrics.api_write(controller, "S3Credential", "issue");
+    kv.write_secret(KV_MOUNT, slot.path, &issued).await?;
+    metrics.api_write(controller, "OpenBaoSecret", "write");
+    tracing::info!(
+        namespace = slot.namespace,
+        path = slot.path,
+        "issued an S3 credential"
+    );
+    Ok(true)
+}
+
+/// A credential could not be read, issued or stored.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    /// OpenBao refused or failed.
+    #[error(transparent)]
+    OpenBao(#[from] openbao::Error),
+    /// The S3 server's STS refused or failed.
+    #[error(transparent)]
+    S3(#[from] s3::Error),
+}
+
+/// Keeps a custodian's OpenBao namespace, its Transit key and its KV mount in place. Returns
+/// the number of writes.
+pub async fn ensure_custody(
+    admin: &openbao::Admin,
+    namespace: &str,
+    key: &str,
+    rotate_days: Option<i32>,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<(), openbao::Error> {
+    if admin.ensure_namespace(namespace).await? {
+        metrics.api_write(controller, "OpenBaoNamespace", "create");
+    }
+    let transit = admin.transit_in(namespace, KEY_MOUNT)?;
+    if transit.ensure_mount().await? {
+        metrics.api_write(controller, "OpenBaoMount", "create");
+    }
+    if transit.ensure_custodian_key(key, rotate_days).await? {
+        metrics.api_write(controller, "OpenBaoTransitKey", "write");
+    }
+    if admin
+        .in_namespace(namespace)?
+        .ensure_kv_mount(KV_MOUNT)
+        .await?
+    {
+        metrics.api_write(controller, "OpenBaoMount", "create");
+    }
+    Ok(())
+}
+
+/// Writes each bucket to its spec and returns their outcomes; counts every write.
+pub async fn ensure_buckets(
+    storage: &s3::Storage,
+    buckets: &[s3::BucketSpec],
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<Vec<s3::BucketOutcome>, s3::Error> {
+    let mut outcomes = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        let outcome = storage.ensure_bucket(b).await?;
+        for op in &outcome.writes {
+            metrics.api_write(controller, "S3Bucket", op);
+        }
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The words a status uses for a retention outcome.
+pub fn describe_retention(r: &s3::Retention) -> String {
+    match r {
+        s3::Retention::NotRequested => "none".into(),
+        s3::Retention::Locked(days) => format!("locked {days} days (governance)"),
+        s3::Retention::Unavailable(why) => format!("unavailable: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, regions: &[&str]) -> RegionalNode {
+        let mut n = RegionalNode::new(
+            name,
+            serde_json::from_value(json!({"regions": regions, "hub": {"name": "hub"},
+                "export": {"pseudonymisation": {"name": "p"}, "domain": "research",
+                           "schedule": "0 3 * * *", "image": "export@sha256:00"}}))
+            .expect("spec"),
+        );
+        n.metadata.uid = Some("u".into());
+        n
+    }
+
+    fn hub(mode: &str) -> DataHub {
+        DataHub::new(
+            "hub",
+            serde_json::from_value(json!({"storageMode": mode})).expect("spec"),
+        )
+    }
+
+    #[test]
+    fn central_ingest_is_a_write_only_drop_box_per_region() {
+        let grants = ingest_grants(&hub("central"), &node("sussa", &["03", "04"]));
+        assert_eq!(grants.len(), 2);
+        assert!(grants.iter().all(|g| g.access == Access::Write));
+        assert_eq!(grants[0].bucket, "vardhub-hub-hub-landing");
+        assert_eq!(grants[0].prefix.as_deref(), Some("03"));
+        assert!(ingest_grants(&hub("federated"), &node("sussa", &["03"])).is_empty());
+    }
+
+    #[test]
+    fn federated_publisher_reads_only_the_regions_exports() {
+        let members = [node("a", &["01"]), node("b", &["14"])];
+        let grants = role_grants(&hub("federated"), HubRole::Publish, &members);
+        let reads: Vec<_> = grants.iter().filter(|g| g.access == Access::Read).collect();
+        assert_eq!(reads.len(), 2);
+        assert!(
+            reads
+                .iter()
+                .all(|g| g.prefix.as_deref() == Some("export/research"))
+        );
+        assert_eq!(HubRole::of(StorageMode::Federated), &[HubRole::Publish]);
+    }
+
+    #[test]
+    fn node_policy_reaches_only_its_own_namespace_and_ingest_slot() {
+        let text = node_policy(&node("a", &["01"])).to_string();
+        assert!(text.contains("region-a/transit/encrypt/region"));
+        assert!(text.contains("region-a/secrets/data/s3/node"));
+        assert!(text.contains("hub-hub/secrets/data/s3/ingest/a"));
+        assert!(!text.contains("s3/roles"));
+    }
+
+    #[test]
+    fn credentials_are_renewed_on_policy_change_or_near_expiry() {
+        let policy = s3::session_policy(&node_grants(&node("a", &["01"])));
+        let now: k8s_openapi::jiff::Timestamp = "2026-11-25T12:00:00Z".parse().expect("ts");
+        let stored = |expiration: &str, digest: String| IssuedCredentials {
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            session_token: String::new(),
+            expiration: expiration.into(),
+            endpoint: String::new(),
+            region: String::new(),
+            policy_sha256: digest,
+        };
+        let digest = s3::policy_digest(&policy);
+        assert!(credential_current(
+            &stored("2026-11-25T23:00:00Z", digest.clone()),
+            &policy,
+            now
+        ));
+        assert!(!credential_current(
+            &stored("2026-11-25T15:00:00Z", digest),
+            &policy,
+            now
+        ));
+        assert!(!credential_current(
+            &stored("2026-11-25T23:00:00Z", "other".into()),
+            &policy,
+            now
+        ));
+    }
+}

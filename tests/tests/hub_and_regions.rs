@@ -1,0 +1,715 @@
+//! `RegionalNode` and `DataHub` against the local cluster, OpenBao and MinIO: region-owned
+//! keys and storage, the hub's zones in both storage modes, tenant separation enforced by the
+//! S3 server, mapping jobs, drift, steady state and deletion.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use vardhub::adapters::s3::IssuedCredentials;
+use vardhub::api::{DataHub, RegionalNode};
+use vardhub::controller::conditions::{is_true, types};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually};
+
+/// The three regions of these tests: Stockholm, Västra Götaland, Skåne.
+const REGIONS: [(&str, &str); 3] = [("sthlm", "01"), ("vg", "14"), ("skane", "12")];
+
+fn node_name(prefix: &str, short: &str) -> String {
+    format!("{prefix}-{short}")
+}
+
+fn writes(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("vardhub_api_writes_total{controller=\"regionalnode\"")
+                || l.starts_with("vardhub_api_writes_total{controller=\"datahub\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Applies a hub and three nodes, each node with a mapping job and an export.
+async fn apply_hub(admin: &Client, hub: &str, mode: &str) -> Result<()> {
+    let apply = PatchParams::apply("vardhub-tests").force();
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    for (short, code) in REGIONS {
+        let name = node_name(hub, short);
+        let node: RegionalNode = serde_json::from_value(json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+            "metadata": {"name": name},
+            "spec": {
+                "regions": [code],
+                "hub": {"name": hub},
+                "keys": {"rotationPeriodDays": 90},
+                "mappingJobs": [{
+                    "name": "vardfakta",
+                    "image": "registry.example/vardhub/mapping@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                    "schedule": "0 2 * * *",
+                    "sourceModel": "regional-warehouse-v3",
+                    "targetModel": {"name": "omop-cdm", "version": "5.4"},
+                    "config": {"BATCH_SIZE": "10000"},
+                }],
+                "export": {
+                    "pseudonymisation": {"name": "pseudonymisation"},
+                    "domain": "waiting-times",
+                    "schedule": "0 4 * * *",
+                    "image": "registry.example/vardhub/export@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                },
+            },
+        }))?;
+        nodes.patch(&name, &apply, &Patch::Apply(&node)).await?;
+    }
+    let hub_obj: DataHub = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+        "metadata": {"name": hub},
+        "spec": {
+            "storageMode": mode,
+            "regionalNodes": REGIONS.iter().map(|(s, _)| json!({"name": node_name(hub, s)})).collect::<Vec<_>>(),
+            "zones": {
+                "landing": {"retentionDays": 30},
+                "purposeSpecific": [{"name": "waiting-times", "purpose": "waiting-times", "retentionDays": 365}],
+            },
+        },
+    }))?;
+    Api::<DataHub>::all(admin.clone())
+        .patch(hub, &apply, &Patch::Apply(&hub_obj))
+        .await?;
+    Ok(())
+}
+
+async fn wait_hub_ready(admin: &Client, hub: &str) -> Result<DataHub> {
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    eventually(
+        &format!("hub {hub} to be Ready with three regions"),
+        Duration::from_secs(90),
+        || async {
+            let h = hubs.get(hub).await?;
+            let status = h.status.clone().unwrap_or_default();
+            Ok((is_true(&status.common.conditions, types::READY)
+                && status.connected_regions == Some(3))
+            .then_some(h))
+        },
+    )
+    .await
+}
+
+async fn stored_credentials(
+    cluster: &LocalCluster,
+    namespace: &str,
+    path: &str,
+) -> Result<IssuedCredentials> {
+    cluster
+        .openbao_admin()?
+        .in_namespace(namespace)?
+        .read_secret(vardhub::controller::storage::KV_MOUNT, path)
+        .await?
+        .with_context(|| format!("a credential at {namespace}/{path}"))
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from_static(b"pseudonymised rows"))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("unknown")
+                .to_string()
+        })
+}
+
+async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<(), String> {
+    s3.get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            aws_sdk_s3::error::ProvideErrorMetadata::code(&e)
+                .unwrap_or("unknown")
+                .to_string()
+        })
+}
+
+async fn assert_bucket_hardened(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    let versioning = s3.get_bucket_versioning().bucket(bucket).send().await?;
+    assert_eq!(
+        versioning.status(),
+        Some(&BucketVersioningStatus::Enabled),
+        "{bucket} is versioned"
+    );
+    let encryption = s3.get_bucket_encryption().bucket(bucket).send().await?;
+    let algorithm = encryption
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first())
+        .and_then(|r| r.apply_server_side_encryption_by_default())
+        .map(|d| d.sse_algorithm().clone());
+    assert_eq!(
+        algorithm,
+        Some(ServerSideEncryption::Aes256),
+        "{bucket} encrypts by default"
+    );
+    let policy = s3.get_bucket_policy().bucket(bucket).send().await?;
+    assert!(
+        policy
+            .policy()
+            .unwrap_or_default()
+            .contains("DenyAnonymous"),
+        "{bucket} denies anonymous access"
+    );
+    Ok(())
+}
+
+async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> bool {
+    s3.head_bucket().bucket(bucket).send().await.is_ok()
+}
+
+/// Creates a Job from a CronJob's template, as `kubectl create job --from=cronjob/...` does.
+async fn run_now(admin: &Client, ns: &str, cron_job: &str) -> Result<String> {
+    let cj = Api::<CronJob>::namespaced(admin.clone(), ns)
+        .get(cron_job)
+        .await?;
+    let template = cj.spec.job_template;
+    let name = format!(
+        "{cron_job}-{}",
+        k8s_openapi::jiff::Timestamp::now().as_second()
+    );
+    let mut meta = template.metadata.unwrap_or_default();
+    meta.name = Some(name.clone());
+    meta.namespace = Some(ns.into());
+    let job = Job {
+        metadata: meta,
+        spec: template.spec,
+        ..Default::default()
+    };
+    Api::<Job>::namespaced(admin.clone(), ns)
+        .create(&PostParams::default(), &job)
+        .await?;
+    Ok(name)
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_delete() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let hub = "t4c";
+    apply_hub(&admin, hub, "central").await?;
+    let first = RunningOperator::start(cluster, "test-hub-first").await?;
+    let ready = wait_hub_ready(&admin, hub).await?;
+    let status = ready.status.clone().unwrap_or_default();
+    assert_eq!(status.openbao_namespace.as_deref(), Some("hub-t4c"));
+    assert!(
+        status.regions[0]
+            .data_location
+            .contains("vardhub-hub-t4c-landing/01/")
+    );
+
+    // Zones and regional buckets: versioned, encrypted, closed to anonymous access.
+    let root = cluster.s3_root();
+    let hub_buckets = [
+        "vardhub-hub-t4c-landing",
+        "vardhub-hub-t4c-standardised",
+        "vardhub-hub-t4c-products",
+    ];
+    for bucket in hub_buckets {
+        assert_bucket_hardened(&root, bucket).await?;
+    }
+    for (short, _) in REGIONS {
+        for zone in ["landing", "standardised"] {
+            assert_bucket_hardened(&root, &format!("vardhub-t4c-{short}-{zone}")).await?;
+        }
+    }
+    let lock = root
+        .get_object_lock_configuration()
+        .bucket("vardhub-hub-t4c-landing")
+        .send()
+        .await?;
+    let days = lock
+        .object_lock_configuration()
+        .and_then(|c| c.rule())
+        .and_then(|r| r.default_retention())
+        .and_then(|d| d.days());
+    assert_eq!(days, Some(30), "the landing zone keeps an audit trail");
+    assert!(is_true(&status.common.conditions, "RetentionReady"));
+    let anonymous =
+        reqwest::get(format!("{}/vardhub-hub-t4c-landing/", cluster.s3_endpoint)).await?;
+    assert_eq!(anonymous.status().as_u16(), 403, "no anonymous listing");
+
+    // Keys: each region's and the hub's in OpenBao namespaces of their own.
+    let bao = cluster.openbao_admin()?;
+    for ns in ["region-t4c-sthlm", "region-t4c-vg", "region-t4c-skane"] {
+        let transit = bao.transit_in(ns, "transit")?;
+        assert!(
+            !transit.ensure_key("region", false).await?.created,
+            "{ns} has its key"
+        );
+    }
+    assert!(
+        !bao.transit_in("hub-t4c", "transit")?
+            .ensure_key("hub", false)
+            .await?
+            .created
+    );
+
+    // The node's workload identity reaches its own key and credential, not another region's.
+    let token = cluster
+        .service_account_token("region-t4c-sthlm", "regional-node", None)
+        .await?;
+    let (bao_token, _) = vardhub::adapters::openbao::login_kubernetes(
+        &cluster.vault_addr,
+        "kubernetes",
+        "vardhub-region-t4c-sthlm",
+        &token,
+    )
+    .await?;
+    let as_node = vardhub::adapters::openbao::Admin::new(&cluster.vault_addr, &bao_token)?;
+    let own: Option<IssuedCredentials> = as_node
+        .read_secret("region-t4c-sthlm/secrets", "s3/node")
+        .await?;
+    assert!(own.is_some(), "the node reads its own credential");
+    let other = as_node
+        .read_secret::<IssuedCredentials>("region-t4c-vg/secrets", "s3/node")
+        .await;
+    assert!(other.is_err(), "another region's credential is refused");
+
+    // Cross-tenant denial, enforced by the S3 server.
+    let ingest = stored_credentials(cluster, "hub-t4c", "s3/ingest/t4c-sthlm").await?;
+    let as_sthlm = cluster.s3_with(&ingest);
+    assert_eq!(
+        put(
+            &as_sthlm,
+            "vardhub-hub-t4c-landing",
+            "01/2026-11/beds.parquet"
+        )
+        .await,
+        Ok(()),
+        "Stockholm writes its own landing prefix"
+    );
+    for (bucket, key) in [
+        ("vardhub-hub-t4c-landing", "14/2026-11/beds.parquet"),
+        ("vardhub-hub-t4c-standardised", "01/beds.parquet"),
+        ("vardhub-hub-t4c-products", "waiting-times/x.parquet"),
+        ("vardhub-t4c-vg-landing", "x.parquet"),
+    ] {
+        assert_eq!(
+            put(&as_sthlm, bucket, key).await,
+            Err("AccessDenied".into()),
+            "writing {bucket}/{key} with Stockholm's credential"
+        );
+    }
+    assert_eq!(
+        get(
+            &as_sthlm,
+            "vardhub-hub-t4c-landing",
+            "01/2026-11/beds.parquet"
+        )
+        .await,
+        Err("AccessDenied".into()),
+        "the landing prefix is a drop box"
+    );
+    let node_cred = stored_credentials(cluster, "region-t4c-sthlm", "s3/node").await?;
+    let as_node_s3 = cluster.s3_with(&node_cred);
+    assert_eq!(
+        put(&as_node_s3, "vardhub-t4c-sthlm-landing", "raw.csv").await,
+        Ok(())
+    );
+    assert_eq!(
+        get(&as_node_s3, "vardhub-t4c-sthlm-landing", "raw.csv").await,
+        Ok(())
+    );
+    assert_eq!(
+        get(&as_node_s3, "vardhub-t4c-vg-landing", "raw.csv").await,
+        Err("AccessDenied".into())
+    );
+    let standardiser = stored_credentials(cluster, "hub-t4c", "s3/roles/standardise").await?;
+    let as_standardiser = cluster.s3_with(&standardiser);
+    assert_eq!(
+        get(
+            &as_standardiser,
+            "vardhub-hub-t4c-landing",
+            "01/2026-11/beds.parquet"
+        )
+        .await,
+        Ok(()),
+        "the standardiser reads the landing zone"
+    );
+    assert_eq!(
+        put(&as_standardiser, "vardhub-hub-t4c-products", "x").await,
+        Err("AccessDenied".into()),
+        "but cannot write data products"
+    );
+
+    // Mapping jobs and the export are CronJobs; a run's outcome reaches the status.
+    let region_ns = "region-t4c-sthlm";
+    let cron_jobs = Api::<CronJob>::namespaced(admin.clone(), region_ns);
+    let map = cron_jobs.get("map-vardfakta").await?;
+    let text = serde_json::to_string(&map)?;
+    assert!(text.contains("omop-cdm") && text.contains("regional-node"));
+    assert!(
+        !text.contains(&node_cred.secret_access_key),
+        "no secret in the CronJob"
+    );
+    let export = serde_json::to_string(&cron_jobs.get("export").await?)?;
+    assert!(export.contains("vardhub-hub-t4c-landing"));
+    let job = run_now(&admin, region_ns, "map-vardfakta").await?;
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    eventually(
+        "the run's outcome in the node's status",
+        Duration::from_secs(90),
+        || async {
+            let node = nodes.get("t4c-sthlm").await?;
+            let jobs = node.status.unwrap_or_default().jobs;
+            Ok(jobs
+                .iter()
+                .find(|j| j.name == "vardfakta")
+                .and_then(|j| j.last_run.clone())
+                .filter(|r| r.job == job && r.result == "Succeeded")
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    first.stop().await?;
+
+    // A second start at steady state writes nothing: API server, OpenBao or S3.
+    let since = k8s_openapi::jiff::Timestamp::now().to_string();
+    let second = RunningOperator::start(cluster, "test-hub-second").await?;
+    eventually(
+        "the second operator to reconcile hub and nodes",
+        Duration::from_secs(60),
+        || async {
+            let text = second.metrics().await?;
+            Ok(
+                (text.contains("vardhub_reconciles_total{controller=\"datahub\"}")
+                    && text.contains("vardhub_reconciles_total{controller=\"regionalnode\"}"))
+                .then_some(()),
+            )
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = second.metrics().await?;
+    assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
+    let audited = cluster.audited_writes(
+        "system:serviceaccount:vardhub-system:vardhub-operator",
+        &since,
+    )?;
+    assert!(
+        audited.is_empty(),
+        "no API writes at steady state: {audited:?}"
+    );
+
+    // Drift: a CronJob, a NetworkPolicy and a bucket policy removed by hand come back.
+    cron_jobs
+        .delete("map-vardfakta", &DeleteParams::background())
+        .await?;
+    Api::<NetworkPolicy>::namespaced(admin.clone(), region_ns)
+        .delete("allow-egress", &DeleteParams::default())
+        .await?;
+    root.delete_bucket_policy()
+        .bucket("vardhub-t4c-sthlm-landing")
+        .send()
+        .await?;
+    nodes
+        .patch(
+            "t4c-sthlm",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/touch": "1"}}})),
+        )
+        .await?;
+    eventually(
+        "the children to be restored",
+        Duration::from_secs(60),
+        || async {
+            let cj = cron_jobs.get_opt("map-vardfakta").await?;
+            let np = Api::<NetworkPolicy>::namespaced(admin.clone(), region_ns)
+                .get_opt("allow-egress")
+                .await?;
+            let policy = root
+                .get_bucket_policy()
+                .bucket("vardhub-t4c-sthlm-landing")
+                .send()
+                .await
+                .is_ok();
+            Ok((cj.is_some() && np.is_some() && policy).then_some(()))
+        },
+    )
+    .await?;
+
+    // Deleting the hub and the nodes (default policy) keeps every object and key.
+    Api::<DataHub>::all(admin.clone())
+        .delete(hub, &DeleteParams::background())
+        .await?;
+    for (short, _) in REGIONS {
+        nodes
+            .delete(&node_name(hub, short), &DeleteParams::background())
+            .await?;
+    }
+    eventually(
+        "the resources to be gone",
+        Duration::from_secs(60),
+        || async {
+            let left = nodes.list(&Default::default()).await?;
+            Ok((!left.items.iter().any(|n| n.name_any().starts_with("t4c-"))).then_some(()))
+        },
+    )
+    .await?;
+    second.stop().await?;
+    for bucket in hub_buckets {
+        assert!(bucket_exists(&root, bucket).await, "{bucket} is kept");
+    }
+    assert_eq!(
+        get(&root, "vardhub-hub-t4c-landing", "01/2026-11/beds.parquet").await,
+        Ok(()),
+        "objects are kept"
+    );
+    assert_eq!(
+        get(&root, "vardhub-t4c-sthlm-landing", "raw.csv").await,
+        Ok(())
+    );
+    assert!(
+        !bao.transit_in("region-t4c-sthlm", "transit")?
+            .ensure_key("region", false)
+            .await?
+            .created,
+        "the region's key is kept"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn federated_hub_keeps_regional_data_in_the_regions() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let hub = "t4f";
+    apply_hub(&admin, hub, "federated").await?;
+    let operator = RunningOperator::start(cluster, "test-hub-federated").await?;
+    let ready = wait_hub_ready(&admin, hub).await?;
+    let status = ready.status.unwrap_or_default();
+    let zones: Vec<_> = status.zones.iter().map(|z| z.zone.as_str()).collect();
+    assert_eq!(zones, ["purpose-specific"]);
+    assert!(
+        status
+            .regions
+            .iter()
+            .all(|r| r.data_location.contains("stays in the region"))
+    );
+
+    let root = cluster.s3_root();
+    assert!(!bucket_exists(&root, "vardhub-hub-t4f-landing").await);
+    assert!(!bucket_exists(&root, "vardhub-hub-t4f-standardised").await);
+    assert_bucket_hardened(&root, "vardhub-hub-t4f-products").await?;
+    let bao = cluster.openbao_admin()?.in_namespace("hub-t4f")?;
+    let ingest: Option<IssuedCredentials> =
+        bao.read_secret("secrets", "s3/ingest/t4f-sthlm").await?;
+    assert!(ingest.is_none(), "no ingest credential in federated mode");
+
+    // The export goes to the region's own bucket; the hub's publisher reads only exports.
+    let export = serde_json::to_string(
+        &Api::<CronJob>::namespaced(admin.clone(), "region-t4f-sthlm")
+            .get("export")
+            .await?,
+    )?;
+    assert!(
+        export.contains("vardhub-t4f-sthlm-standardised")
+            && export.contains("export/waiting-times")
+    );
+    let node_cred = stored_credentials(cluster, "region-t4f-sthlm", "s3/node").await?;
+    let as_node = cluster.s3_with(&node_cred);
+    for key in ["export/waiting-times/2026-11.parquet", "cdm/person.parquet"] {
+        assert_eq!(
+            put(&as_node, "vardhub-t4f-sthlm-standardised", key).await,
+            Ok(())
+        );
+    }
+    let publisher = stored_credentials(cluster, "hub-t4f", "s3/roles/publish").await?;
+    let as_publisher = cluster.s3_with(&publisher);
+    assert_eq!(
+        get(
+            &as_publisher,
+            "vardhub-t4f-sthlm-standardised",
+            "export/waiting-times/2026-11.parquet"
+        )
+        .await,
+        Ok(())
+    );
+    assert_eq!(
+        get(
+            &as_publisher,
+            "vardhub-t4f-sthlm-standardised",
+            "cdm/person.parquet"
+        )
+        .await,
+        Err("AccessDenied".into()),
+        "the hub sees only what the region exported"
+    );
+    assert_eq!(
+        put(
+            &as_publisher,
+            "vardhub-hub-t4f-products",
+            "waiting-times/extract.parquet"
+        )
+        .await,
+        Ok(())
+    );
+
+    // The storage mode of a running hub cannot be flipped.
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    let err = hubs
+        .patch(
+            hub,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"storageMode": "central"}})),
+        )
+        .await
+        .expect_err("mode switch refused");
+    assert!(err.to_string().contains("spec.storageMode"), "{err}");
+
+    operator.stop().await?;
+    hubs.delete(hub, &DeleteParams::background()).await?;
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    for (short, _) in REGIONS {
+        nodes
+            .delete(&node_name(hub, short), &DeleteParams::background())
+            .await?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn duplicate_regions_and_deletion_with_objects_are_refused() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let apply = PatchParams::apply("vardhub-tests").force();
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    for (name, regions) in [("t4d-a", json!(["01"])), ("t4d-b", json!(["09", "01"]))] {
+        let node: RegionalNode = serde_json::from_value(json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+            "metadata": {"name": name, "labels": {"hub": "t4d"}},
+            "spec": {"regions": regions, "hub": {"name": "t4d"}},
+        }))?;
+        nodes.patch(name, &apply, &Patch::Apply(&node)).await?;
+    }
+    let hub: DataHub = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+        "metadata": {"name": "t4d"},
+        "spec": {"regionalNodeSelector": {"matchLabels": {"hub": "t4d"}},
+                 "deletionPolicy": "Delete", "confirmDeletion": true},
+    }))?;
+    hubs.patch("t4d", &apply, &Patch::Apply(&hub)).await?;
+    let operator = RunningOperator::start(cluster, "test-hub-refusals").await?;
+
+    // Region 01 in two member nodes: refused, naming the field, and nothing is created.
+    let message = eventually("the hub to refuse", Duration::from_secs(60), || async {
+        let h = hubs.get("t4d").await?;
+        Ok(h.status
+            .unwrap_or_default()
+            .common
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == types::READY && c.reason == "InvalidSpec")
+            .map(|c| c.message))
+    })
+    .await?;
+    assert!(
+        message.starts_with("spec.regionalNodes: region 01"),
+        "{message}"
+    );
+    let root = cluster.s3_root();
+    assert!(
+        !bucket_exists(&root, "vardhub-hub-t4d-products").await,
+        "nothing half-applied"
+    );
+
+    // Fixed: the hub converges.
+    nodes
+        .patch(
+            "t4d-b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"regions": ["09"]}})),
+        )
+        .await?;
+    eventually("the hub to converge", Duration::from_secs(60), || async {
+        let h = hubs.get("t4d").await?;
+        Ok(is_true(
+            &h.status.unwrap_or_default().common.conditions,
+            types::READY,
+        )
+        .then_some(()))
+    })
+    .await?;
+
+    // Deletion with policy Delete is refused while objects remain, and honoured with purge.
+    put(
+        &root,
+        "vardhub-hub-t4d-products",
+        "waiting-times/extract.parquet",
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    hubs.delete("t4d", &DeleteParams::background()).await?;
+    let refused = eventually(
+        "the deletion to be refused",
+        Duration::from_secs(60),
+        || async {
+            let h = hubs.get("t4d").await?;
+            Ok(h.status
+                .unwrap_or_default()
+                .common
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == types::READY && c.reason == "DeletionRefused")
+                .map(|c| c.message))
+        },
+    )
+    .await?;
+    assert!(refused.contains("spec.purgeObjects"), "{refused}");
+    assert!(
+        bucket_exists(&root, "vardhub-hub-t4d-products").await,
+        "data kept"
+    );
+    hubs.patch(
+        "t4d",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"purgeObjects": true}})),
+    )
+    .await?;
+    eventually("the hub to be deleted", Duration::from_secs(60), || async {
+        Ok(hubs.get_opt("t4d").await?.is_none().then_some(()))
+    })
+    .await?;
+    assert!(
+        !bucket_exists(&root, "vardhub-hub-t4d-products").await,
+        "purged as asked"
+    );
+    let gone = cluster
+        .openbao_admin()?
+        .transit_in("hub-t4d", "transit")?
+        .ensure_mount()
+        .await;
+    if gone.is_ok() {
+        bail!("the hub's OpenBao namespace should be gone");
+    }
+    operator.stop().await?;
+    for name in ["t4d-a", "t4d-b"] {
+        nodes.delete(name, &DeleteParams::background()).await?;
+    }
+    Ok(())
+}
