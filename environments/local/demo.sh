@@ -34,11 +34,16 @@ trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
 say "applying environments/local"
 kubectl apply --server-side --field-manager=vardhub-demo -k environments/local
 kubectl wait --for=condition=Ready --timeout=120s regionalnodes --all
+kubectl wait --for=condition=Ready --timeout=120s datahubs --all
 
 say "where each region's data lives"
 kubectl get vardhub
 echo
-kubectl get regionalnodes -o custom-columns='NODE:.metadata.name,REGIONS:.spec.regions,NAMESPACE:.status.namespace,READY:.status.conditions[?(@.type=="Ready")].status'
+kubectl get regionalnodes -o custom-columns='NODE:.metadata.name,REGIONS:.spec.regions,NAMESPACE:.status.namespace,KEYS (OPENBAO NAMESPACE):.status.openbaoNamespace,BUCKETS:.status.buckets'
+echo
+kubectl get datahub national -o go-template='{{range .status.regions}}{{printf "%-4s %-18s node %-20s %s\n" .code .region .node .dataLocation}}{{end}}'
+echo
+kubectl get datahub national -o go-template='{{range .status.zones}}{{printf "zone %-17s bucket %-32s %s, retention %s\n" .zone .bucket .layout .retention}}{{end}}'
 echo
 echo "Operator log: $log   metrics: http://127.0.0.1:18080/metrics"
 

@@ -50,7 +50,7 @@ async fn apply_hub(admin: &Client, hub: &str, mode: &str) -> Result<()> {
                 "keys": {"rotationPeriodDays": 90},
                 "mappingJobs": [{
                     "name": "vardfakta",
-                    "image": "registry.example/vardhub/mapping@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                    "image": "vardhub/mapping-example@sha256:0000000000000000000000000000000000000000000000000000000000000000",
                     "schedule": "0 2 * * *",
                     "sourceModel": "regional-warehouse-v3",
                     "targetModel": {"name": "omop-cdm", "version": "5.4"},
@@ -60,7 +60,7 @@ async fn apply_hub(admin: &Client, hub: &str, mode: &str) -> Result<()> {
                     "pseudonymisation": {"name": "pseudonymisation"},
                     "domain": "waiting-times",
                     "schedule": "0 4 * * *",
-                    "image": "registry.example/vardhub/export@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                    "image": "vardhub/export-example@sha256:1111111111111111111111111111111111111111111111111111111111111111",
                 },
             },
         }))?;
