@@ -100,6 +100,24 @@ async fn wait_hub_ready(admin: &Client, hub: &str) -> Result<DataHub> {
     .await
 }
 
+/// Deletes the nodes whose names start with `prefix` and waits until they are gone, so that
+/// later tests see only their own resources.
+async fn delete_nodes(admin: &Client, prefix: &str) -> Result<()> {
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    for n in nodes.list(&Default::default()).await?.items {
+        if n.name_any().starts_with(prefix) {
+            nodes
+                .delete(&n.name_any(), &DeleteParams::background())
+                .await?;
+        }
+    }
+    eventually("the nodes to be gone", Duration::from_secs(60), || async {
+        let left = nodes.list(&Default::default()).await?;
+        Ok((!left.items.iter().any(|n| n.name_any().starts_with(prefix))).then_some(()))
+    })
+    .await
+}
+
 async fn stored_credentials(
     cluster: &LocalCluster,
     namespace: &str,
@@ -581,13 +599,7 @@ async fn federated_hub_keeps_regional_data_in_the_regions() -> Result<()> {
 
     operator.stop().await?;
     hubs.delete(hub, &DeleteParams::background()).await?;
-    let nodes: Api<RegionalNode> = Api::all(admin.clone());
-    for (short, _) in REGIONS {
-        nodes
-            .delete(&node_name(hub, short), &DeleteParams::background())
-            .await?;
-    }
-    Ok(())
+    delete_nodes(&admin, "t4f-").await
 }
 
 #[tokio::test]
@@ -708,8 +720,5 @@ async fn duplicate_regions_and_deletion_with_objects_are_refused() -> Result<()>
         bail!("the hub's OpenBao namespace should be gone");
     }
     operator.stop().await?;
-    for name in ["t4d-a", "t4d-b"] {
-        nodes.delete(name, &DeleteParams::background()).await?;
-    }
-    Ok(())
+    delete_nodes(&admin, "t4d-").await
 }
