@@ -1,17 +1,19 @@
 //! vardhub: a Kubernetes operator that deploys the reference architecture of the Swedish
 //! regions' shared health data hub for secondary use of health data.
 //!
-//! - [`adapters`]: narrow, idempotent adapters to OpenBao (and later S3).
+//! - [`adapters`]: narrow, idempotent adapters to OpenBao and S3.
 //! - [`api`]: the custom resources (plain data, doc comments become `kubectl explain`).
 //! - [`controller`]: one folder per controller, each a pipeline of small steps, plus the
 //!   shared apply, conditions and runtime machinery.
 //! - [`telemetry`]: metrics, health endpoints and logging.
 //! - [`crdgen`]: the generated CRDs and their drift check.
 //! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
+//! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
 
 pub mod adapters;
 pub mod api;
 pub mod controller;
 pub mod crdgen;
 pub mod pseudonymisation;
+pub mod render;
 pub mod telemetry;

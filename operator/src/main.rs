@@ -85,6 +85,33 @@ enum Command {
         )]
         token_path: PathBuf,
     },
+    /// Print every Kubernetes object the operator would create for the vardhub resources in a
+    /// manifest directory, from the same builders the controllers use. Needs no cluster.
+    ///
+    /// Example: `vardhub render environments/local -o yaml`. A kustomization with patches is
+    /// refused; pipe it: `kubectl kustomize environments/cloud | vardhub render -`. Buckets,
+    /// keys and credentials live outside the cluster and are not printed.
+    Render {
+        /// The directory (or file; `-` for standard input).
+        dir: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_parser = ["yaml", "json"], default_value = "yaml")]
+        output: String,
+        /// OpenBao's address as workloads reach it (as given to the operator).
+        #[arg(
+            long,
+            env = "VAULT_ADDR",
+            default_value = "https://openbao.openbao.svc:8200"
+        )]
+        openbao_addr: String,
+        /// The S3 endpoint as workloads reach it (as given to the operator).
+        #[arg(
+            long,
+            env = "VARDHUB_S3_ENDPOINT",
+            default_value = "https://s3.eu-north-1.amazonaws.com"
+        )]
+        s3_endpoint: String,
+    },
     /// Print the CRDs, or write them to a folder (`vardhub crd --write crds`).
     Crd {
         /// Folder to write one file per CRD into; without it, print them as one YAML stream.
@@ -110,6 +137,34 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Render {
+            dir,
+            output,
+            openbao_addr,
+            s3_endpoint,
+        } => {
+            let resources = vardhub::render::load(&dir)?;
+            let settings = vardhub::render::Settings {
+                openbao_addr,
+                s3_endpoint,
+                image: vardhub::controller::context::default_image(),
+            };
+            let objects = vardhub::render::render(&resources, &settings)?;
+            let text = if output == "json" {
+                vardhub::render::to_json(&objects)?
+            } else {
+                vardhub::render::to_yaml(&objects)?
+            };
+            println!("{text}");
+            eprintln!(
+                "rendered {} objects (DataHub: {}, RegionalNode: {}, PseudonymisationService: {})",
+                objects.len(),
+                resources.hubs.len(),
+                resources.nodes.len(),
+                resources.pseudonymisation.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crd {
             write: Some(dir), ..
         } => {

@@ -189,15 +189,17 @@ pub fn stamp(owner: &Owner, objects: Vec<DesiredObject>) -> Vec<DesiredObject> {
             meta.labels
                 .get_or_insert_with(BTreeMap::new)
                 .extend(owner.labels());
-            if let Some(reference) = owner.owner_reference() {
-                meta.owner_references = Some(vec![reference]);
-            }
+            // The hash covers content and labels but not the owner's UID, so that `render`
+            // (which has no UID) gives the same hash as the controller.
             let hash = content_hash(&d.to_value());
             d.object
                 .metadata
                 .annotations
                 .get_or_insert_with(BTreeMap::new)
                 .insert(HASH_ANNOTATION.into(), hash);
+            if let Some(reference) = owner.owner_reference() {
+                d.object.metadata.owner_references = Some(vec![reference]);
+            }
             d
         })
         .collect()

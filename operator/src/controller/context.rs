@@ -17,6 +17,11 @@ pub struct OpenBaoAccess {
     pub workload_addr: String,
 }
 
+/// The image of the project's own workloads, at this build's version.
+pub fn default_image() -> String {
+    format!("ghcr.io/vardhub/vardhub:{}", env!("CARGO_PKG_VERSION"))
+}
+
 /// Shared state of the controllers.
 #[derive(Clone)]
 pub struct Context {
@@ -50,7 +55,7 @@ impl Context {
             openbao: None,
             storage: None,
             egress: Vec::new(),
-            image: format!("ghcr.io/vardhub/vardhub:{}", env!("CARGO_PKG_VERSION")),
+            image: default_image(),
         }
     }
 

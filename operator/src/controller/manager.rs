@@ -132,14 +132,15 @@ pub async fn run(
                 workload_addr: addr.clone(),
             });
         }
+        // OpenBao first, then S3: `render` lists the egress peers in the same order.
+        if let Some((addr, _)) = &options.openbao {
+            ctx.egress.extend(EgressPeer::of_url(addr));
+        }
         if let Some(settings) = &options.s3 {
             ctx.egress.extend(EgressPeer::of_url(&settings.endpoint));
             ctx.storage = Some(Arc::new(crate::adapters::s3::Storage::new(
                 settings.clone(),
             )));
-        }
-        if let Some((addr, _)) = &options.openbao {
-            ctx.egress.extend(EgressPeer::of_url(addr));
         }
         let ctx = Arc::new(ctx);
         let until =

@@ -1,0 +1,103 @@
+//! `vardhub render` prints what the operator creates: `environments/local` is rendered
+//! offline and compared, object by object, with what the operator applied in the cluster.
+
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use kube::Api;
+use kube::api::DynamicObject;
+use vardhub::api::{DataHub, RegionalNode};
+use vardhub::controller::apply::{HASH_ANNOTATION, contains};
+use vardhub::controller::conditions::{is_true, types};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually, kubectl, repo_root};
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn render_of_the_local_environment_equals_what_the_operator_creates() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let dir = repo_root().join("environments/local");
+    let dir_arg = dir.to_string_lossy().to_string();
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=vardhub-tests",
+        "-k",
+        &dir_arg,
+    ])?;
+    let operator = RunningOperator::start(cluster, "test-render").await?;
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    eventually(
+        "the local hub to be Ready",
+        Duration::from_secs(90),
+        || async {
+            let hub = hubs.get("national").await?;
+            Ok(is_true(
+                &hub.status.unwrap_or_default().common.conditions,
+                types::READY,
+            )
+            .then_some(()))
+        },
+    )
+    .await?;
+
+    let resources = vardhub::render::load(&dir)?;
+    let settings = vardhub::render::Settings {
+        openbao_addr: cluster.vault_addr.clone(),
+        s3_endpoint: cluster.s3_endpoint.clone(),
+        image: vardhub::controller::context::default_image(),
+    };
+    let rendered = vardhub::render::render(&resources, &settings)?;
+    assert!(rendered.len() >= 20, "{} objects", rendered.len());
+    let mut differing = Vec::new();
+    for desired in &rendered {
+        let name = desired.object.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = match &desired.object.metadata.namespace {
+            Some(ns) => Api::namespaced_with(admin.clone(), ns, &desired.resource),
+            None => Api::all_with(admin.clone(), &desired.resource),
+        };
+        let Some(live) = api.get_opt(&name).await? else {
+            differing.push(format!("{} {name}: missing", desired.resource.kind));
+            continue;
+        };
+        let hash = |o: &DynamicObject| {
+            o.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HASH_ANNOTATION).cloned())
+        };
+        let same = contains(
+            &serde_json::to_value(&live)?,
+            &serde_json::to_value(&desired.object)?,
+        ) && hash(&live) == hash(&desired.object);
+        if !same {
+            differing.push(format!("{} {name}", desired.resource.kind));
+        }
+    }
+    operator.stop().await?;
+    kubectl(&["delete", "-k", &dir_arg, "--wait=false"])?;
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    eventually(
+        "the local environment to be gone",
+        Duration::from_secs(60),
+        || async {
+            let mut left = 0;
+            for node in &resources.nodes {
+                left += usize::from(
+                    nodes
+                        .get_opt(&kube::ResourceExt::name_any(node))
+                        .await?
+                        .is_some(),
+                );
+            }
+            left += usize::from(hubs.get_opt("national").await?.is_some());
+            Ok((left == 0).then_some(()))
+        },
+    )
+    .await?;
+    if !differing.is_empty() {
+        bail!("rendered objects differ from the cluster's: {differing:?}");
+    }
+    Ok(())
+}
