@@ -9,11 +9,13 @@
 //! - [`crdgen`]: the generated CRDs and their drift check.
 //! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
 //! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
+//! - [`plan`]: what applying a directory would change in a live cluster (`vardhub plan`).
 
 pub mod adapters;
 pub mod api;
 pub mod controller;
 pub mod crdgen;
+pub mod plan;
 pub mod pseudonymisation;
 pub mod render;
 pub mod telemetry;

@@ -112,6 +112,29 @@ enum Command {
         )]
         s3_endpoint: String,
     },
+    /// Show what applying a manifest directory would change in the live cluster (a
+    /// server-side dry run of its vardhub resources), and what the operator would then create,
+    /// restore or prune. Exit code 0: no changes; 2: changes; 1: error.
+    ///
+    /// Example, in a GitOps pipeline: `vardhub plan environments/cloud || test $? -eq 2`.
+    Plan {
+        /// The directory (or file; `-` for standard input).
+        dir: PathBuf,
+        /// OpenBao's address as workloads reach it (as given to the operator).
+        #[arg(
+            long,
+            env = "VAULT_ADDR",
+            default_value = "https://openbao.openbao.svc:8200"
+        )]
+        openbao_addr: String,
+        /// The S3 endpoint as workloads reach it (as given to the operator).
+        #[arg(
+            long,
+            env = "VARDHUB_S3_ENDPOINT",
+            default_value = "https://s3.eu-north-1.amazonaws.com"
+        )]
+        s3_endpoint: String,
+    },
     /// Print the CRDs, or write them to a folder (`vardhub crd --write crds`).
     Crd {
         /// Folder to write one file per CRD into; without it, print them as one YAML stream.
@@ -137,6 +160,32 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Plan {
+            dir,
+            openbao_addr,
+            s3_endpoint,
+        } => {
+            let resources = vardhub::render::load(&dir)?;
+            let settings = vardhub::render::Settings {
+                openbao_addr,
+                s3_endpoint,
+                image: vardhub::controller::context::default_image(),
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let changes = runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                vardhub::plan::plan(&client, &resources, &settings).await
+            })?;
+            if changes.is_empty() {
+                println!("no changes: the cluster matches {}", dir.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            for change in &changes {
+                println!("{change}");
+            }
+            println!("{} changes", changes.len());
+            Ok(ExitCode::from(2))
+        }
         Command::Render {
             dir,
             output,

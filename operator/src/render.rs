@@ -38,6 +38,8 @@ pub struct Resources {
     pub nodes: Vec<RegionalNode>,
     /// The pseudonymisation services.
     pub pseudonymisation: Vec<PseudonymisationService>,
+    /// Every vardhub document as written, for a dry-run apply.
+    pub documents: Vec<Value>,
 }
 
 /// Parses a YAML stream into the vardhub resources it holds; other kinds are left out.
@@ -56,6 +58,7 @@ pub fn parse(text: &str, resources: &mut Resources) -> anyhow::Result<()> {
             .unwrap_or("<unnamed>")
             .to_string();
         let context = || format!("{} {name}", value["kind"].as_str().unwrap_or_default());
+        resources.documents.push(value.clone());
         match value["kind"].as_str() {
             Some("DataHub") => resources
                 .hubs

@@ -1,11 +1,13 @@
 //! `vardhub render` prints what the operator creates: `environments/local` is rendered
 //! offline and compared, object by object, with what the operator applied in the cluster.
+//! `vardhub plan` then finds no drift, and exactly the manual edits made afterwards.
 
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
-use kube::api::DynamicObject;
+use kube::api::{DynamicObject, Patch, PatchParams};
 use vardhub::api::{DataHub, RegionalNode};
 use vardhub::controller::apply::{HASH_ANNOTATION, contains};
 use vardhub::controller::conditions::{is_true, types};
@@ -76,6 +78,38 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
         }
     }
     operator.stop().await?;
+    if !differing.is_empty() {
+        bail!("rendered objects differ from the cluster's: {differing:?}");
+    }
+
+    // plan: nothing to change right after the operator converged...
+    let plan = vardhub::plan::plan(&admin, &resources, &settings).await?;
+    assert!(plan.is_empty(), "no drift expected: {plan:?}");
+    // ...and exactly the manual edits afterwards: a child removed, a resource changed.
+    Api::<NetworkPolicy>::namespaced(admin.clone(), "region-stockholm")
+        .delete("allow-egress", &Default::default())
+        .await?;
+    Api::<RegionalNode>::all(admin.clone())
+        .patch(
+            "stockholm",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"keys": {"rotationPeriodDays": 30}}})),
+        )
+        .await?;
+    let plan: Vec<String> = vardhub::plan::plan(&admin, &resources, &settings)
+        .await?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        plan,
+        [
+            "change  RegionalNode stockholm: spec.keys.rotationPeriodDays",
+            "create  NetworkPolicy region-stockholm/allow-egress: by the operator",
+        ],
+        "the plan names exactly the manual edits"
+    );
+
     kubectl(&["delete", "-k", &dir_arg, "--wait=false"])?;
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
     eventually(
@@ -96,8 +130,5 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
         },
     )
     .await?;
-    if !differing.is_empty() {
-        bail!("rendered objects differ from the cluster's: {differing:?}");
-    }
     Ok(())
 }
