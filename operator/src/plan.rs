@@ -90,6 +90,34 @@ fn describe(kind: &str, obj: &DynamicObject) -> String {
     }
 }
 
+/// Applies one manifest document as a server-side dry run with [`FIELD_MANAGER`]: the API
+/// server validates it (schema, CEL rules, admission) and stores nothing. Returns the
+/// object, the live one if any, and what the live one would become.
+pub async fn dry_run_apply(
+    client: &Client,
+    value: &Value,
+) -> anyhow::Result<(DynamicObject, Option<DynamicObject>, DynamicObject)> {
+    let object: DynamicObject = serde_json::from_value(value.clone())?;
+    let types = object.types.clone().unwrap_or_default();
+    let (group, version) = match types.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), types.api_version.clone()),
+    };
+    let gvk = kube::api::GroupVersionKind::gvk(&group, &version, &types.kind);
+    let (resource, capabilities) = kube::discovery::pinned_kind(client, &gvk).await?;
+    let api: Api<DynamicObject> = match (&object.metadata.namespace, capabilities.scope) {
+        (Some(ns), kube::discovery::Scope::Namespaced) => {
+            Api::namespaced_with(client.clone(), ns, &resource)
+        }
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    let name = object.name_any();
+    let live = api.get_opt(&name).await?;
+    let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+    let after = api.patch(&name, &params, &Patch::Apply(&object)).await?;
+    Ok((object, live, after))
+}
+
 /// Compares the directory's resources and the operator's objects with the cluster.
 pub async fn plan(
     client: &Client,
@@ -100,25 +128,8 @@ pub async fn plan(
 
     // The directory's own vardhub resources: a server-side dry run of the apply.
     for value in &resources.documents {
-        let object: DynamicObject = serde_json::from_value(value.clone())?;
-        let types = object.types.clone().unwrap_or_default();
-        let kind = types.kind.clone();
-        let (group, version) = match types.api_version.split_once('/') {
-            Some((g, v)) => (g.to_string(), v.to_string()),
-            None => (String::new(), types.api_version.clone()),
-        };
-        let gvk = kube::api::GroupVersionKind::gvk(&group, &version, &kind);
-        let (resource, capabilities) = kube::discovery::pinned_kind(client, &gvk).await?;
-        let api: Api<DynamicObject> = match (&object.metadata.namespace, capabilities.scope) {
-            (Some(ns), kube::discovery::Scope::Namespaced) => {
-                Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            _ => Api::all_with(client.clone(), &resource),
-        };
-        let name = object.name_any();
-        let live = api.get_opt(&name).await?;
-        let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-        let after = api.patch(&name, &params, &Patch::Apply(&object)).await?;
+        let (object, live, after) = dry_run_apply(client, value).await?;
+        let kind = object.types.clone().unwrap_or_default().kind;
         match live {
             None => changes.push(Change {
                 action: "create",

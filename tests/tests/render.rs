@@ -132,3 +132,63 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() -> Result<()> {
+    let cluster = LocalCluster::get();
+    // The other test here creates the local hub for real; a dry run of another alternative
+    // against it would rightly be refused (its storage mode cannot change).
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    for (environment, nodes, hubs) in [
+        ("local", 3, 1),
+        ("cloud", 21, 1),
+        ("on-prem", 21, 1),
+        ("hybrid", 21, 1),
+    ] {
+        let dir = repo_root().join("environments").join(environment);
+        let built = kubectl(&["kustomize", &dir.to_string_lossy()])?;
+        let mut resources = vardhub::render::Resources::default();
+        vardhub::render::parse(&built, &mut resources)?;
+        assert_eq!(
+            resources.nodes.len(),
+            nodes,
+            "{environment}: regional nodes"
+        );
+        assert_eq!(resources.hubs.len(), hubs, "{environment}: hubs");
+        let settings = vardhub::render::Settings {
+            openbao_addr: cluster.vault_addr.clone(),
+            s3_endpoint: cluster.s3_endpoint.clone(),
+            image: vardhub::controller::context::default_image(),
+        };
+        let objects = vardhub::render::render(&resources, &settings)?;
+        assert!(
+            objects.len() >= 5 * nodes,
+            "{environment}: {} objects",
+            objects.len()
+        );
+        for document in &resources.documents {
+            vardhub::plan::dry_run_apply(&admin, document)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{environment}: {} refused: {e}",
+                        document["metadata"]["name"]
+                    )
+                })?;
+        }
+        if environment != "local" {
+            for hub in &resources.hubs {
+                let annotations = hub.metadata.annotations.clone().unwrap_or_default();
+                for assumption in ["storage", "keys", "eu-region", "compute"] {
+                    assert!(
+                        annotations.contains_key(&format!("vardhub.io/assumption-{assumption}")),
+                        "{environment} states its {assumption} assumption in the manifests"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
