@@ -10,6 +10,7 @@
 //! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
 //! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
 //! - [`plan`]: what applying a directory would change in a live cluster (`vardhub plan`).
+//! - [`validate`]: the compliance rules of `policies/rego`, offline (`vardhub validate`).
 
 pub mod adapters;
 pub mod api;
@@ -19,3 +20,4 @@ pub mod plan;
 pub mod pseudonymisation;
 pub mod render;
 pub mod telemetry;
+pub mod validate;

@@ -29,6 +29,17 @@ pub struct Settings {
     pub image: String,
 }
 
+impl Settings {
+    /// Settings for these addresses, with this build's image.
+    pub fn new(openbao_addr: impl Into<String>, s3_endpoint: impl Into<String>) -> Self {
+        Self {
+            openbao_addr: openbao_addr.into(),
+            s3_endpoint: s3_endpoint.into(),
+            image: crate::controller::context::default_image(),
+        }
+    }
+}
+
 /// The vardhub resources of a set of manifests.
 #[derive(Clone, Debug, Default)]
 pub struct Resources {
@@ -40,6 +51,8 @@ pub struct Resources {
     pub pseudonymisation: Vec<PseudonymisationService>,
     /// Every vardhub document as written, for a dry-run apply.
     pub documents: Vec<Value>,
+    /// The directory's other documents (workloads of its own, for instance).
+    pub others: Vec<Value>,
 }
 
 /// Parses a YAML stream into the vardhub resources it holds; other kinds are left out.
@@ -51,6 +64,7 @@ pub fn parse(text: &str, resources: &mut Resources) -> anyhow::Result<()> {
         }
         let api_version = value["apiVersion"].as_str().unwrap_or_default();
         if api_version != "vardhub.io/v1alpha1" {
+            resources.others.push(value);
             continue;
         }
         let name = value["metadata"]["name"]

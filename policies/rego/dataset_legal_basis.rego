@@ -1,0 +1,16 @@
+# Every dataset names its legal basis and the health data access body that grants access.
+package vardhub.compliance
+
+import rego.v1
+
+deny contains v if {
+	some ds in vardhub("Dataset")
+	not ds.spec.legalBasis
+	v := violation("dataset-legal-basis", ds, "spec.legalBasis", "a dataset must name its legal basis")
+}
+
+deny contains v if {
+	some ds in vardhub("Dataset")
+	not ds.spec.healthDataAccessBody
+	v := violation("dataset-legal-basis", ds, "spec.healthDataAccessBody", "a dataset must name the health data access body")
+}
