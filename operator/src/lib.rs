@@ -11,9 +11,11 @@
 //! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
 //! - [`plan`]: what applying a directory would change in a live cluster (`vardhub plan`).
 //! - [`validate`]: the compliance rules of `policies/rego`, offline (`vardhub validate`).
+//! - [`compare`]: realisation alternatives side by side (`vardhub compare`).
 
 pub mod adapters;
 pub mod api;
+pub mod compare;
 pub mod controller;
 pub mod crdgen;
 pub mod plan;

@@ -153,6 +153,24 @@ enum Command {
         #[arg(short, long, value_parser = ["text", "json"], default_value = "text")]
         output: String,
     },
+    /// Compare realisation alternatives side by side: where every component and every copy
+    /// of patient-level data lives, whether identifiable data leaves a region, key
+    /// custodians, CPU, memory and storage, an estimated monthly cost from a price table,
+    /// and the compliance rules' verdict.
+    ///
+    /// Example: `vardhub compare environments/cloud environments/on-prem environments/hybrid
+    /// -o html > alternatives.html`.
+    Compare {
+        /// The alternatives' directories.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The price table (currency, prices per site, volume assumptions).
+        #[arg(long, default_value = "environments/prices.yaml")]
+        prices: PathBuf,
+        /// Output format: Markdown, or a self-contained HTML page with data-flow diagrams.
+        #[arg(short, long, value_parser = ["markdown", "html"], default_value = "markdown")]
+        output: String,
+    },
     /// Print the CRDs, or write them to a folder (`vardhub crd --write crds`).
     Crd {
         /// Folder to write one file per CRD into; without it, print them as one YAML stream.
@@ -178,6 +196,32 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Compare {
+            dirs,
+            prices,
+            output,
+        } => {
+            let table: vardhub::compare::PriceTable = serde_yaml::from_str(
+                &std::fs::read_to_string(&prices)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", prices.display()))?,
+            )?;
+            let mut alternatives = Vec::new();
+            for dir in &dirs {
+                eprintln!("analysing {}", dir.display());
+                let name = dir
+                    .file_name()
+                    .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into());
+                let resources = vardhub::render::load(dir)?;
+                alternatives.push(vardhub::compare::analyse(&name, &resources, &table)?);
+            }
+            let report = if output == "html" {
+                vardhub::compare::html(&alternatives, &table)
+            } else {
+                vardhub::compare::markdown(&alternatives, &table)
+            };
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Validate {
             dir,
             policies,

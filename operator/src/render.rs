@@ -2,10 +2,10 @@
 //! resources in a manifest directory, from the same pure builders the controllers use, with
 //! no cluster. A GitOps review sees what a change of the directory would bring.
 //!
-//! The directory is read as `kubectl apply -k` would for a plain kustomization (its
-//! `resources`, files or folders), or as all `*.yaml`/`*.yml` files when it has none.
-//! Kustomizations that transform (patches, prefixes, components) are refused with advice to
-//! pipe `kubectl kustomize DIR` into `vardhub render -`.
+//! The directory is read as `kubectl apply -k` would: a plain kustomization (its `resources`,
+//! files or folders) directly, one that transforms documents (patches, labels, annotations,
+//! prefixes) through `kubectl kustomize`; a directory without one as all its `*.yaml`/`*.yml`
+//! files.
 
 use std::path::{Path, PathBuf};
 
@@ -97,6 +97,11 @@ pub fn load(path: &Path) -> anyhow::Result<Resources> {
         parse(&text, &mut resources)?;
         return Ok(resources);
     }
+    if transforms(path)? {
+        let text = kustomize(path)?;
+        parse(&text, &mut resources)?;
+        return Ok(resources);
+    }
     for file in manifest_files(path)? {
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("reading {}", file.display()))?;
@@ -105,15 +110,78 @@ pub fn load(path: &Path) -> anyhow::Result<Resources> {
     Ok(resources)
 }
 
+/// Fields of a kustomization that transform documents rather than list them.
+const TRANSFORMERS: &[&str] = &[
+    "patches",
+    "patchesStrategicMerge",
+    "patchesJson6902",
+    "components",
+    "namePrefix",
+    "nameSuffix",
+    "replacements",
+    "commonAnnotations",
+    "labels",
+    "commonLabels",
+];
+
+fn kustomization_of(path: &Path) -> Option<PathBuf> {
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+        .iter()
+        .map(|n| path.join(n))
+        .find(|p| p.is_file())
+}
+
+/// Whether the directory's kustomization (or one it includes) transforms its documents.
+fn transforms(path: &Path) -> anyhow::Result<bool> {
+    let Some(kustomization) = kustomization_of(path) else {
+        return Ok(false);
+    };
+    let k: Value = serde_yaml::from_str(&std::fs::read_to_string(&kustomization)?)
+        .with_context(|| format!("parsing {}", kustomization.display()))?;
+    if TRANSFORMERS.iter().any(|f| k.get(f).is_some()) {
+        return Ok(true);
+    }
+    for entry in k["resources"].as_array().into_iter().flatten() {
+        if let Some(entry) = entry.as_str()
+            && path.join(entry).is_dir()
+            && transforms(&path.join(entry))?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Builds a transforming kustomization with `kubectl kustomize` (kubectl needs no cluster
+/// for this).
+fn kustomize(path: &Path) -> anyhow::Result<String> {
+    let output = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(path)
+        .output()
+        .with_context(|| {
+            format!(
+                "{} needs `kubectl kustomize` (its kustomization transforms documents), and kubectl was not found; pipe `kubectl kustomize {} | vardhub ... -`",
+                path.display(),
+                path.display()
+            )
+        })?;
+    if !output.status.success() {
+        bail!(
+            "`kubectl kustomize {}` failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
 /// The manifest files of a path, in kustomization order.
 fn manifest_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let kustomization = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
-        .iter()
-        .map(|n| path.join(n))
-        .find(|p| p.is_file());
+    let kustomization = kustomization_of(path);
     let Some(kustomization) = kustomization else {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
             .with_context(|| format!("reading {}", path.display()))?
@@ -126,23 +194,6 @@ fn manifest_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(&kustomization)?;
     let k: Value = serde_yaml::from_str(&text)
         .with_context(|| format!("parsing {}", kustomization.display()))?;
-    for field in [
-        "patches",
-        "patchesStrategicMerge",
-        "patchesJson6902",
-        "components",
-        "namePrefix",
-        "nameSuffix",
-        "replacements",
-    ] {
-        if k.get(field).is_some() {
-            bail!(
-                "{} uses `{field}`, which render does not apply; run `kubectl kustomize {} | vardhub render -`",
-                kustomization.display(),
-                path.display()
-            );
-        }
-    }
     let mut files = Vec::new();
     for entry in k["resources"].as_array().into_iter().flatten() {
         let Some(entry) = entry.as_str() else {
@@ -259,7 +310,7 @@ mod tests {
     }
 
     #[test]
-    fn transforming_kustomizations_are_refused_with_advice() {
+    fn a_failing_kustomize_is_reported_with_its_reason() {
         let dir = std::env::temp_dir().join(format!("vardhub-render-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(
@@ -267,7 +318,9 @@ mod tests {
             "resources: []\npatches:\n  - path: p.yaml\n",
         )
         .expect("write");
-        let err = load(&dir).expect_err("patches refused").to_string();
+        let err = load(&dir)
+            .expect_err("a patch that does not exist")
+            .to_string();
         assert!(err.contains("kubectl kustomize"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

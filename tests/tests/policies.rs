@@ -125,3 +125,51 @@ async fn admission_policies_are_enforced_by_the_api_server() -> Result<()> {
     assert!(refused >= 2, "both admission rules are exercised");
     Ok(())
 }
+
+#[test]
+#[ignore = "needs kubectl (for kustomize) from the local cluster: run `make test`"]
+fn compare_reports_the_four_environments_with_computed_figures() -> Result<()> {
+    let prices: vardhub::compare::PriceTable = serde_yaml::from_str(&std::fs::read_to_string(
+        repo_root().join("environments/prices.yaml"),
+    )?)?;
+    let mut alternatives = Vec::new();
+    for environment in ["local", "cloud", "on-prem", "hybrid"] {
+        let resources = vardhub::render::load(&repo_root().join("environments").join(environment))?;
+        alternatives.push(vardhub::compare::analyse(environment, &resources, &prices)?);
+    }
+    let [local, cloud, on_prem, hybrid] = &alternatives[..] else {
+        anyhow::bail!("four alternatives");
+    };
+    assert_eq!(
+        (
+            local.regions,
+            cloud.regions,
+            on_prem.regions,
+            hybrid.regions
+        ),
+        (5, 21, 21, 21)
+    );
+    assert!(
+        alternatives
+            .iter()
+            .all(|a| a.identifiable_flows.is_empty() && a.violations.is_empty())
+    );
+    assert_eq!(hybrid.sites, ("cloud".to_string(), "on-prem".to_string()));
+    assert!(
+        hybrid.storage_gib.0 < cloud.storage_gib.0,
+        "federated: the hub holds extracts only"
+    );
+    assert_eq!(
+        local.cost.0 + local.cost.1,
+        0.0,
+        "the local machine costs nothing"
+    );
+    assert!(cloud.cost.0 + cloud.cost.1 > 0.0 && on_prem.cost.0 + on_prem.cost.1 > 0.0);
+    let report = vardhub::compare::markdown(&alternatives, &prices);
+    for a in &alternatives {
+        assert!(report.contains(&format!("{:.0} {}", a.cost.0 + a.cost.1, prices.currency)));
+    }
+    let page = vardhub::compare::html(&alternatives, &prices);
+    assert_eq!(page.matches("<svg").count(), 4, "a diagram per alternative");
+    Ok(())
+}
