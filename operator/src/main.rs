@@ -257,6 +257,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let resources = vardhub::render::load(&dir)?;
             let settings = vardhub::render::Settings::new(openbao_addr, s3_endpoint);
+            eprintln!(
+                "planning {} resources of {} against the cluster (a server-side dry run)...",
+                resources.documents.len(),
+                dir.display()
+            );
             let runtime = tokio::runtime::Runtime::new()?;
             let changes = runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
