@@ -97,20 +97,9 @@ enum Command {
         /// Output format.
         #[arg(short, long, value_parser = ["yaml", "json"], default_value = "yaml")]
         output: String,
-        /// OpenBao's address as workloads reach it (as given to the operator).
-        #[arg(
-            long,
-            env = "VAULT_ADDR",
-            default_value = "https://openbao.openbao.svc:8200"
-        )]
-        openbao_addr: String,
-        /// The S3 endpoint as workloads reach it (as given to the operator).
-        #[arg(
-            long,
-            env = "VARDHUB_S3_ENDPOINT",
-            default_value = "https://s3.eu-north-1.amazonaws.com"
-        )]
-        s3_endpoint: String,
+        /// Where workloads reach OpenBao and S3.
+        #[command(flatten)]
+        addresses: Addresses,
     },
     /// Show what applying a manifest directory would change in the live cluster (a
     /// server-side dry run of its vardhub resources), and what the operator would then create,
@@ -120,20 +109,9 @@ enum Command {
     Plan {
         /// The directory (or file; `-` for standard input).
         dir: PathBuf,
-        /// OpenBao's address as workloads reach it (as given to the operator).
-        #[arg(
-            long,
-            env = "VAULT_ADDR",
-            default_value = "https://openbao.openbao.svc:8200"
-        )]
-        openbao_addr: String,
-        /// The S3 endpoint as workloads reach it (as given to the operator).
-        #[arg(
-            long,
-            env = "VARDHUB_S3_ENDPOINT",
-            default_value = "https://s3.eu-north-1.amazonaws.com"
-        )]
-        s3_endpoint: String,
+        /// Where workloads reach OpenBao and S3.
+        #[command(flatten)]
+        addresses: Addresses,
     },
     /// Check a manifest directory against the compliance rules (Rego, evaluated offline):
     /// storage and keys in the EU/EEA, key rotation, images pinned by digest, datasets with a
@@ -180,6 +158,31 @@ enum Command {
         #[arg(long, conflicts_with = "write")]
         check: Option<PathBuf>,
     },
+}
+
+/// OpenBao and S3 as the workloads reach them, as the operator would be given them.
+#[derive(clap::Args, Debug)]
+struct Addresses {
+    /// OpenBao's address as workloads reach it.
+    #[arg(
+        long,
+        env = "VAULT_ADDR",
+        default_value = "https://openbao.openbao.svc:8200"
+    )]
+    openbao_addr: String,
+    /// The S3 endpoint as workloads reach it.
+    #[arg(
+        long,
+        env = "VARDHUB_S3_ENDPOINT",
+        default_value = "https://s3.eu-north-1.amazonaws.com"
+    )]
+    s3_endpoint: String,
+}
+
+impl Addresses {
+    fn settings(self) -> vardhub::render::Settings {
+        vardhub::render::Settings::new(self.openbao_addr, self.s3_endpoint)
+    }
 }
 
 fn main() -> ExitCode {
@@ -250,13 +253,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             })
         }
-        Command::Plan {
-            dir,
-            openbao_addr,
-            s3_endpoint,
-        } => {
+        Command::Plan { dir, addresses } => {
             let resources = vardhub::render::load(&dir)?;
-            let settings = vardhub::render::Settings::new(openbao_addr, s3_endpoint);
+            let settings = addresses.settings();
             eprintln!(
                 "planning {} resources of {} against the cluster (a server-side dry run)...",
                 resources.documents.len(),
@@ -280,11 +279,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Render {
             dir,
             output,
-            openbao_addr,
-            s3_endpoint,
+            addresses,
         } => {
             let resources = vardhub::render::load(&dir)?;
-            let settings = vardhub::render::Settings::new(openbao_addr, s3_endpoint);
+            let settings = addresses.settings();
             let objects = vardhub::render::render(&resources, &settings)?;
             let text = if output == "json" {
                 vardhub::render::to_json(&objects)?

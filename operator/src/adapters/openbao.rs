@@ -630,11 +630,7 @@ impl Admin {
     /// A Transit client at `mount` inside the OpenBao namespace `namespace`.
     pub fn transit_in(&self, namespace: &str, mount: &str) -> Result<Transit, Error> {
         Ok(Transit {
-            client: std::sync::Arc::new(client_in(
-                &self.address,
-                Some(&self.token),
-                Some(namespace),
-            )?),
+            client: self.in_namespace(namespace)?.client,
             mount: mount.trim_matches('/').to_string(),
         })
     }

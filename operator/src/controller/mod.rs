@@ -22,6 +22,17 @@ pub mod pseudonymisation_service;
 pub mod regional_node;
 pub mod status;
 pub mod storage;
+pub mod workload;
+
+/// A spec that is invalid in a way its schema cannot express, naming the field.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// The offending field, for example `spec.namespace`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
 
 /// Annotation that pauses reconciliation of one resource: nothing is applied or pruned while
 /// it is `"true"`; the status says so.

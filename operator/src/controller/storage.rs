@@ -11,10 +11,134 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::conditions::{self, Desired};
 use crate::adapters::openbao;
 use crate::adapters::s3::{self, Access, Grant, IssuedCredentials};
 use crate::api::{DataHub, RegionalNode, StorageMode};
 use crate::telemetry::Metrics;
+
+/// Condition type: the custodian's OpenBao namespace, key, policy and role exist.
+pub const KEYS_READY: &str = "KeysReady";
+/// Condition type: the buckets and the issued credentials exist.
+pub const STORAGE_READY: &str = "StorageReady";
+
+/// What can go wrong in the `RegionalNode` and `DataHub` controllers, one variant per step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec is invalid in a way the schema cannot express.
+    #[error(transparent)]
+    Invalid(#[from] super::Invalid),
+    /// The operator lacks a connection the resource needs.
+    #[error("the operator has no {0} connection (see the chart's openbao and s3 values)")]
+    NotConfigured(&'static str),
+    /// OpenBao refused or failed.
+    #[error("OpenBao: {0}")]
+    Keys(#[from] openbao::Error),
+    /// The S3 server refused or failed.
+    #[error("{0}")]
+    Storage(#[from] s3::Error),
+    /// A credential could not be issued or stored.
+    #[error("credential: {0}")]
+    Credential(#[from] CredentialError),
+    /// Building the desired objects failed.
+    #[error("building the objects failed: {0}")]
+    Build(#[from] serde_json::Error),
+    /// Reading, applying or pruning objects failed.
+    #[error("applying the objects failed: {0}")]
+    Apply(#[source] kube::Error),
+    /// Writing the status failed.
+    #[error("writing the status failed: {0}")]
+    Status(#[source] kube::Error),
+    /// Deletion with `deletionPolicy: Delete` cannot proceed.
+    #[error("{0}")]
+    DeletionRefused(String),
+}
+
+impl Error {
+    /// The CamelCase reason used in conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) => "InvalidSpec",
+            Error::NotConfigured(_) => "NotConfigured",
+            Error::Keys(_) => "KeysFailed",
+            Error::Storage(_) => "StorageFailed",
+            Error::Credential(_) => "CredentialFailed",
+            Error::Build(_) => "BuildFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Status(_) => "StatusUpdateFailed",
+            Error::DeletionRefused(_) => "DeletionRefused",
+        }
+    }
+}
+
+/// The conditions of a failed reconcile: Ready false, Degraded true, and `KeysReady` or
+/// `StorageReady` false when that step failed. Pure.
+pub fn failed(e: &Error) -> Vec<Desired> {
+    let advice = match e {
+        Error::Invalid(_) => "correct the spec",
+        Error::DeletionRefused(_) => "the data is kept",
+        _ => "the operator retries; see its log and events",
+    };
+    let message = format!("{e}; {advice}");
+    let mut c = conditions::failed(e.reason(), &message);
+    match e {
+        Error::Keys(_) => c.push(Desired::no(KEYS_READY, e.reason(), message)),
+        Error::Storage(_) | Error::Credential(_) => {
+            c.push(Desired::no(STORAGE_READY, e.reason(), message))
+        }
+        _ => {}
+    }
+    c
+}
+
+/// What a custodian (a node or the hub) holds, for deletion.
+#[derive(Clone, Debug)]
+pub struct Custody<'a> {
+    /// Its buckets.
+    pub buckets: Vec<&'a str>,
+    /// Its OpenBao namespace (keys and credentials).
+    pub openbao_namespace: &'a str,
+    /// Its OpenBao policy.
+    pub policy: &'a str,
+    /// Its Kubernetes auth role.
+    pub role: &'a str,
+}
+
+/// Deletes a custodian's buckets and OpenBao namespace, policy and role, as a confirmed
+/// `deletionPolicy: Delete` asks. Refused while objects remain unless `purge`.
+pub async fn delete_custody(
+    storage: &s3::Storage,
+    admin: &openbao::Admin,
+    custody: &Custody<'_>,
+    purge: bool,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<(), Error> {
+    if !purge {
+        for b in &custody.buckets {
+            if storage.holds_objects(b).await? {
+                return Err(Error::DeletionRefused(format!(
+                    "bucket {b} still holds objects; set spec.purgeObjects: true to delete them too, or set spec.deletionPolicy: Retain to keep everything"
+                )));
+            }
+        }
+    }
+    for b in &custody.buckets {
+        storage.purge_bucket(b).await?;
+        metrics.api_write(controller, "S3Bucket", "DeleteBucket");
+    }
+    admin
+        .delete_kubernetes_role(AUTH_MOUNT, custody.role)
+        .await?;
+    admin.delete_policy(custody.policy).await?;
+    admin.delete_namespace(custody.openbao_namespace).await?;
+    metrics.api_write(controller, "OpenBaoNamespace", "delete");
+    tracing::warn!(
+        namespace = custody.openbao_namespace,
+        "deleted buckets and keys as the deletion policy asks"
+    );
+    Ok(())
+}
 
 /// KV version 2 mount inside each custodian's OpenBao namespace.
 pub const KV_MOUNT: &str = "secrets";
@@ -337,8 +461,8 @@ pub enum CredentialError {
     S3(#[from] s3::Error),
 }
 
-/// Keeps a custodian's OpenBao namespace, its Transit key and its KV mount in place. Returns
-/// the number of writes.
+/// Keeps a custodian's OpenBao namespace, its Transit key and its KV mount in place; counts
+/// every write.
 pub async fn ensure_custody(
     admin: &openbao::Admin,
     namespace: &str,

@@ -20,15 +20,7 @@ pub const SERVICE_ACCOUNT: &str = "data-hub";
 /// Label on the hub's namespace naming the hub.
 pub const HUB_LABEL: &str = "vardhub.io/data-hub";
 
-/// An invalid hub, naming the field.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{field}: {message}")]
-pub struct Invalid {
-    /// The offending field.
-    pub field: &'static str,
-    /// What is wrong.
-    pub message: String,
-}
+pub use crate::controller::Invalid;
 
 /// Whether a label selector matches a set of labels (`matchLabels` and `matchExpressions`).
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {

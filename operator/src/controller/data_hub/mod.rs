@@ -32,63 +32,11 @@ pub const CONTROLLER: &str = "datahub";
 /// Finalizer present only while `deletionPolicy: Delete` (with `confirmDeletion`) asks for
 /// the hub's buckets and keys to be deleted with it.
 pub const DATA_FINALIZER: &str = "vardhub.io/delete-data";
-/// Condition type: the hub's OpenBao namespace, key, policy and role exist.
-pub const KEYS_READY: &str = "KeysReady";
-/// Condition type: the zones' buckets and the issued credentials exist.
-pub const STORAGE_READY: &str = "StorageReady";
+pub use super::storage::{Error, KEYS_READY, STORAGE_READY};
 /// Condition type: every zone that asks for a retention lock has one.
 pub const RETENTION_READY: &str = "RetentionReady";
 
 const RESYNC: Duration = Duration::from_secs(600);
-
-/// What can go wrong, one variant per step.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The spec, together with its member nodes, is invalid.
-    #[error(transparent)]
-    Invalid(#[from] build::Invalid),
-    /// The operator lacks a connection the hub needs.
-    #[error("the operator has no {0} connection (see the chart's openbao and s3 values)")]
-    NotConfigured(&'static str),
-    /// OpenBao refused or failed.
-    #[error("OpenBao: {0}")]
-    Keys(#[from] crate::adapters::openbao::Error),
-    /// The S3 server refused or failed.
-    #[error("{0}")]
-    Storage(#[from] s3::Error),
-    /// A credential could not be issued or stored.
-    #[error("credential: {0}")]
-    Credential(#[from] storage::CredentialError),
-    /// Building the desired objects failed.
-    #[error("building the hub's objects failed: {0}")]
-    Build(#[from] serde_json::Error),
-    /// Reading, applying or pruning objects failed.
-    #[error("applying the hub's objects failed: {0}")]
-    Apply(#[source] kube::Error),
-    /// Writing the status failed.
-    #[error("writing the status failed: {0}")]
-    Status(#[source] kube::Error),
-    /// Deletion with `deletionPolicy: Delete` cannot proceed.
-    #[error("{0}")]
-    DeletionRefused(String),
-}
-
-impl Error {
-    /// The CamelCase reason used in conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Invalid(_) => "InvalidSpec",
-            Error::NotConfigured(_) => "NotConfigured",
-            Error::Keys(_) => "KeysFailed",
-            Error::Storage(_) => "StorageFailed",
-            Error::Credential(_) => "CredentialFailed",
-            Error::Build(_) => "BuildFailed",
-            Error::Apply(_) => "ApplyFailed",
-            Error::Status(_) => "StatusUpdateFailed",
-            Error::DeletionRefused(_) => "DeletionRefused",
-        }
-    }
-}
 
 impl HasConditions for DataHub {
     type Status = DataHubStatus;
@@ -408,23 +356,7 @@ fn converged(hub: &DataHub, o: &Observed) -> Vec<Desired> {
     c
 }
 
-fn failed(e: &Error) -> Vec<Desired> {
-    let advice = match e {
-        Error::Invalid(_) => "correct the spec",
-        Error::DeletionRefused(_) => "the data is kept",
-        _ => "the operator retries; see its log and events",
-    };
-    let message = format!("{e}; {advice}");
-    let mut c = conditions::failed(e.reason(), &message);
-    match e {
-        Error::Keys(_) => c.push(Desired::no(KEYS_READY, e.reason(), message)),
-        Error::Storage(_) | Error::Credential(_) => {
-            c.push(Desired::no(STORAGE_READY, e.reason(), message))
-        }
-        _ => {}
-    }
-    c
-}
+use super::storage::failed;
 
 fn next_status(
     hub: &DataHub,
@@ -500,32 +432,14 @@ async fn delete_data(hub: &DataHub, ctx: &Context) -> Result<(), Error> {
         .ok_or(Error::NotConfigured("OpenBao"))?;
     let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
     let layout = storage::hub_layout(hub);
-    let buckets = [&layout.landing, &layout.standardised, &layout.products];
-    if hub.spec.purge_objects != Some(true) {
-        for b in buckets {
-            if s3.holds_objects(b).await? {
-                return Err(Error::DeletionRefused(format!(
-                    "bucket {b} still holds objects; set spec.purgeObjects: true to delete them too, or set spec.deletionPolicy: Retain to keep everything"
-                )));
-            }
-        }
-    }
-    for b in buckets {
-        s3.purge_bucket(b).await?;
-        ctx.metrics
-            .api_write(CONTROLLER, "S3Bucket", "DeleteBucket");
-    }
-    bao.admin
-        .delete_kubernetes_role(storage::AUTH_MOUNT, &layout.role)
-        .await?;
-    bao.admin.delete_policy(&layout.policy).await?;
-    bao.admin
-        .delete_namespace(&layout.openbao_namespace)
-        .await?;
-    ctx.metrics
-        .api_write(CONTROLLER, "OpenBaoNamespace", "delete");
-    tracing::warn!(hub = %hub.name_any(), "deleted the hub's buckets and keys as the deletion policy asks");
-    Ok(())
+    let custody = storage::Custody {
+        buckets: vec![&layout.landing, &layout.standardised, &layout.products],
+        openbao_namespace: &layout.openbao_namespace,
+        policy: &layout.policy,
+        role: &layout.role,
+    };
+    let purge = hub.spec.purge_objects == Some(true);
+    storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
 }
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.

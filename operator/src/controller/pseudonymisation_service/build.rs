@@ -4,9 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Service,
-    ServiceAccount, ServicePort, ServiceSpec,
+    Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -22,6 +21,7 @@ use kube::core::ObjectMeta;
 use crate::adapters::openbao::KubernetesRole;
 use crate::api::{PseudonymisationMode, PseudonymisationService};
 use crate::controller::apply::{DesiredObject, OwnedKind};
+use crate::controller::workload;
 
 /// Port of the service's HTTP API.
 pub const PORT: i32 = 8080;
@@ -262,16 +262,7 @@ pub fn deployment(
         readiness_probe: Some(probe("/readyz")),
         liveness_probe: Some(probe("/healthz")),
         resources: Some(resources),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(workload::restricted_container()),
         ..Default::default()
     };
     let placement = &svc.spec.placement;
@@ -292,19 +283,9 @@ pub fn deployment(
                 spec: Some(PodSpec {
                     service_account_name: Some(n.service_account),
                     containers: vec![container],
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(65532),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    node_selector: (!placement.node_selector.is_empty())
-                        .then(|| placement.node_selector.clone()),
-                    tolerations: (!placement.tolerations.is_empty())
-                        .then(|| placement.tolerations.clone()),
+                    security_context: Some(workload::restricted_pod()),
+                    node_selector: workload::node_selector(placement),
+                    tolerations: workload::tolerations(placement),
                     ..Default::default()
                 }),
             },

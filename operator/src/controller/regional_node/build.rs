@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, Namespace, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccount,
-    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    Container, EnvVar, Namespace, PodSpec, PodTemplateSpec, ProjectedVolumeSource,
+    ResourceRequirements, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -23,6 +23,7 @@ use crate::adapters::openbao::KubernetesRole;
 use crate::api::{DataHub, MappingJob, Placement, RegionalNode, StorageMode};
 use crate::controller::apply::{DesiredObject, OwnedKind, Owner};
 use crate::controller::storage::{self, AUTH_MOUNT, TOKEN_TTL_SECONDS};
+use crate::controller::workload;
 
 /// Name of the node's ServiceAccount, its workload identity towards OpenBao and S3.
 pub const SERVICE_ACCOUNT: &str = "regional-node";
@@ -329,16 +330,7 @@ fn cron_job(
     };
     let placement = &node.spec.placement;
     let container = Container {
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(workload::restricted_container()),
         volume_mounts: Some(vec![VolumeMount {
             name: "openbao-token".into(),
             mount_path: TOKEN_DIR.into(),
@@ -386,19 +378,9 @@ fn cron_job(
                                 }),
                                 ..Default::default()
                             }]),
-                            security_context: Some(PodSecurityContext {
-                                run_as_non_root: Some(true),
-                                run_as_user: Some(65532),
-                                seccomp_profile: Some(SeccompProfile {
-                                    type_: "RuntimeDefault".into(),
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
-                            }),
-                            node_selector: (!placement.node_selector.is_empty())
-                                .then(|| placement.node_selector.clone()),
-                            tolerations: (!placement.tolerations.is_empty())
-                                .then(|| placement.tolerations.clone()),
+                            security_context: Some(workload::restricted_pod()),
+                            node_selector: workload::node_selector(placement),
+                            tolerations: workload::tolerations(placement),
                             ..Default::default()
                         }),
                     },

@@ -38,61 +38,9 @@ const RESYNC: Duration = Duration::from_secs(600);
 /// Finalizer present only while `deletionPolicy: Delete` (with `confirmDeletion`) asks for
 /// the buckets and keys to be deleted with the node.
 pub const DATA_FINALIZER: &str = "vardhub.io/delete-data";
-/// Condition type: the region's OpenBao namespace, key, policy and role exist.
-pub const KEYS_READY: &str = "KeysReady";
-/// Condition type: the region's buckets and credential exist.
-pub const STORAGE_READY: &str = "StorageReady";
+pub use super::storage::{Error, KEYS_READY, STORAGE_READY};
 /// Condition type: the node's hub exists and the export path to it is in place.
 pub const HUB_CONNECTED: &str = "HubConnected";
-
-/// What can go wrong, one variant per step.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The spec is invalid in a way the schema cannot express.
-    #[error(transparent)]
-    Invalid(#[from] validate::Invalid),
-    /// The operator lacks a connection the node needs.
-    #[error("the operator has no {0} connection (see the chart's openbao and s3 values)")]
-    NotConfigured(&'static str),
-    /// OpenBao refused or failed.
-    #[error("OpenBao: {0}")]
-    Keys(#[from] crate::adapters::openbao::Error),
-    /// The S3 server refused or failed.
-    #[error("{0}")]
-    Storage(#[from] crate::adapters::s3::Error),
-    /// A credential could not be issued or stored.
-    #[error("credential: {0}")]
-    Credential(#[from] storage::CredentialError),
-    /// Building the desired objects failed.
-    #[error("building the node's objects failed: {0}")]
-    Build(#[from] serde_json::Error),
-    /// Reading, applying or pruning objects failed.
-    #[error("applying the node's objects failed: {0}")]
-    Apply(#[source] kube::Error),
-    /// Writing the status failed.
-    #[error("writing the status failed: {0}")]
-    Status(#[source] kube::Error),
-    /// Deletion with `deletionPolicy: Delete` cannot proceed.
-    #[error("{0}")]
-    DeletionRefused(String),
-}
-
-impl Error {
-    /// The CamelCase reason used in conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Invalid(_) => "InvalidSpec",
-            Error::NotConfigured(_) => "NotConfigured",
-            Error::Keys(_) => "KeysFailed",
-            Error::Storage(_) => "StorageFailed",
-            Error::Credential(_) => "CredentialFailed",
-            Error::Build(_) => "BuildFailed",
-            Error::Apply(_) => "ApplyFailed",
-            Error::Status(_) => "StatusUpdateFailed",
-            Error::DeletionRefused(_) => "DeletionRefused",
-        }
-    }
-}
 
 impl HasConditions for RegionalNode {
     type Status = RegionalNodeStatus;
@@ -393,23 +341,7 @@ fn converged(node: &RegionalNode, observed: &Observed) -> Vec<Desired> {
     c
 }
 
-fn failed(e: &Error) -> Vec<Desired> {
-    let advice = match e {
-        Error::Invalid(_) => "correct the spec",
-        Error::DeletionRefused(_) => "the data is kept",
-        _ => "the operator retries; see its log and events",
-    };
-    let message = format!("{e}; {advice}");
-    let mut c = conditions::failed(e.reason(), &message);
-    match e {
-        Error::Keys(_) => c.push(Desired::no(KEYS_READY, e.reason(), message)),
-        Error::Storage(_) | Error::Credential(_) => {
-            c.push(Desired::no(STORAGE_READY, e.reason(), message))
-        }
-        _ => {}
-    }
-    c
-}
+use super::storage::failed;
 
 /// The next status: the namespace, buckets, jobs and the merged conditions. Pure.
 pub fn next_status(
@@ -450,8 +382,16 @@ async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, 
             .ok_or(Error::NotConfigured("OpenBao"))?;
         let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
         let layout = storage::node_layout(node);
-        let buckets = [layout.landing.clone(), layout.standardised.clone()];
-        if let Err(e) = delete_data(node, ctx, bao, s3, &buckets, &layout).await {
+        let custody = storage::Custody {
+            buckets: vec![&layout.landing, &layout.standardised],
+            openbao_namespace: &layout.openbao_namespace,
+            policy: &layout.policy,
+            role: &layout.role,
+        };
+        let purge = node.spec.purge_objects == Some(true);
+        if let Err(e) =
+            storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
+        {
             let conditions = failed(&e);
             let new = next_status(
                 node,
@@ -481,41 +421,6 @@ async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, 
         ctx.metrics.api_write(CONTROLLER, "RegionalNode", "patch");
     }
     Ok(None)
-}
-
-async fn delete_data(
-    node: &RegionalNode,
-    ctx: &Context,
-    bao: &super::context::OpenBaoAccess,
-    s3: &crate::adapters::s3::Storage,
-    buckets: &[String],
-    layout: &storage::NodeLayout,
-) -> Result<(), Error> {
-    if node.spec.purge_objects != Some(true) {
-        for b in buckets {
-            if s3.holds_objects(b).await? {
-                return Err(Error::DeletionRefused(format!(
-                    "bucket {b} still holds objects; set spec.purgeObjects: true to delete them too, or remove spec.deletionPolicy to keep everything"
-                )));
-            }
-        }
-    }
-    for b in buckets {
-        s3.purge_bucket(b).await?;
-        ctx.metrics
-            .api_write(CONTROLLER, "S3Bucket", "DeleteBucket");
-    }
-    bao.admin
-        .delete_kubernetes_role(storage::AUTH_MOUNT, &layout.role)
-        .await?;
-    bao.admin.delete_policy(&layout.policy).await?;
-    bao.admin
-        .delete_namespace(&layout.openbao_namespace)
-        .await?;
-    ctx.metrics
-        .api_write(CONTROLLER, "OpenBaoNamespace", "delete");
-    tracing::warn!(node = %node.name_any(), "deleted the region's buckets and keys as the deletion policy asks");
-    Ok(())
 }
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.

@@ -2,15 +2,7 @@
 
 use crate::api::RegionalNode;
 
-/// An invalid spec, naming the field.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{field}: {message}")]
-pub struct Invalid {
-    /// The offending field, for example `spec.namespace`.
-    pub field: &'static str,
-    /// What is wrong with it.
-    pub message: String,
-}
+pub use crate::controller::Invalid;
 
 /// Namespaces a regional node may never take over.
 const RESERVED: &[&str] = &[

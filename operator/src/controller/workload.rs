@@ -1,0 +1,45 @@
+//! Pieces every workload the operator builds shares: the Pod Security "restricted" settings
+//! and the placement knobs. Pure.
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext, Toleration,
+};
+
+use crate::api::Placement;
+
+/// A container that meets Pod Security "restricted", with a read-only root filesystem.
+pub fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A pod that meets Pod Security "restricted": non-root (uid 65532), seccomp RuntimeDefault.
+pub fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(65532),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The placement's node selector, when it has one.
+pub fn node_selector(p: &Placement) -> Option<std::collections::BTreeMap<String, String>> {
+    (!p.node_selector.is_empty()).then(|| p.node_selector.clone())
+}
+
+/// The placement's tolerations, when it has some.
+pub fn tolerations(p: &Placement) -> Option<Vec<Toleration>> {
+    (!p.tolerations.is_empty()).then(|| p.tolerations.clone())
+}
