@@ -19,6 +19,10 @@ done
 say "building the local cluster's components (cached after the first run)"
 bash "$cluster" build
 
+say "the SHACL validator for the catalogue tests (pySHACL, cached after the first run)"
+VARDHUB_SHACL_PYTHON=$(bash tests/shacl/setup.sh)
+export VARDHUB_SHACL_PYTHON
+
 say "formatting and clippy (warnings denied)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -44,11 +44,30 @@ echo
 kubectl get datahub national -o go-template='{{range .status.regions}}{{printf "%-4s %-18s node %-20s %s\n" .code .region .node .dataLocation}}{{end}}'
 echo
 kubectl get datahub national -o go-template='{{range .status.zones}}{{printf "zone %-17s bucket %-32s %s, retention %s\n" .zone .bucket .layout .retention}}{{end}}'
+
+say "the data catalogue (DCAT-AP 3 / HealthDCAT-AP), generated from the Dataset resources"
+kubectl wait --for=condition=CatalogRendered --timeout=120s -n vardhub-catalog catalogservice/national
+kubectl get datasets -n vardhub-catalog -o custom-columns='DATASET:.metadata.name,STAGE:.spec.location.stage,ACCESS:.spec.accessRights,WHERE:.status.distributions[*].accessUrl'
+kubectl get catalogservice -n vardhub-catalog national -o go-template='{{printf "catalogue: %v datasets, %v triples, digest %v\n" .status.datasets .status.triples .status.digest}}'
+# The catalogue's component, run here as a local process (its pods on the kwok nodes are
+# simulated); it reads the datasets through the API server, as in a cluster.
+catalog_log="$VARDHUB_CLUSTER_DIR/logs/vardhub-catalog.log"
+"$bin" catalog-service --listen 127.0.0.1:18081 --namespace vardhub-catalog --name national \
+  >"$catalog_log" 2>&1 &
+catalog=$!
+trap 'kill "$operator" "$catalog" 2>/dev/null; wait "$operator" "$catalog" 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do
+  curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "first lines of http://127.0.0.1:18081/datasets/hip-fracture-product (Accept: text/turtle):"
+curl -fsS -H 'Accept: text/turtle' http://127.0.0.1:18081/datasets/hip-fracture-product | grep -v '^@prefix' | head -12
 echo
 echo "Operator log: $log   metrics: http://127.0.0.1:18080/metrics"
+echo "Catalogue: http://127.0.0.1:18081/catalog (Turtle, JSON-LD, RDF/XML by Accept), log: $catalog_log"
 
 if [ "${VARDHUB_DEMO_EXIT:-0}" = "1" ]; then
   exit 0
 fi
-say "the operator keeps reconciling; Ctrl-C stops it (the cluster stays up: make cluster-down)"
+say "the operator keeps reconciling and the catalogue is served; Ctrl-C stops both (the cluster stays up: make cluster-down)"
 wait "$operator"

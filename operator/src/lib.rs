@@ -3,6 +3,7 @@
 //!
 //! - [`adapters`]: narrow, idempotent adapters to OpenBao and S3.
 //! - [`api`]: the custom resources (plain data, doc comments become `kubectl explain`).
+//! - [`catalog`]: the DCAT-AP / HealthDCAT-AP catalogue: RDF, formats, the HTTP component.
 //! - [`controller`]: one folder per controller, each a pipeline of small steps, plus the
 //!   shared apply, conditions and runtime machinery.
 //! - [`telemetry`]: metrics, health endpoints and logging.
@@ -15,6 +16,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod catalog;
 pub mod compare;
 pub mod controller;
 pub mod crdgen;

@@ -85,6 +85,44 @@ enum Command {
         )]
         token_path: PathBuf,
     },
+    /// Serve the catalogue of a `CatalogService` over HTTP: it follows the resource and the
+    /// `Dataset`s of its namespace through the API server (read-only) and answers in
+    /// Turtle, JSON-LD, RDF/XML or N-Triples by content negotiation.
+    CatalogService {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Namespace of the `CatalogService` and its datasets.
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: String,
+        /// Name of the `CatalogService`.
+        #[arg(long)]
+        name: String,
+    },
+    /// Render the DCAT-AP 3 / HealthDCAT-AP catalogue of a manifest directory offline, as the
+    /// cluster would serve it: each dataset's distributions come from the directory's own
+    /// hubs and nodes. Needs no cluster; for reviewing a change before it is merged.
+    ///
+    /// Example: `vardhub catalog environments/local --format jsonld`.
+    Catalog {
+        /// The directory (or file; `-` for standard input).
+        dir: PathBuf,
+        /// The `CatalogService` to render, when the directory has several.
+        #[arg(long)]
+        catalog: Option<String>,
+        /// RDF serialisation: turtle, jsonld, rdfxml or ntriples.
+        #[arg(long, default_value = "turtle")]
+        format: String,
+        /// Only this page (1-based) as the server pages it; without it, the whole catalogue.
+        #[arg(long, conflicts_with = "dataset")]
+        page: Option<usize>,
+        /// Only this dataset's resource.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// The variable list as CSV instead of RDF.
+        #[arg(long, conflicts_with_all = ["page", "dataset"])]
+        variables: bool,
+    },
     /// Print every Kubernetes object the operator would create for the vardhub resources in a
     /// manifest directory, from the same builders the controllers use. Needs no cluster.
     ///
@@ -326,6 +364,53 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for (_, text) in vardhub::crdgen::render()? {
                 print!("---\n{text}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CatalogService {
+            listen,
+            namespace,
+            name,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                vardhub::catalog::server::run(client, namespace, name, listen, shutdown_signal())
+                    .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Catalog {
+            dir,
+            catalog,
+            format,
+            page,
+            dataset,
+            variables,
+        } => {
+            use std::io::Write as _;
+            use vardhub::catalog::format::{Format, serialize};
+            let resources = vardhub::render::load(&dir)?;
+            let catalogue = vardhub::catalog::offline(&resources, catalog.as_deref())?;
+            let bytes = if variables {
+                catalogue.variables_csv()?
+            } else {
+                let format = Format::parse(&format).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--format: unknown format {format:?}; use turtle, jsonld, rdfxml or ntriples"
+                    )
+                })?;
+                let triples = match (page, &dataset) {
+                    (Some(n), _) => catalogue.page(n).ok_or_else(|| {
+                        anyhow::anyhow!("--page: {n} is outside 1..={}", catalogue.pages())
+                    })?,
+                    (None, Some(d)) => catalogue.dataset(d).ok_or_else(|| {
+                        anyhow::anyhow!("--dataset: no dataset {d} in the catalogue")
+                    })?,
+                    (None, None) => catalogue.all(),
+                };
+                serialize(&triples, format)?
+            };
+            std::io::stdout().write_all(&bytes)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::PseudonymisationService {

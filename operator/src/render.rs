@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::{DataHub, PseudonymisationService, RegionalNode};
+use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
 use crate::controller::apply::{DesiredObject, Owner, stamp};
 use crate::controller::regional_node::build::{EgressPeer, Inputs};
 use crate::controller::{data_hub, pseudonymisation_service, regional_node};
@@ -49,6 +49,10 @@ pub struct Resources {
     pub nodes: Vec<RegionalNode>,
     /// The pseudonymisation services.
     pub pseudonymisation: Vec<PseudonymisationService>,
+    /// The datasets.
+    pub datasets: Vec<Dataset>,
+    /// The catalogue services.
+    pub catalogs: Vec<CatalogService>,
     /// Every vardhub document as written, for a dry-run apply.
     pub documents: Vec<Value>,
     /// The directory's other documents (workloads of its own, for instance).
@@ -82,6 +86,12 @@ pub fn parse(text: &str, resources: &mut Resources) -> anyhow::Result<()> {
                 .push(serde_json::from_value(value.clone()).with_context(context)?),
             Some("PseudonymisationService") => resources
                 .pseudonymisation
+                .push(serde_json::from_value(value.clone()).with_context(context)?),
+            Some("Dataset") => resources
+                .datasets
+                .push(serde_json::from_value(value.clone()).with_context(context)?),
+            Some("CatalogService") => resources
+                .catalogs
                 .push(serde_json::from_value(value.clone()).with_context(context)?),
             _ => {}
         }
@@ -242,6 +252,12 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
                 &settings.openbao_addr,
                 &settings.image,
             )?,
+        ));
+    }
+    for svc in &resources.catalogs {
+        out.extend(stamp(
+            &Owner::of(svc),
+            crate::controller::catalog_service::build::children(svc, &settings.image)?,
         ));
     }
     Ok(out)

@@ -1,4 +1,5 @@
-# Every dataset names its legal basis and the health data access body that grants access.
+# Every dataset names its legal basis, and every dataset that is not public the health data
+# access body that grants access (open data needs no access decision).
 package vardhub.compliance
 
 import rego.v1
@@ -11,6 +12,7 @@ deny contains v if {
 
 deny contains v if {
 	some ds in vardhub("Dataset")
+	ds.spec.accessRights != "PUBLIC"
 	not ds.spec.healthDataAccessBody
-	v := violation("dataset-legal-basis", ds, "spec.healthDataAccessBody", "a dataset must name the health data access body")
+	v := violation("dataset-legal-basis", ds, "spec.healthDataAccessBody", "a dataset that is not public must name the health data access body")
 }

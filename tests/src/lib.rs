@@ -152,8 +152,14 @@ impl LocalCluster {
     /// A client that authenticates as the chart's operator ServiceAccount, so that what the
     /// operator does is checked against the chart's RBAC.
     pub async fn operator_client(&self) -> Result<Client> {
+        self.client_as(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT)
+            .await
+    }
+
+    /// A client that authenticates as a ServiceAccount, with exactly its RBAC rights.
+    pub async fn client_as(&self, namespace: &str, service_account: &str) -> Result<Client> {
         let token = self
-            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, None)
+            .service_account_token(namespace, service_account, None)
             .await?;
         let mut config = Config::from_kubeconfig(&KubeConfigOptions::default()).await?;
         config.auth_info = AuthInfo {

@@ -168,6 +168,19 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
             "{environment}: {} objects",
             objects.len()
         );
+        // The directory's own namespaces (the catalogue's) exist before its resources do, as
+        // when a GitOps tool applies it; a dry run cannot create them.
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+        for ns in resources.others.iter().filter(|o| o["kind"] == "Namespace") {
+            let name = ns["metadata"]["name"].as_str().unwrap_or_default();
+            namespaces
+                .patch(
+                    name,
+                    &PatchParams::apply("vardhub-tests"),
+                    &Patch::Apply(ns),
+                )
+                .await?;
+        }
         for document in &resources.documents {
             vardhub::plan::dry_run_apply(&admin, document)
                 .await

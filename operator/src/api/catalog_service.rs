@@ -41,9 +41,16 @@ pub struct CatalogServiceSpec {
     pub description: LocalizedText,
     /// The organisation publishing the catalogue.
     pub publisher: Agent,
+    /// Legislation that applies to the catalogue, as ELI URIs. Defaults to the EHDS
+    /// regulation.
+    #[serde(default = "default_legislation")]
+    #[schemars(length(min = 1))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub applicable_legislation: Vec<String>,
     /// Languages of the catalogue, as ISO 639-1 codes.
     #[serde(default = "default_languages")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(inner(regex(pattern = r"^(sv|en|fi|da|nb|nn|no|de|fr|es|it|nl|pl|et|lv|lt)$")))]
     pub languages: Vec<String>,
     /// The base URI of the catalogue's resources, for example `https://catalog.example.se/`.
     #[schemars(regex(pattern = r"^https?://"))]
@@ -67,6 +74,12 @@ pub struct CatalogServiceSpec {
 fn default_languages() -> Vec<String> {
     vec!["sv".into(), "en".into()]
 }
+/// The EHDS regulation, (EU) 2025/327, by its ELI.
+pub const EHDS_ELI: &str = "http://data.europa.eu/eli/reg/2025/327/oj";
+
+fn default_legislation() -> Vec<String> {
+    vec![EHDS_ELI.into()]
+}
 fn default_replicas() -> i32 {
     1
 }
@@ -84,10 +97,15 @@ pub struct Agent {
     /// URI identifying the organisation.
     #[schemars(regex(pattern = r"^https?://"))]
     pub uri: String,
-    /// Type of the organisation, from the EU publisher-type vocabulary (for example
+    /// Type of the organisation, from the ADMS publisher-type vocabulary (for example
     /// `RegionalAuthority`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z-]+$"))]
     pub publisher_type: Option<String>,
+    /// Functional e-mail address of the organisation (its contact point in the catalogue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+$"))]
+    pub email: Option<String>,
 }
 
 /// Observed state of a catalogue service.
@@ -100,7 +118,20 @@ pub struct CatalogServiceStatus {
     /// Number of datasets in the served catalogue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datasets: Option<i32>,
-    /// When the served catalogue was last rendered (RFC 3339).
+    /// When the catalogue's content last changed (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_render: Option<String>,
+    /// Digest of the catalogue's content; the served catalogue gives the same value as its
+    /// `ETag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Selected datasets left out because their location is not resolved yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<i32>,
+    /// Number of triples served, over all pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triples: Option<i64>,
+    /// Where the catalogue is served inside the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }

@@ -34,8 +34,22 @@ use super::{Agent, CommonStatus, CountyCode, LocalizedText, ResourceRef};
     )
 )]
 #[x_kube(validation = Rule::new(
-    "!has(self.hasStructuredData) || !self.hasStructuredData || (has(self.variables) && size(self.variables) > 0)"
+    "!self.hasStructuredData || (has(self.variables) && size(self.variables) > 0)"
 ).message("spec.variables must list at least one variable when spec.hasStructuredData is true"))]
+#[x_kube(validation = Rule::new(
+    "self.accessRights == 'PUBLIC' || has(self.healthDataAccessBody)"
+).message("spec.healthDataAccessBody is required when spec.accessRights is RESTRICTED or NON_PUBLIC: HealthDCAT-AP names the body that decides on access"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.healthDataAccessBody) || has(self.healthDataAccessBody.email)"
+).message("spec.healthDataAccessBody.email is required: HealthDCAT-AP gives the access body a contact point"))]
+#[x_kube(validation = Rule::new("has(self.publisher.email)")
+    .message("spec.publisher.email is required: HealthDCAT-AP gives the publisher a contact point"))]
+#[x_kube(validation = Rule::new(
+    "self.location.stage != 'purposeSpecific' || has(self.location.dataProduct)"
+).message("spec.location.dataProduct is required for the purposeSpecific stage"))]
+#[x_kube(validation = Rule::new(
+    "self.location.stage != 'regionalSource' || has(self.location.regionalNode)"
+).message("spec.location.regionalNode is required for the regionalSource stage: source data lives only in its region"))]
 #[serde(rename_all = "camelCase")]
 pub struct DatasetSpec {
     /// Title in Swedish and English.
@@ -46,35 +60,40 @@ pub struct DatasetSpec {
     pub publisher: Agent,
     /// Contact point for questions about the dataset.
     pub contact_point: ContactPoint,
-    /// Data themes (EU data-theme vocabulary codes, for example `HEAL`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The type of dataset, as a code of the EU dataset-type vocabulary (for example
+    /// `STATISTICAL`). HealthDCAT-AP makes it mandatory.
+    #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*$"))]
+    pub dataset_type: String,
+    /// Data themes of the EU data-theme vocabulary; at least one (usually `HEAL`).
+    #[schemars(length(min = 1))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub themes: Vec<String>,
-    /// Keywords.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub themes: Vec<DataTheme>,
+    /// Keywords in Swedish and English; at least one.
+    #[schemars(length(min = 1))]
     pub keywords: Vec<LocalizedText>,
     /// Access rights, from the EU access-right vocabulary.
     pub access_rights: AccessRights,
     /// Legislation that applies, as ELI URIs; health data for secondary use names the EHDS
-    /// regulation.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// regulation (`http://data.europa.eu/eli/reg/2025/327/oj`). At least one.
+    #[schemars(length(min = 1))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub applicable_legislation: Vec<String>,
     /// The health data access body that decides on access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_data_access_body: Option<Agent>,
-    /// Health categories (HealthDCAT-AP vocabulary).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Health categories, as IRIs of the HealthDCAT-AP health-category vocabulary (the
+    /// categories of EHDS Art. 51); at least one.
+    #[schemars(length(min = 1))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub health_categories: Vec<String>,
-    /// Whether the dataset is structured (has variables).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub has_structured_data: Option<bool>,
+    /// Whether the dataset is structured (has variables). HealthDCAT-AP makes it mandatory.
+    pub has_structured_data: bool,
     /// The dataset's variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub variables: Vec<Variable>,
-    /// How the data came about.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provenance: Option<LocalizedText>,
+    /// How the data came about. HealthDCAT-AP makes it mandatory.
+    pub provenance: LocalizedText,
     /// Period the data covers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temporal_coverage: Option<TemporalCoverage>,
@@ -96,6 +115,92 @@ pub struct DatasetSpec {
     pub derived_from: Vec<ResourceRef>,
     /// Where the data lives; the distributions are derived from it.
     pub location: DatasetLocation,
+}
+
+/// A theme of the EU data-theme vocabulary.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum DataTheme {
+    /// Agriculture, fisheries, forestry and food.
+    #[serde(rename = "AGRI")]
+    Agriculture,
+    /// Economy and finance.
+    #[serde(rename = "ECON")]
+    Economy,
+    /// Education, culture and sport.
+    #[serde(rename = "EDUC")]
+    Education,
+    /// Energy.
+    #[serde(rename = "ENER")]
+    Energy,
+    /// Environment.
+    #[serde(rename = "ENVI")]
+    Environment,
+    /// Government and public sector.
+    #[serde(rename = "GOVE")]
+    Government,
+    /// Health.
+    #[serde(rename = "HEAL")]
+    Health,
+    /// International issues.
+    #[serde(rename = "INTR")]
+    International,
+    /// Justice, legal system and public safety.
+    #[serde(rename = "JUST")]
+    Justice,
+    /// Regions and cities.
+    #[serde(rename = "REGI")]
+    Regions,
+    /// Population and society.
+    #[serde(rename = "SOCI")]
+    Society,
+    /// Science and technology.
+    #[serde(rename = "TECH")]
+    Technology,
+    /// Transport.
+    #[serde(rename = "TRAN")]
+    Transport,
+}
+
+impl DataTheme {
+    /// The vocabulary code, for example `HEAL`.
+    pub fn code(self) -> &'static str {
+        match self {
+            DataTheme::Agriculture => "AGRI",
+            DataTheme::Economy => "ECON",
+            DataTheme::Education => "EDUC",
+            DataTheme::Energy => "ENER",
+            DataTheme::Environment => "ENVI",
+            DataTheme::Government => "GOVE",
+            DataTheme::Health => "HEAL",
+            DataTheme::International => "INTR",
+            DataTheme::Justice => "JUST",
+            DataTheme::Regions => "REGI",
+            DataTheme::Society => "SOCI",
+            DataTheme::Technology => "TECH",
+            DataTheme::Transport => "TRAN",
+        }
+    }
+
+    /// The English label of the vocabulary.
+    pub fn label(self) -> &'static str {
+        match self {
+            DataTheme::Agriculture => "Agriculture, fisheries, forestry and food",
+            DataTheme::Economy => "Economy and finance",
+            DataTheme::Education => "Education, culture and sport",
+            DataTheme::Energy => "Energy",
+            DataTheme::Environment => "Environment",
+            DataTheme::Government => "Government and public sector",
+            DataTheme::Health => "Health",
+            DataTheme::International => "International issues",
+            DataTheme::Justice => "Justice, legal system and public safety",
+            DataTheme::Regions => "Regions and cities",
+            DataTheme::Society => "Population and society",
+            DataTheme::Technology => "Science and technology",
+            DataTheme::Transport => "Transport",
+        }
+    }
 }
 
 /// Access rights of a dataset.
@@ -132,8 +237,7 @@ pub struct Variable {
     /// Title of the variable.
     pub title: LocalizedText,
     /// Description of the variable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<LocalizedText>,
+    pub description: LocalizedText,
     /// Datatype, as an XSD datatype name (for example `dateTime`, `string`, `integer`).
     pub datatype: String,
     /// The code system of coded values, where one applies (for example ICD-10-SE, KVÅ).
@@ -210,4 +314,34 @@ pub struct DatasetStatus {
     /// Generation and conditions.
     #[serde(flatten)]
     pub common: CommonStatus,
+    /// Where the data can be reached, derived by the operator from `spec.location` and the
+    /// hub or node that holds it; the catalogue publishes these as distributions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub distributions: Vec<Distribution>,
+}
+
+/// One way to reach a dataset's data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Distribution {
+    /// Short name of the distribution within the dataset (for example `s3`).
+    pub name: String,
+    /// How it is reached.
+    pub kind: DistributionKind,
+    /// The address (for S3, `s3://<bucket>/<prefix>`).
+    pub access_url: String,
+    /// Title in English, for the catalogue.
+    pub title: String,
+}
+
+/// How a distribution is reached.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DistributionKind {
+    /// An S3 bucket and prefix.
+    S3,
+    /// An HTTP API.
+    Api,
+    /// An SFTP endpoint.
+    Sftp,
 }

@@ -173,6 +173,34 @@ impl CountyCode {
         }
     }
 
+    /// The county's NUTS 3 code (Eurostat, 2021 classification), for example `SE110`; the
+    /// catalogue gives spatial coverage as NUTS IRIs.
+    pub fn nuts3(self) -> &'static str {
+        match self {
+            Self::Stockholm => "SE110",
+            Self::Uppsala => "SE121",
+            Self::Sodermanland => "SE122",
+            Self::Ostergotland => "SE123",
+            Self::Orebro => "SE124",
+            Self::Vastmanland => "SE125",
+            Self::Jonkoping => "SE211",
+            Self::Kronoberg => "SE212",
+            Self::Kalmar => "SE213",
+            Self::Gotland => "SE214",
+            Self::Blekinge => "SE221",
+            Self::Skane => "SE224",
+            Self::Halland => "SE231",
+            Self::VastraGotaland => "SE232",
+            Self::Varmland => "SE311",
+            Self::Dalarna => "SE312",
+            Self::Gavleborg => "SE313",
+            Self::Vasternorrland => "SE321",
+            Self::JamtlandHarjedalen => "SE322",
+            Self::Vasterbotten => "SE331",
+            Self::Norrbotten => "SE332",
+        }
+    }
+
     /// The healthcare region the region belongs to.
     pub fn healthcare_region(self) -> HealthcareRegion {
         use HealthcareRegion::*;

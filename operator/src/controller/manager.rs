@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -22,8 +23,8 @@ use kube::runtime::reflector::ObjectRef;
 use super::apply::{OWNER_KIND_LABEL, OWNER_NAME_LABEL};
 use super::context::{Context, OpenBaoAccess};
 use super::regional_node::build::EgressPeer;
-use super::{data_hub, pseudonymisation_service, regional_node};
-use crate::api::{DataHub, PseudonymisationService, RegionalNode};
+use super::{catalog_service, data_hub, dataset, pseudonymisation_service, regional_node};
+use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
 use crate::telemetry::{Health, Metrics, serve};
 
 /// Settings of the operator process.
@@ -275,17 +276,106 @@ async fn run_controllers(
     .owns(Api::<NetworkPolicy>::all(client.clone()), owned(kind))
     .owns(Api::<ServiceAccount>::all(client.clone()), owned(kind))
     .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned(kind))
-    .graceful_shutdown_on(until)
+    .graceful_shutdown_on(until.clone())
     .run(
         pseudonymisation_service::reconcile,
         pseudonymisation_service::error_policy,
-        ctx,
+        ctx.clone(),
     )
     .for_each(|result| async move {
         if let Err(e) = result {
             tracing::debug!(error = %e, "pseudonymisation controller");
         }
     });
-    futures::join!(nodes, hubs, pseudonymisation);
+    // A dataset's distributions follow its holder.
+    let datasets = Controller::new(
+        Api::<Dataset>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let dataset_store = datasets.store();
+    let holds = move |pick: fn(&Dataset) -> Option<&str>, name: String| {
+        dataset_store
+            .state()
+            .into_iter()
+            .filter(|d| pick(d) == Some(name.as_str()))
+            .map(|d| ObjectRef::from_obj(d.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let holds_hub = holds.clone();
+    let datasets = datasets
+        .watches(
+            Api::<DataHub>::all(client.clone()),
+            watcher::Config::default(),
+            move |hub: DataHub| {
+                holds_hub(
+                    |d| d.spec.location.data_hub.as_ref().map(|r| r.name.as_str()),
+                    hub.name_any(),
+                )
+            },
+        )
+        .watches(
+            Api::<RegionalNode>::all(client.clone()),
+            watcher::Config::default(),
+            move |node: RegionalNode| {
+                holds(
+                    |d| {
+                        d.spec
+                            .location
+                            .regional_node
+                            .as_ref()
+                            .map(|r| r.name.as_str())
+                    },
+                    node.name_any(),
+                )
+            },
+        )
+        .graceful_shutdown_on(until.clone())
+        .run(dataset::reconcile, dataset::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "dataset controller");
+            }
+        });
+    // A catalogue is re-rendered when any dataset of its namespace changes; bursts of
+    // changes are debounced into one reconcile.
+    let kind = "CatalogService";
+    let catalogs = Controller::new(
+        Api::<CatalogService>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)));
+    let catalog_store = catalogs.store();
+    let catalogs = catalogs
+        .owns(Api::<Deployment>::all(client.clone()), owned(kind))
+        .owns(Api::<Service>::all(client.clone()), owned(kind))
+        .owns(Api::<NetworkPolicy>::all(client.clone()), owned(kind))
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned(kind))
+        .owns(Api::<Role>::all(client.clone()), owned(kind))
+        .owns(Api::<RoleBinding>::all(client.clone()), owned(kind))
+        .watches(
+            Api::<Dataset>::all(client.clone()),
+            watcher::Config::default(),
+            move |ds: Dataset| {
+                let ns = ds.namespace();
+                catalog_store
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == ns)
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(until)
+        .run(
+            catalog_service::reconcile,
+            catalog_service::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "catalog controller");
+            }
+        });
+    futures::join!(nodes, hubs, pseudonymisation, datasets, catalogs);
     tracing::info!("controllers stopped");
 }

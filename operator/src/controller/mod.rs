@@ -12,11 +12,15 @@
 //! - [`pseudonymisation_service`]: the `PseudonymisationService` controller.
 //! - [`data_hub`]: the `DataHub` controller.
 //! - [`storage`]: where data and keys live (buckets, OpenBao namespaces, credentials).
+//! - [`dataset`]: the `Dataset` controller (distributions from the location).
+//! - [`catalog_service`]: the `CatalogService` controller (the served catalogue).
 
 pub mod apply;
+pub mod catalog_service;
 pub mod conditions;
 pub mod context;
 pub mod data_hub;
+pub mod dataset;
 pub mod manager;
 pub mod pseudonymisation_service;
 pub mod regional_node;

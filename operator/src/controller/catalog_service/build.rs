@@ -1,0 +1,300 @@
+//! What a `CatalogService` runs in the cluster: the catalogue's HTTP component with a
+//! read-only identity, its Service and its network policy. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    Service, ServiceAccount, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::core::ObjectMeta;
+
+use crate::api::CatalogService;
+use crate::controller::apply::{DesiredObject, OwnedKind};
+use crate::controller::workload;
+
+/// Port of the catalogue's HTTP server.
+pub const PORT: i32 = 8080;
+
+/// Name of the component's objects (Deployment, Service, ServiceAccount, Role, ...).
+pub fn object_name(svc: &CatalogService) -> String {
+    format!("{}-catalog", svc.name_any())
+}
+
+/// Where the catalogue is served inside the cluster.
+pub fn url(svc: &CatalogService) -> String {
+    format!(
+        "http://{}.{}.svc/catalog",
+        object_name(svc),
+        svc.namespace().unwrap_or_default()
+    )
+}
+
+/// The kinds the controller creates, for pruning.
+pub fn owned_kinds() -> Vec<OwnedKind> {
+    vec![
+        OwnedKind::namespaced::<ServiceAccount>(),
+        OwnedKind::namespaced::<Role>(),
+        OwnedKind::namespaced::<RoleBinding>(),
+        OwnedKind::namespaced::<Deployment>(),
+        OwnedKind::namespaced::<Service>(),
+        OwnedKind::namespaced::<NetworkPolicy>(),
+    ]
+}
+
+/// The labels that select the component's pods.
+pub fn selector_labels(svc: &CatalogService) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "catalog-service".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), svc.name_any()),
+    ])
+}
+
+fn meta(svc: &CatalogService) -> ObjectMeta {
+    let mut labels = selector_labels(svc);
+    labels.insert("app.kubernetes.io/component".into(), "catalog".into());
+    ObjectMeta {
+        name: Some(object_name(svc)),
+        namespace: svc.namespace(),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// Every object the catalogue owns. `image` is the project's own image.
+pub fn children(
+    svc: &CatalogService,
+    image: &str,
+) -> Result<Vec<DesiredObject>, serde_json::Error> {
+    Ok(vec![
+        DesiredObject::from_typed(&ServiceAccount {
+            metadata: meta(svc),
+            automount_service_account_token: Some(true),
+            ..Default::default()
+        })?,
+        DesiredObject::from_typed(&role(svc))?,
+        DesiredObject::from_typed(&role_binding(svc))?,
+        DesiredObject::from_typed(&deployment(svc, image))?,
+        DesiredObject::from_typed(&service(svc))?,
+        DesiredObject::from_typed(&network_policy(svc))?,
+    ])
+}
+
+/// Read-only access to the namespace's datasets and catalogue services: all the component
+/// needs to render the catalogue.
+pub fn role(svc: &CatalogService) -> Role {
+    Role {
+        metadata: meta(svc),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["vardhub.io".into()]),
+            resources: Some(vec!["datasets".into(), "catalogservices".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..Default::default()
+        }]),
+    }
+}
+
+fn role_binding(svc: &CatalogService) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(svc),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: object_name(svc),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: object_name(svc),
+            namespace: svc.namespace(),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The component's Deployment, meeting Pod Security "restricted".
+pub fn deployment(svc: &CatalogService, image: &str) -> Deployment {
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(PORT),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let placement = &svc.spec.placement;
+    let resources = placement
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("100m".into())),
+                ("memory".to_string(), Quantity("128Mi".into())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity("512Mi".into()),
+            )])),
+            ..Default::default()
+        });
+    let container = Container {
+        name: "catalog".into(),
+        image: Some(image.into()),
+        args: Some(vec![
+            "catalog-service".into(),
+            format!("--listen=0.0.0.0:{PORT}"),
+            format!("--namespace={}", svc.namespace().unwrap_or_default()),
+            format!("--name={}", svc.name_any()),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: PORT,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(probe("/healthz")),
+        resources: Some(resources),
+        security_context: Some(workload::restricted_container()),
+        ..Default::default()
+    };
+    let mut template = meta(svc);
+    template.name = None;
+    template.namespace = None;
+    Deployment {
+        metadata: meta(svc),
+        spec: Some(DeploymentSpec {
+            replicas: Some(svc.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(svc)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(template),
+                spec: Some(PodSpec {
+                    service_account_name: Some(object_name(svc)),
+                    containers: vec![container],
+                    security_context: Some(workload::restricted_pod()),
+                    node_selector: workload::node_selector(placement),
+                    tolerations: workload::tolerations(placement),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn service(svc: &CatalogService) -> Service {
+    Service {
+        metadata: meta(svc),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(svc)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The catalogue is public metadata: anyone may reach the HTTP port. Out of the pods go only
+/// DNS and the API server's port (the component reads datasets, nothing else).
+pub fn network_policy(svc: &CatalogService) -> NetworkPolicy {
+    let tcp = |port: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let dns = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".to_string(),
+                    "kube-system".to_string(),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ports: Some(vec![
+            NetworkPolicyPort {
+                port: Some(IntOrString::Int(53)),
+                protocol: Some("UDP".into()),
+                ..Default::default()
+            },
+            tcp(53),
+        ]),
+    };
+    let api_server = NetworkPolicyEgressRule {
+        to: None,
+        ports: Some(vec![tcp(443), tcp(6443)]),
+    };
+    NetworkPolicy {
+        metadata: meta(svc),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(svc)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![tcp(PORT)]),
+            }]),
+            egress: Some(vec![dns, api_server]),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_component_reads_and_never_writes() {
+        let mut svc = CatalogService::new(
+            "national",
+            serde_json::from_value(serde_json::json!({
+                "title": {"sv": "K", "en": "C"},
+                "description": {"sv": "K", "en": "C"},
+                "publisher": {"name": "P", "uri": "https://p.example"},
+                "baseUri": "https://catalog.example/",
+            }))
+            .expect("spec"),
+        );
+        svc.metadata.namespace = Some("catalog".into());
+        let rules = role(&svc).rules.unwrap_or_default();
+        assert!(rules.iter().all(|r| {
+            r.verbs
+                .iter()
+                .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
+        }));
+        let pod = deployment(&svc, "img")
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod");
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("national-catalog")
+        );
+        assert_eq!(url(&svc), "http://national-catalog.catalog.svc/catalog");
+    }
+}
