@@ -61,7 +61,8 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 echo "first lines of http://127.0.0.1:18081/datasets/hip-fracture-product (Accept: text/turtle):"
-curl -fsS -H 'Accept: text/turtle' http://127.0.0.1:18081/datasets/hip-fracture-product | grep -v '^@prefix' | head -12
+resource=$(curl -fsS -H 'Accept: text/turtle' http://127.0.0.1:18081/datasets/hip-fracture-product)
+printf '%s\n' "$resource" | grep -v '^@prefix' | sed -n '1,12p'
 echo
 echo "Operator log: $log   metrics: http://127.0.0.1:18080/metrics"
 echo "Catalogue: http://127.0.0.1:18081/catalog (Turtle, JSON-LD, RDF/XML by Accept), log: $catalog_log"
