@@ -309,9 +309,11 @@ mod tests {
                 .count()
         };
         // Hub: namespace, default-deny, ServiceAccount. Each node: namespace, two
-        // NetworkPolicies, ServiceAccount, a mapping CronJob and the export CronJob.
+        // NetworkPolicies, ServiceAccount, a mapping CronJob and the export CronJob. The
+        // catalogue: its component's Deployment, Service, NetworkPolicy, identity and Role.
         assert_eq!(kinds("Namespace"), 4);
-        assert_eq!(kinds("NetworkPolicy"), 1 + 3 * 2);
+        assert_eq!(kinds("NetworkPolicy"), 1 + 3 * 2 + 1);
+        assert_eq!((kinds("Deployment"), kinds("Role"), kinds("RoleBinding")), (1, 1, 1));
         assert_eq!(kinds("CronJob"), 3 * 2);
         let yaml = to_yaml(&objects).expect("yaml");
         assert!(

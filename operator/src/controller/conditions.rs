@@ -121,6 +121,30 @@ pub fn failed(reason: &str, message: &str) -> Vec<Desired> {
     ]
 }
 
+/// `Ready` and `Progressing` of a resource whose workload is a Deployment: ready once it is
+/// available (`ready` says what that means to the user), rolling out until then.
+pub fn rollout(available: bool, ready: &str) -> [Desired; 2] {
+    if available {
+        [
+            Desired::yes(types::READY, "Available", ready),
+            Desired::no(types::PROGRESSING, "Converged", "nothing left to do"),
+        ]
+    } else {
+        [
+            Desired::no(
+                types::READY,
+                "Starting",
+                "waiting for the Deployment to become available",
+            ),
+            Desired::yes(
+                types::PROGRESSING,
+                "RollingOut",
+                "the Deployment is rolling out",
+            ),
+        ]
+    }
+}
+
 /// The condition of a type, if present.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

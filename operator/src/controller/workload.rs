@@ -1,9 +1,13 @@
 //! Pieces every workload the operator builds shares: the Pod Security "restricted" settings
 //! and the placement knobs. Pure.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, SeccompProfile, SecurityContext, Toleration,
+    Capabilities, PodSecurityContext, ResourceRequirements, SeccompProfile, SecurityContext,
+    Toleration,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::api::Placement;
 
@@ -42,4 +46,25 @@ pub fn node_selector(p: &Placement) -> Option<std::collections::BTreeMap<String,
 /// The placement's tolerations, when it has some.
 pub fn tolerations(p: &Placement) -> Option<Vec<Toleration>> {
     (!p.tolerations.is_empty()).then(|| p.tolerations.clone())
+}
+
+/// The placement's resources, or requests of `cpu` and `memory` with a memory limit of
+/// `memory_limit` when it sets none.
+pub fn resources_or(
+    p: &Placement,
+    cpu: &str,
+    memory: &str,
+    memory_limit: &str,
+) -> ResourceRequirements {
+    p.resources.clone().unwrap_or_else(|| ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity(cpu.into())),
+            ("memory".to_string(), Quantity(memory.into())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity(memory_limit.into()),
+        )])),
+        ..Default::default()
+    })
 }

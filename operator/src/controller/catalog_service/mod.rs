@@ -136,31 +136,9 @@ pub async fn reconcile(svc: Arc<CatalogService>, ctx: Arc<Context>) -> Result<Ac
                 ),
                 Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
             ];
-            if r.available {
-                c.push(Desired::yes(
-                    types::READY,
-                    "Available",
-                    "the catalogue is served",
-                ));
-                c.push(Desired::no(
-                    types::PROGRESSING,
-                    "Converged",
-                    "nothing left to do",
-                ));
-                (c, Action::requeue(Duration::from_secs(600)))
-            } else {
-                c.push(Desired::no(
-                    types::READY,
-                    "Starting",
-                    "waiting for the Deployment to become available",
-                ));
-                c.push(Desired::yes(
-                    types::PROGRESSING,
-                    "RollingOut",
-                    "the Deployment is rolling out",
-                ));
-                (c, Action::requeue(Duration::from_secs(10)))
-            }
+            c.extend(conditions::rollout(r.available, "the catalogue is served"));
+            let requeue = if r.available { 600 } else { 10 };
+            (c, Action::requeue(Duration::from_secs(requeue)))
         }
         Some(Err(e)) => {
             ctx.metrics.reconcile_error(CONTROLLER, e.reason());

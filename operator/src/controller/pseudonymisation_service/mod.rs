@@ -137,31 +137,9 @@ pub async fn reconcile(
                 ),
                 Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
             ];
-            if *available {
-                c.push(Desired::yes(
-                    types::READY,
-                    "Available",
-                    "the service answers",
-                ));
-                c.push(Desired::no(
-                    types::PROGRESSING,
-                    "Converged",
-                    "nothing left to do",
-                ));
-                (c, Action::requeue(Duration::from_secs(600)))
-            } else {
-                c.push(Desired::no(
-                    types::READY,
-                    "Starting",
-                    "waiting for the Deployment to become available",
-                ));
-                c.push(Desired::yes(
-                    types::PROGRESSING,
-                    "RollingOut",
-                    "the Deployment is rolling out",
-                ));
-                (c, Action::requeue(Duration::from_secs(10)))
-            }
+            c.extend(conditions::rollout(*available, "the service answers"));
+            let requeue = if *available { 600 } else { 10 };
+            (c, Action::requeue(Duration::from_secs(requeue)))
         }
         Err(e) => {
             ctx.metrics.reconcile_error(CONTROLLER, e.reason());

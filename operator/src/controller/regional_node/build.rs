@@ -13,7 +13,6 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
     NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -297,20 +296,7 @@ fn base_env(node: &RegionalNode, inputs: &Inputs) -> Vec<EnvVar> {
 }
 
 fn default_resources(placement: &Placement) -> ResourceRequirements {
-    placement
-        .resources
-        .clone()
-        .unwrap_or_else(|| ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity("500m".into())),
-                ("memory".to_string(), Quantity("512Mi".into())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity("2Gi".into()),
-            )])),
-            ..Default::default()
-        })
+    workload::resources_or(placement, "500m", "512Mi", "2Gi")
 }
 
 /// A CronJob of the node: runs as the node's ServiceAccount with a short-lived projected
