@@ -313,7 +313,10 @@ mod tests {
         // catalogue: its component's Deployment, Service, NetworkPolicy, identity and Role.
         assert_eq!(kinds("Namespace"), 4);
         assert_eq!(kinds("NetworkPolicy"), 1 + 3 * 2 + 1);
-        assert_eq!((kinds("Deployment"), kinds("Role"), kinds("RoleBinding")), (1, 1, 1));
+        assert_eq!(
+            (kinds("Deployment"), kinds("Role"), kinds("RoleBinding")),
+            (1, 1, 1)
+        );
         assert_eq!(kinds("CronJob"), 3 * 2);
         let yaml = to_yaml(&objects).expect("yaml");
         assert!(
