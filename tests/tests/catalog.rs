@@ -24,7 +24,7 @@ use vardhub_tests::{
 const NAMESPACE: &str = "vardhub-catalog";
 
 fn standards() -> PathBuf {
-    repo_root().join("../shared/standards")
+    repo_root().join("tests/shacl/shapes")
 }
 
 fn dcat_ap() -> Vec<PathBuf> {
