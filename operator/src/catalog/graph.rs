@@ -353,11 +353,29 @@ pub fn dataset(out: &mut Triples, cat: CatalogRef<'_>, ds: DatasetRef<'_>) -> Na
         let dns: NamedOrBlankNode = dn.into();
         out.add(dns.clone(), rdf::TYPE, dcat::DISTRIBUTION);
         out.add(dns.clone(), dct::TITLE, lang(&d.title, "en"));
+        out.add(
+            dns.clone(),
+            dct::DESCRIPTION,
+            lang(distribution_note(d.kind), "en"),
+        );
         out.add(dns.clone(), dcat::ACCESS_URL, iri(&d.access_url));
         out.add(dns.clone(), dct::ACCESS_RIGHTS, rights.clone());
         legislation(out, &dns, &spec.applicable_legislation);
     }
     node
+}
+
+fn distribution_note(kind: crate::api::DistributionKind) -> &'static str {
+    use crate::api::DistributionKind::*;
+    match kind {
+        S3 => {
+            "An S3 bucket and prefix, reached only with credentials the operator issues for an approved use"
+        }
+        Api => "An HTTP API, reached only with credentials the operator issues for an approved use",
+        Sftp => {
+            "An SFTP endpoint, reached only with credentials the operator issues for an approved use"
+        }
+    }
 }
 
 /// The variables of a structured dataset as a CSVW table group, and the code systems they use.
@@ -418,6 +436,15 @@ pub fn catalog(out: &mut Triples, cat: CatalogRef<'_>, members: &[NamedNode]) ->
         let l = iri(&format!("{}{code}", vocab::LANGUAGE));
         out.add(s.clone(), dct::LANGUAGE, l.clone());
         typed(out, &l, dct::LINGUISTIC_SYSTEM);
+    }
+    let home = iri(&base(spec));
+    out.add(s.clone(), foaf::HOMEPAGE, home.clone());
+    typed(out, &home, foaf::DOCUMENT);
+    let country = iri(vocab::SWEDEN);
+    out.add(s.clone(), dct::SPATIAL, country.clone());
+    if out.first(country.clone()) {
+        out.add(country.clone(), rdf::TYPE, dct::LOCATION);
+        out.add(country, skos::PREF_LABEL, lang("Sverige", "sv"));
     }
     let scheme = iri(vocab::DATA_THEME);
     out.add(s.clone(), dcat::THEME_TAXONOMY, scheme.clone());

@@ -64,8 +64,10 @@ pub fn selects(
 
 impl Catalogue {
     /// The catalogue of `svc` from the cluster's datasets: those of its namespace that its
-    /// selector picks and whose distributions the operator resolved for their current
-    /// generation.
+    /// selector picks and whose distributions the operator has resolved. A dataset whose spec
+    /// just changed keeps its last distributions until the operator has looked at it again
+    /// (moments later), rather than dropping out of the catalogue meanwhile; one whose
+    /// location no longer resolves has none and is left out.
     pub fn from_cluster(
         svc: &CatalogService,
         datasets: &[Dataset],
@@ -80,9 +82,7 @@ impl Catalogue {
             {
                 continue;
             }
-            let resolved = d.status.as_ref().filter(|s| {
-                s.common.observed_generation == d.metadata.generation && !s.distributions.is_empty()
-            });
+            let resolved = d.status.as_ref().filter(|s| !s.distributions.is_empty());
             match resolved {
                 Some(s) => entries.push(Entry {
                     name: d.name_any(),

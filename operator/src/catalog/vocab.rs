@@ -54,7 +54,9 @@ terms!(
 );
 terms!(
     /// FOAF.
-    foaf = "http://xmlns.com/foaf/0.1/" { AGENT = "Agent", NAME = "name" }
+    foaf = "http://xmlns.com/foaf/0.1/" {
+        AGENT = "Agent", NAME = "name", HOMEPAGE = "homepage", DOCUMENT = "Document",
+    }
 );
 terms!(
     /// vCard.
@@ -114,6 +116,8 @@ pub const DATASET_TYPE: &str = "http://publications.europa.eu/resource/authority
 pub const LANGUAGE: &str = "http://publications.europa.eu/resource/authority/language/";
 /// Base of the ADMS publisher-type vocabulary.
 pub const PUBLISHER_TYPE: &str = "http://purl.org/adms/publishertype/";
+/// Sweden in the EU country vocabulary.
+pub const SWEDEN: &str = "http://publications.europa.eu/resource/authority/country/SWE";
 /// Base of Eurostat's NUTS codes.
 pub const NUTS: &str = "http://data.europa.eu/nuts/code/";
 
