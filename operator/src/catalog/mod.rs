@@ -51,15 +51,19 @@ pub struct Catalogue {
     pub pending: Vec<String>,
 }
 
-/// Whether `selector` (none: all) selects an object with `labels`.
-pub fn selects(
-    selector: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
-    labels: &BTreeMap<String, String>,
-) -> Result<bool, kube::core::ParseExpressionError> {
-    match selector {
-        None => Ok(true),
-        Some(s) => Ok(Selector::try_from(s.clone())?.matches(labels)),
-    }
+/// The parsed form of a catalogue's `spec.datasetSelector` (`None` selects every dataset),
+/// parsed once for all the datasets it is matched against.
+pub fn selector(
+    spec: &CatalogServiceSpec,
+) -> Result<Option<Selector>, kube::core::ParseExpressionError> {
+    spec.dataset_selector
+        .clone()
+        .map(Selector::try_from)
+        .transpose()
+}
+
+fn selects(selector: Option<&Selector>, labels: &BTreeMap<String, String>) -> bool {
+    selector.is_none_or(|s| s.matches(labels))
 }
 
 impl Catalogue {
@@ -68,17 +72,18 @@ impl Catalogue {
     /// just changed keeps its last distributions until the operator has looked at it again
     /// (moments later), rather than dropping out of the catalogue meanwhile; one whose
     /// location no longer resolves has none and is left out.
-    pub fn from_cluster(
+    pub fn from_cluster<'a>(
         svc: &CatalogService,
-        datasets: &[Dataset],
+        datasets: impl IntoIterator<Item = &'a Dataset>,
     ) -> Result<Self, kube::core::ParseExpressionError> {
         let namespace = svc.namespace().unwrap_or_default();
+        let selector = selector(&svc.spec)?;
         let mut entries = Vec::new();
         let mut pending = Vec::new();
         for d in datasets {
             if d.namespace().as_deref() != Some(namespace.as_str())
                 || d.metadata.deletion_timestamp.is_some()
-                || !selects(svc.spec.dataset_selector.as_ref(), d.labels())?
+                || !selects(selector.as_ref(), d.labels())
             {
                 continue;
             }
@@ -214,11 +219,12 @@ pub fn offline(
         },
     };
     let namespace = svc.namespace().unwrap_or_else(|| "default".into());
+    let selector = selector(&svc.spec)?;
     let mut entries = Vec::new();
     let mut errors = Vec::new();
     for d in &resources.datasets {
         if d.namespace().unwrap_or_else(|| "default".into()) != namespace
-            || !selects(svc.spec.dataset_selector.as_ref(), d.labels())?
+            || !selects(selector.as_ref(), d.labels())
         {
             continue;
         }

@@ -247,12 +247,8 @@ pub async fn follow(
             tx.send_if_modified(|c| c.take().is_some());
             continue;
         };
-        let all: Vec<Dataset> = datasets
-            .state()
-            .iter()
-            .map(|d| d.as_ref().clone())
-            .collect();
-        match Catalogue::from_cluster(&svc, &all) {
+        let state = datasets.state();
+        match Catalogue::from_cluster(&svc, state.iter().map(|d| d.as_ref())) {
             Ok(next) => {
                 tx.send_if_modified(|c| {
                     if c.as_deref() == Some(&next) {

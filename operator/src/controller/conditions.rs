@@ -85,6 +85,20 @@ pub fn merge(
     out
 }
 
+/// The status every resource shares, after a reconcile of `generation`: `desired` merged
+/// into the current conditions (see [`merge`]), and the generation they describe.
+pub fn common_status(
+    current: &crate::api::CommonStatus,
+    desired: &[Desired],
+    generation: Option<i64>,
+    now: &Time,
+) -> crate::api::CommonStatus {
+    crate::api::CommonStatus {
+        observed_generation: generation,
+        conditions: merge(&current.conditions, desired, generation, now),
+    }
+}
+
 /// The conditions of a paused resource: those of `keep` stay as they were, and
 /// `ReconciliationPaused` says how to resume.
 pub fn paused(current: &[Condition], keep: &[&'static str]) -> Vec<Desired> {

@@ -17,10 +17,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{self, Desired, merge, types};
+use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
-use crate::api::{CatalogService, CatalogServiceStatus, CommonStatus, Dataset};
+use crate::api::{CatalogService, CatalogServiceStatus, Dataset};
 use crate::catalog::Catalogue;
 
 /// Name of the controller: its field manager is `vardhub-catalog`.
@@ -154,15 +154,12 @@ pub async fn reconcile(svc: Arc<CatalogService>, ctx: Arc<Context>) -> Result<Ac
         }
     };
     let generation = svc.metadata.generation;
-    new.common = CommonStatus {
-        observed_generation: generation,
-        conditions: merge(
-            &current.common.conditions,
-            &desired,
-            generation,
-            &Time(k8s_openapi::jiff::Timestamp::now()),
-        ),
-    };
+    new.common = conditions::common_status(
+        &current.common,
+        &desired,
+        generation,
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
     status::update(&ctx, CONTROLLER, svc.as_ref(), &new)
         .await
         .map_err(Error::Status)?;
@@ -176,16 +173,10 @@ pub async fn reconcile(svc: Arc<CatalogService>, ctx: Arc<Context>) -> Result<Ac
 async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, Error> {
     let ns = svc.namespace().unwrap_or_default();
     // The selector is checked before anything is applied, so a bad one changes nothing.
-    let selector = svc
-        .spec
-        .dataset_selector
-        .clone()
-        .map(kube::core::Selector::try_from)
-        .transpose()
-        .map_err(|e| Error::Invalid {
-            field: "spec.datasetSelector",
-            message: e.to_string(),
-        })?;
+    let selector = crate::catalog::selector(&svc.spec).map_err(|e| Error::Invalid {
+        field: "spec.datasetSelector",
+        message: e.to_string(),
+    })?;
     let desired = stamp(&Owner::of(svc), build::children(svc, &ctx.image)?);
     let applier = ctx.applier(CONTROLLER);
     applier.apply_all(&desired).await.map_err(Error::Apply)?;

@@ -18,14 +18,12 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{self, Desired, merge, types};
+use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use super::storage::{self, HubRole};
 use crate::adapters::s3;
-use crate::api::{
-    CommonStatus, DataHub, DataHubStatus, DeletionPolicy, RegionState, RegionalNode, ZoneStatus,
-};
+use crate::api::{DataHub, DataHubStatus, DeletionPolicy, RegionState, RegionalNode, ZoneStatus};
 
 /// Name of the controller: its field manager is `vardhub-datahub`.
 pub const CONTROLLER: &str = "datahub";
@@ -371,10 +369,7 @@ fn next_status(
         None => (current.regions.clone(), current.zones.clone()),
     };
     DataHubStatus {
-        common: CommonStatus {
-            observed_generation: generation,
-            conditions: merge(&current.common.conditions, conditions, generation, &now),
-        },
+        common: conditions::common_status(&current.common, conditions, generation, &now),
         connected_regions: Some(regions.iter().filter(|r| r.connected).count() as i32),
         namespace: Some(hub.workload_namespace()),
         openbao_namespace: Some(storage::hub_layout(hub).openbao_namespace),

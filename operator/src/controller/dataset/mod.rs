@@ -11,10 +11,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
-use super::conditions::{self, Desired, merge, types};
+use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
-use crate::api::{CommonStatus, DataHub, Dataset, DatasetStatus, RegionalNode};
+use crate::api::{DataHub, Dataset, DatasetStatus, RegionalNode};
 use crate::catalog::locate::{self, Holder};
 
 /// Name of the controller: its field manager is `vardhub-dataset`.
@@ -90,15 +90,12 @@ pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Er
     let generation = ds.metadata.generation;
     let current = ds.status.clone().unwrap_or_default();
     let new = DatasetStatus {
-        common: CommonStatus {
-            observed_generation: generation,
-            conditions: merge(
-                &current.common.conditions,
-                &desired,
-                generation,
-                &Time(k8s_openapi::jiff::Timestamp::now()),
-            ),
-        },
+        common: conditions::common_status(
+            &current.common,
+            &desired,
+            generation,
+            &Time(k8s_openapi::jiff::Timestamp::now()),
+        ),
         distributions,
     };
     status::update(&ctx, CONTROLLER, ds.as_ref(), &new)

@@ -17,13 +17,12 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{self, Desired, merge, types};
+use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::adapters::openbao;
 use crate::api::{
-    CommonStatus, DeletionPolicy, PseudonymisationMode, PseudonymisationService,
-    PseudonymisationServiceStatus,
+    DeletionPolicy, PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus,
 };
 
 /// Name of the controller: its field manager is `vardhub-pseudonymisation`.
@@ -167,15 +166,12 @@ pub async fn reconcile(
     let generation = svc.metadata.generation;
     let current = svc.status.clone().unwrap_or_default();
     let new = PseudonymisationServiceStatus {
-        common: CommonStatus {
-            observed_generation: generation,
-            conditions: merge(
-                &current.common.conditions,
-                &conditions,
-                generation,
-                &Time(k8s_openapi::jiff::Timestamp::now()),
-            ),
-        },
+        common: conditions::common_status(
+            &current.common,
+            &conditions,
+            generation,
+            &Time(k8s_openapi::jiff::Timestamp::now()),
+        ),
         domains: Some(svc.spec.domains.len() as i32),
     };
     status::update(&ctx, CONTROLLER, svc.as_ref(), &new)

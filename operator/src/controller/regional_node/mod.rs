@@ -19,14 +19,13 @@ use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{self, Desired, merge, types};
+use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use super::storage;
 use crate::adapters::s3::BucketSpec;
 use crate::api::{
-    CommonStatus, DataHub, DeletionPolicy, JobRun, JobStatus, RegionalNode, RegionalNodeStatus,
-    StorageMode,
+    DataHub, DeletionPolicy, JobRun, JobStatus, RegionalNode, RegionalNodeStatus, StorageMode,
 };
 
 /// Name of the controller: its field manager is `vardhub-regionalnode`.
@@ -354,10 +353,7 @@ pub fn next_status(
     let generation = node.metadata.generation;
     let layout = storage::node_layout(node);
     RegionalNodeStatus {
-        common: CommonStatus {
-            observed_generation: generation,
-            conditions: merge(&current.common.conditions, conditions, generation, &now),
-        },
+        common: conditions::common_status(&current.common, conditions, generation, &now),
         namespace: Some(node.workload_namespace()),
         openbao_namespace: Some(layout.openbao_namespace),
         buckets: vec![layout.landing, layout.standardised],
