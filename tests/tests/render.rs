@@ -112,6 +112,7 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
 
     kubectl(&["delete", "-k", &dir_arg, "--wait=false"])?;
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
     eventually(
         "the local environment to be gone",
         Duration::from_secs(60),
@@ -126,6 +127,8 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
                 );
             }
             left += usize::from(hubs.get_opt("national").await?.is_some());
+            // The catalogue's namespace too, so that the next test can create it again.
+            left += usize::from(namespaces.get_opt("vardhub-catalog").await?.is_some());
             Ok((left == 0).then_some(()))
         },
     )
@@ -173,6 +176,18 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
         let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
         for ns in resources.others.iter().filter(|o| o["kind"] == "Namespace") {
             let name = ns["metadata"]["name"].as_str().unwrap_or_default();
+            // One that an earlier test deleted may still be terminating.
+            eventually(
+                &format!("namespace {name} not to be terminating"),
+                Duration::from_secs(90),
+                || async {
+                    let live = namespaces.get_opt(name).await?;
+                    Ok(live
+                        .is_none_or(|n| n.metadata.deletion_timestamp.is_none())
+                        .then_some(()))
+                },
+            )
+            .await?;
             namespaces
                 .patch(
                     name,
