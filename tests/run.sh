@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of vardhub: formatting, clippy, the chart's lint, the unit tests,
 # and the integration tests against the local cluster (real kube-apiserver, etcd, controller
-# manager, scheduler, kwok nodes, OpenBao and MinIO), which this script brings up and takes
-# down again. `make test` calls it; so does CI.
+# manager, scheduler, kwok nodes, a real node with containerd, OpenBao and MinIO), which this
+# script brings up and takes down again, with the vardhub image it builds loaded into the real
+# node. `make test` calls it; so does CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cluster=environments/local/cluster/cluster.sh
@@ -19,6 +20,11 @@ done
 say "building the local cluster's components (cached after the first run)"
 bash "$cluster" build
 
+say "the vardhub image (a static release build; cached after the first run)"
+VARDHUB_IMAGE=$(bash operator/image/build.sh)
+export VARDHUB_IMAGE
+echo "image: $VARDHUB_IMAGE"
+
 say "the SHACL validator for the catalogue tests (pySHACL, cached after the first run)"
 VARDHUB_SHACL_PYTHON=$(bash tests/shacl/setup.sh)
 export VARDHUB_SHACL_PYTHON
@@ -32,6 +38,7 @@ bash "$cluster" down   # a no-op unless an earlier run left something behind
 bash "$cluster" up
 trap 'say "taking the local cluster down"; bash "$cluster" down' EXIT
 eval "$(bash "$cluster" env)"
+bash "$cluster" import-image target/image/image.tar
 
 say "chart: helm lint and template"
 helm lint --strict charts/vardhub-operator
@@ -40,6 +47,24 @@ if helm template vardhub charts/vardhub-operator --set replicas=0 >/dev/null 2>&
   echo "values.schema.json accepted replicas=0" >&2
   exit 1
 fi
+# The chart refuses an install whose prerequisites are missing, and says what to create.
+refused() {
+  local expected=$1 out
+  shift
+  if out=$(helm "$@" 2>&1); then
+    echo "helm $* succeeded; expected a refusal naming: $expected" >&2
+    exit 1
+  fi
+  grep -qF "$expected" <<<"$out" || { echo "helm $* was refused without naming '$expected': $out" >&2; exit 1; }
+  echo "refused as expected: $expected"
+}
+refused "openbao.tokenSecret.name is not" template vardhub charts/vardhub-operator \
+  --set openbao.address=http://openbao:8200
+refused "s3.credentialsSecret.name is not" template vardhub charts/vardhub-operator \
+  --set s3.endpoint=http://s3:9000
+refused "Secret vardhub-system/absent does not exist" install vardhub charts/vardhub-operator \
+  --namespace vardhub-system --dry-run=server \
+  --set openbao.address=http://openbao:8200 --set openbao.tokenSecret.name=absent
 
 say "unit and integration tests"
 results=$(mktemp)

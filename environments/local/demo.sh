@@ -1,40 +1,37 @@
 #!/usr/bin/env bash
-# The main job: brings the embedded local cluster up, installs the CRDs, runs the operator
-# against it, applies environments/local and waits until every resource is Ready. The
-# operator then keeps running in the foreground until Ctrl-C (set VARDHUB_DEMO_EXIT=1 to stop
+# The main job: builds the vardhub image, brings the embedded local cluster up (with its real
+# node), installs the operator with its Helm chart (two replicas on the real node, pinned by
+# the digest just built), applies environments/local and waits until every resource is Ready.
+# It then follows the leading operator's log until Ctrl-C (set VARDHUB_DEMO_EXIT=1 to stop
 # once everything is Ready). The cluster stays up; `make cluster-down` takes it down.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cluster=environments/local/cluster/cluster.sh
 say() { printf '\n[demo] %s\n' "$*"; }
 
-say "building vardhub"
-cargo build --release --locked -p vardhub
-bin=target/release/vardhub
+say "building the vardhub image (make image)"
+image=$(bash operator/image/build.sh)
+echo "image: $image"
 
 if ! bash "$cluster" status >/dev/null 2>&1; then
   say "bringing the local cluster up (the first run builds its components)"
   bash "$cluster" up
 fi
 eval "$(bash "$cluster" env)"
+bash "$cluster" import-image target/image/image.tar
 
 say "installing the CRDs"
 kubectl apply --server-side --field-manager=vardhub-demo -f crds/
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
-kubectl create namespace vardhub-system --dry-run=client -o yaml | kubectl apply --server-side --field-manager=vardhub-demo -f - >/dev/null
 
-say "starting the operator"
-log="$VARDHUB_CLUSTER_DIR/logs/vardhub-operator.log"
-mkdir -p "$(dirname "$log")"
-"$bin" operator --metrics-addr 127.0.0.1:18080 --leader-election-namespace vardhub-system \
-  --leader-election-identity demo >"$log" 2>&1 &
-operator=$!
-trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
+say "installing the operator with its chart (two replicas on $VARDHUB_NODE_NAME)"
+bash environments/local/install-operator.sh "$image"
+kubectl -n vardhub-system get pods -o wide
 
 say "applying environments/local"
 kubectl apply --server-side --field-manager=vardhub-demo -k environments/local
-kubectl wait --for=condition=Ready --timeout=120s regionalnodes --all
-kubectl wait --for=condition=Ready --timeout=120s datahubs --all
+kubectl wait --for=condition=Ready --timeout=180s regionalnodes --all
+kubectl wait --for=condition=Ready --timeout=180s datahubs --all
 
 say "where each region's data lives"
 kubectl get vardhub
@@ -46,16 +43,14 @@ echo
 kubectl get datahub national -o go-template='{{range .status.zones}}{{printf "zone %-17s bucket %-32s %s, retention %s\n" .zone .bucket .layout .retention}}{{end}}'
 
 say "the data catalogue (DCAT-AP 3 / HealthDCAT-AP), generated from the Dataset resources"
-kubectl wait --for=condition=CatalogRendered --timeout=120s -n vardhub-catalog catalogservice/national
+kubectl wait --for=condition=Ready --timeout=180s -n vardhub-catalog catalogservice/national
 kubectl get datasets -n vardhub-catalog -o custom-columns='DATASET:.metadata.name,STAGE:.spec.location.stage,ACCESS:.spec.accessRights,WHERE:.status.distributions[*].accessUrl'
 kubectl get catalogservice -n vardhub-catalog national -o go-template='{{printf "catalogue: %v datasets, %v triples, digest %v\n" .status.datasets .status.triples .status.digest}}'
-# The catalogue's component, run here as a local process (its pods on the kwok nodes are
-# simulated); it reads the datasets through the API server, as in a cluster.
-catalog_log="$VARDHUB_CLUSTER_DIR/logs/vardhub-catalog.log"
-"$bin" catalog-service --listen 127.0.0.1:18081 --namespace vardhub-catalog --name national \
-  >"$catalog_log" 2>&1 &
-catalog=$!
-trap 'kill "$operator" "$catalog" 2>/dev/null; wait "$operator" "$catalog" 2>/dev/null || true' EXIT
+kubectl -n vardhub-catalog get pods -o wide
+# The catalogue's component runs in a pod on the real node; a port-forward brings it here.
+kubectl -n vardhub-catalog port-forward service/national-catalog 18081:8080 >/dev/null 2>&1 &
+forward=$!
+trap 'kill "$forward" 2>/dev/null; wait "$forward" 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do
   curl -fs http://127.0.0.1:18081/readyz >/dev/null 2>&1 && break
   sleep 0.2
@@ -64,11 +59,12 @@ echo "first lines of http://127.0.0.1:18081/datasets/hip-fracture-product (Accep
 resource=$(curl -fsS -H 'Accept: text/turtle' http://127.0.0.1:18081/datasets/hip-fracture-product)
 printf '%s\n' "$resource" | grep -v '^@prefix' | sed -n '1,12p'
 echo
-echo "Operator log: $log   metrics: http://127.0.0.1:18080/metrics"
-echo "Catalogue: http://127.0.0.1:18081/catalog (Turtle, JSON-LD, RDF/XML by Accept), log: $catalog_log"
+leader=$(kubectl -n vardhub-system get lease vardhub-operator -o jsonpath='{.spec.holderIdentity}')
+echo "Operator: leader $leader; metrics: kubectl -n vardhub-system port-forward service/vardhub-operator-metrics 8080"
+echo "Catalogue: http://127.0.0.1:18081/catalog (Turtle, JSON-LD, RDF/XML by Accept)"
 
 if [ "${VARDHUB_DEMO_EXIT:-0}" = "1" ]; then
   exit 0
 fi
-say "the operator keeps reconciling and the catalogue is served; Ctrl-C stops both (the cluster stays up: make cluster-down)"
-wait "$operator"
+say "following the leading operator's log; Ctrl-C stops following (the operator and the cluster stay up: make cluster-down)"
+kubectl -n vardhub-system logs -f "$leader"

@@ -8,6 +8,7 @@
 //!   shared apply, conditions and runtime machinery.
 //! - [`telemetry`]: metrics, health endpoints and logging.
 //! - [`crdgen`]: the generated CRDs and their drift check.
+//! - [`jobs`]: the reference jobs a regional node's CronJobs run (`vardhub job`).
 //! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
 //! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
 //! - [`plan`]: what applying a directory would change in a live cluster (`vardhub plan`).
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod compare;
 pub mod controller;
 pub mod crdgen;
+pub mod jobs;
 pub mod plan;
 pub mod pseudonymisation;
 pub mod render;

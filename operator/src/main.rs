@@ -48,6 +48,19 @@ enum Command {
         /// The S3 server's region.
         #[arg(long, env = "AWS_REGION", default_value = "eu-north-1")]
         s3_region: String,
+        /// Image of the project's own workloads (pseudonymisation service, catalogue); the
+        /// chart passes the operator's own image, pinned as it was installed.
+        #[arg(long, env = "VARDHUB_IMAGE")]
+        image: Option<String>,
+    },
+    /// Run one of a regional node's reference jobs (what `environments/` schedule as the
+    /// node's mapping and export CronJobs): log in to OpenBao with the pod's ServiceAccount,
+    /// read the node's S3 credential there and check the node's buckets with it. The
+    /// environment comes from the CronJob the operator writes.
+    Job {
+        /// Which job.
+        #[arg(value_enum)]
+        stage: vardhub::jobs::Stage,
     },
     /// Run the pseudonymisation service: an HTTP API that turns identifiers into pseudonyms
     /// per domain, with keys in OpenBao Transit.
@@ -413,6 +426,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(&bytes)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Job { stage } => {
+            let settings = vardhub::jobs::Settings::from_lookup(|name| std::env::var(name).ok())?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            let report = runtime.block_on(vardhub::jobs::run(stage, &settings))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::PseudonymisationService {
             listen,
             openbao_addr,
@@ -468,6 +488,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             openbao_addr,
             s3_endpoint,
             s3_region,
+            image,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -480,6 +501,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     lease_name: leader_election_lease,
                     identity: leader_election_identity.unwrap_or_else(default_identity),
                     lease_duration_seconds,
+                    image,
                     openbao: openbao_addr.zip(std::env::var("VAULT_TOKEN").ok()),
                     s3: s3_endpoint.and_then(|endpoint| {
                         Some(vardhub::adapters::s3::Settings {

@@ -238,6 +238,7 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
             s3_endpoint: settings.s3_endpoint.clone(),
             egress: egress.clone(),
             hub,
+            image: settings.image.clone(),
         };
         out.extend(stamp(
             &Owner::of(node),

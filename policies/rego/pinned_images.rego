@@ -6,8 +6,9 @@ import rego.v1
 deny contains v if {
 	some node in vardhub("RegionalNode")
 	some i, job in node.spec.mappingJobs
-	not contains(job.image, "@sha256:")
-	v := violation("pinned-images", node, sprintf("spec.mappingJobs[%d].image", [i]), sprintf("image \"%s\" is not pinned by digest (@sha256:...)", [job.image]))
+	image := job.image
+	not contains(image, "@sha256:")
+	v := violation("pinned-images", node, sprintf("spec.mappingJobs[%d].image", [i]), sprintf("image \"%s\" is not pinned by digest (@sha256:...)", [image]))
 }
 
 deny contains v if {

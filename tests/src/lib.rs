@@ -279,6 +279,30 @@ where
     }
 }
 
+/// Creates a Job from a CronJob's template, as `kubectl create job --from=cronjob/...` does.
+pub async fn run_now(admin: &Client, ns: &str, cron_job: &str) -> Result<String> {
+    let cj = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(admin.clone(), ns)
+        .get(cron_job)
+        .await?;
+    let template = cj.spec.job_template;
+    let name = format!(
+        "{cron_job}-{}",
+        k8s_openapi::jiff::Timestamp::now().as_second()
+    );
+    let mut meta = template.metadata.unwrap_or_default();
+    meta.name = Some(name.clone());
+    meta.namespace = Some(ns.into());
+    let job = k8s_openapi::api::batch::v1::Job {
+        metadata: meta,
+        spec: template.spec,
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::batch::v1::Job>::namespaced(admin.clone(), ns)
+        .create(&kube::api::PostParams::default(), &job)
+        .await?;
+    Ok(name)
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -321,6 +345,7 @@ impl RunningOperator {
             lease_name: lease.into(),
             identity: identity.into(),
             lease_duration_seconds,
+            image: None,
             openbao: openbao.then(|| (cluster.vault_addr.clone(), cluster.vault_token.clone())),
             s3: openbao.then(|| cluster.s3_settings()),
         };
@@ -418,21 +443,7 @@ impl LocalCluster {
 
     /// An S3 client with credentials the operator issued (read back from OpenBao).
     pub fn s3_with(&self, c: &vardhub::adapters::s3::IssuedCredentials) -> aws_sdk_s3::Client {
-        let credentials = aws_sdk_s3::config::Credentials::new(
-            &c.access_key_id,
-            &c.secret_access_key,
-            Some(c.session_token.clone()),
-            None,
-            "issued-by-vardhub",
-        );
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(&c.endpoint)
-            .region(aws_sdk_s3::config::Region::new(c.region.clone()))
-            .credentials_provider(credentials)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        c.client()
     }
 
     /// The operator's own OpenBao administration adapter, with the root token.

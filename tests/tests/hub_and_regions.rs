@@ -7,15 +7,15 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use vardhub::adapters::s3::IssuedCredentials;
 use vardhub::api::{DataHub, RegionalNode};
 use vardhub::controller::conditions::{is_true, types};
-use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually, run_now};
 
 /// The three regions of these tests: Stockholm, Västra Götaland, Skåne.
 const REGIONS: [(&str, &str); 3] = [("sthlm", "01"), ("vg", "14"), ("skane", "12")];
@@ -191,30 +191,6 @@ async fn assert_bucket_hardened(s3: &aws_sdk_s3::Client, bucket: &str) -> Result
 
 async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> bool {
     s3.head_bucket().bucket(bucket).send().await.is_ok()
-}
-
-/// Creates a Job from a CronJob's template, as `kubectl create job --from=cronjob/...` does.
-async fn run_now(admin: &Client, ns: &str, cron_job: &str) -> Result<String> {
-    let cj = Api::<CronJob>::namespaced(admin.clone(), ns)
-        .get(cron_job)
-        .await?;
-    let template = cj.spec.job_template;
-    let name = format!(
-        "{cron_job}-{}",
-        k8s_openapi::jiff::Timestamp::now().as_second()
-    );
-    let mut meta = template.metadata.unwrap_or_default();
-    meta.name = Some(name.clone());
-    meta.namespace = Some(ns.into());
-    let job = Job {
-        metadata: meta,
-        spec: template.spec,
-        ..Default::default()
-    };
-    Api::<Job>::namespaced(admin.clone(), ns)
-        .create(&PostParams::default(), &job)
-        .await?;
-    Ok(name)
 }
 
 #[tokio::test]

@@ -67,6 +67,21 @@ async fn crds_are_installed_with_category_and_short_names() -> Result<()> {
         explained.contains("county code"),
         "field docs reach kubectl explain: {explained}"
     );
+    // Each kind opens with what it is, not with kube-derive's placeholder.
+    for (kind, opening) in [
+        ("regionalnode", "A RegionalNode is"),
+        ("datahub", "A DataHub is"),
+        ("pseudonymisationservice", "A PseudonymisationService"),
+        ("catalogservice", "A CatalogService"),
+        ("dataset", "A Dataset is"),
+    ] {
+        let text = kubectl(&["explain", kind])?;
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat.contains(opening) && !flat.contains("Auto-generated"),
+            "kubectl explain {kind} describes the kind: {text}"
+        );
+    }
     Ok(())
 }
 

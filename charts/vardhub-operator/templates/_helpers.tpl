@@ -71,3 +71,51 @@ precedence over the tag; otherwise the tag defaults to the chart's appVersion.
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
+
+{{/*
+Refuses an install that cannot work, naming what to create first (see README, "Before you
+install"). The Secrets are looked up only when the chart talks to a cluster: `helm template`
+and a client-side dry run cannot see them and skip that part.
+*/}}
+{{- define "vardhub-operator.checkPrerequisites" -}}
+{{- $ns := .Release.Namespace }}
+{{- with .Values.openbao }}
+{{- if and .address (not .tokenSecret.name) }}
+{{- fail "openbao.address is set but openbao.tokenSecret.name is not: create a Secret holding the operator's OpenBao token and set openbao.tokenSecret.name; see the chart's README, \"Before you install\"" }}
+{{- end }}
+{{- if and .tokenSecret.name (not .address) }}
+{{- fail "openbao.tokenSecret is set but openbao.address is not: set openbao.address to OpenBao's URL as pods reach it" }}
+{{- end }}
+{{- end }}
+{{- with .Values.s3 }}
+{{- if and .endpoint (not .credentialsSecret.name) }}
+{{- fail "s3.endpoint is set but s3.credentialsSecret.name is not: create the operator's own S3 identity and a Secret with its keys, and set s3.credentialsSecret.name; see the chart's README, \"Before you install\"" }}
+{{- end }}
+{{- end }}
+{{- if (lookup "v1" "Namespace" "" "kube-system") }}
+{{- with .Values.openbao.tokenSecret }}
+{{- if .name }}
+{{- $secret := lookup "v1" "Secret" $ns .name }}
+{{- if not $secret }}
+{{- fail (printf "openbao.tokenSecret: Secret %s/%s does not exist; create it first (kubectl -n %s create secret generic %s --from-literal=%s=<token>)" $ns .name $ns .name (.key | default "token")) }}
+{{- end }}
+{{- if not (hasKey ($secret.data | default dict) (.key | default "token")) }}
+{{- fail (printf "openbao.tokenSecret: Secret %s/%s has no key %q" $ns .name (.key | default "token")) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- with .Values.s3.credentialsSecret }}
+{{- if .name }}
+{{- $secret := lookup "v1" "Secret" $ns .name }}
+{{- if not $secret }}
+{{- fail (printf "s3.credentialsSecret: Secret %s/%s does not exist; create it first with the operator's S3 access key and secret key" $ns .name) }}
+{{- end }}
+{{- range $key := list (.accessKeyIdKey | default "accessKeyId") (.secretAccessKeyKey | default "secretAccessKey") }}
+{{- if not (hasKey ($secret.data | default dict) $key) }}
+{{- fail (printf "s3.credentialsSecret: Secret %s/%s has no key %q" $ns $.Values.s3.credentialsSecret.name $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Local vardhub cluster: a real Kubernetes control plane (etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler) with kwok fake nodes, an OpenBao dev
-# server and a MinIO S3 server, all on 127.0.0.1 and all run as plain processes.
+# kube-controller-manager, kube-scheduler) with kwok fake nodes and one real node
+# (containerd, runc, kubelet, kube-proxy, CoreDNS; see node.sh), an OpenBao dev
+# server and a MinIO S3 server, all run as plain processes on this machine. The
+# servers pods use listen on the node's address on a bridge this script creates;
+# the rest on 127.0.0.1.
 #
 #   cluster.sh build    build or fetch every binary into the cache (first run only)
 #   cluster.sh up       build if needed, start everything, wait until it answers
 #   cluster.sh down     stop every process and remove the run state
 #   cluster.sh status   show what runs and which versions
 #   cluster.sh env      print the export lines for the running cluster
+#   cluster.sh import-image FILE   load an OCI image tarball into the real node
 #
 # Binaries are cached per version in ${VARDHUB_CACHE_DIR:-$HOME/.cache/vardhub}/bin;
 # run state lives in ${VARDHUB_RUN_DIR:-<cache>/run}. Nothing is written to the repo.
@@ -44,8 +48,9 @@ readonly KWOK_PORT=20247
 readonly OPENBAO_PORT=18200
 readonly MINIO_PORT=19000
 readonly MINIO_CONSOLE_PORT=19001
-# Only allocated, never contacted: nothing in this cluster runs there and the
-# apiserver is fenced off from dialling cluster addresses (see egress selector).
+# Service addresses are translated by kube-proxy on this machine; the kwok pods'
+# addresses are simulated. The fence in node.sh rejects any packet from this
+# machine to either range that was not translated to a real pod or server.
 readonly SERVICE_CIDR=10.96.0.0/16
 readonly SERVICE_FIRST_IP=10.96.0.1
 readonly KWOK_POD_CIDR=10.244.0.0/16
@@ -86,12 +91,16 @@ readonly AUDIT_LOG="$RUN_DIR/audit.log"
 readonly ENV_FILE="$RUN_DIR/env"
 readonly VERSIONS_FILE="$RUN_DIR/versions"
 readonly STATE_LOCK="$RUN_DIR/.lock"
-# The cluster egress of the apiserver goes through this socket, which never
-# exists, so every dial towards a node, pod or service address fails at once.
-readonly EGRESS_FENCE_SOCKET="$RUN_DIR/egress-fence.sock"
+
+# The real node: its versions, addresses, build and start-up.
+# shellcheck source=environments/local/cluster/node.sh
+source "$SCRIPT_DIR/node.sh"
+# What pods must reach (the API server, OpenBao, MinIO) listens on the node's address.
+readonly SERVER_HOST=$NODE_IP
 
 # Start order; shutdown runs in reverse.
-readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok openbao minio)
+readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok openbao minio
+    containerd coredns kubelet kube-proxy)
 
 # Builds use the machine's Go only; never let it fetch another toolchain.
 export GOTOOLCHAIN=local
@@ -116,7 +125,7 @@ duration() {
 }
 
 kubectl_() { "$K8S_DIR/kubectl" --kubeconfig="$KUBECONFIG_ADMIN" "$@"; }
-bao_() { BAO_ADDR="http://$HOST:$OPENBAO_PORT" BAO_TOKEN="$OPENBAO_ROOT_TOKEN" "$OPENBAO_DIR/bao" "$@"; }
+bao_() { BAO_ADDR="http://$SERVER_HOST:$OPENBAO_PORT" BAO_TOKEN="$OPENBAO_ROOT_TOKEN" "$OPENBAO_DIR/bao" "$@"; }
 
 # ---------------------------------------------------------------------------
 # build
@@ -181,7 +190,9 @@ build_kubernetes() {
             k8s.io/kubernetes/cmd/kube-apiserver \
             k8s.io/kubernetes/cmd/kube-controller-manager \
             k8s.io/kubernetes/cmd/kube-scheduler \
-            k8s.io/kubernetes/cmd/kubectl
+            k8s.io/kubernetes/cmd/kubectl \
+            k8s.io/kubernetes/cmd/kubelet \
+            k8s.io/kubernetes/cmd/kube-proxy
     )
 }
 
@@ -275,23 +286,25 @@ cmd_build() {
     fi
     local total=$SECONDS
     ensure_component kubernetes "$KUBERNETES_VERSION" "$K8S_DIR" build_kubernetes \
-        kube-apiserver kube-controller-manager kube-scheduler kubectl
+        kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
     ensure_component etcd "$ETCD_VERSION" "$ETCD_DIR" build_etcd etcd
     ensure_component kwok "$KWOK_VERSION" "$KWOK_DIR" build_kwok kwok stages.yaml
     ensure_component openbao "$OPENBAO_VERSION" "$OPENBAO_DIR" build_openbao bao
     ensure_component minio "$MINIO_VERSION" "$MINIO_DIR" build_minio minio
     ensure_component helm "$HELM_VERSION" "$HELM_DIR" build_helm helm
+    build_node_components
     exec 8>&-
     log "all binaries ready in $BIN_DIR ($(duration $((SECONDS - total))))"
 }
 
 all_built() {
     local f
-    for f in "$K8S_DIR"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} \
+    for f in "$K8S_DIR"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet,kube-proxy} \
         "$ETCD_DIR/etcd" "$KWOK_DIR/kwok" "$KWOK_DIR/stages.yaml" "$OPENBAO_DIR/bao" \
         "$MINIO_DIR/minio" "$HELM_DIR/helm"; do
         [[ -e "$f" ]] || return 1
     done
+    node_built
 }
 
 # ---------------------------------------------------------------------------
@@ -393,8 +406,10 @@ stop_pids() {
 STOPPED=()
 stop_all() {
     local wave name pid items exe orphans
+    stop_node_pods
     orphans=$(orphan_pids)
-    for wave in "kwok minio openbao kube-scheduler kube-controller-manager" kube-apiserver etcd; do
+    for wave in "kube-proxy kubelet coredns containerd kwok minio openbao kube-scheduler kube-controller-manager" \
+        kube-apiserver etcd; do
         items=()
         for name in $wave; do
             if pid=$(component_pid "$name"); then
@@ -421,9 +436,11 @@ stop_all() {
 
 # Remove all run state except the logs of the last run.
 wipe_state() {
+    unmount_node
+    teardown_node_network
+    rm -rf "$NODE_DIR"
     rm -rf "$RUN_DIR/etcd-data" "$RUN_DIR/minio-data" "$PKI" "$PID_DIR" "$RUN_DIR/config" \
-        "$KUBECONFIG_ADMIN" "$AUDIT_LOG" "$AUDIT_LOG".* "$ENV_FILE" "$VERSIONS_FILE" \
-        "$EGRESS_FENCE_SOCKET"
+        "$KUBECONFIG_ADMIN" "$AUDIT_LOG" "$AUDIT_LOG".* "$ENV_FILE" "$VERSIONS_FILE"
 }
 
 take_state_lock() {
@@ -456,8 +473,9 @@ wait_until() {
     done
 }
 
+# port_free PORT [ADDRESS]
 port_free() {
-    ! (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+    ! (exec 3<>"/dev/tcp/${2:-$HOST}/$1") 2>/dev/null
 }
 
 # ---------------------------------------------------------------------------
@@ -488,8 +506,10 @@ extendedKeyUsage=clientAuth"
     sign apiserver "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:$HOST,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$SERVICE_FIRST_IP"
+subjectAltName=IP:$HOST,IP:$SERVER_HOST,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$SERVICE_FIRST_IP"
     sign admin "/O=system:masters/CN=vardhub-admin" "$client"
+    # The API server's identity towards kubelets (logs, exec, port-forward).
+    sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
     sign kube-controller-manager "/CN=system:kube-controller-manager" "$client"
     sign kube-scheduler "/CN=system:kube-scheduler" "$client"
     sign kwok "/O=system:masters/CN=vardhub-kwok" "$client"
@@ -507,7 +527,7 @@ kind: Config
 clusters:
 - name: vardhub-local
   cluster:
-    server: https://$HOST:$APISERVER_PORT
+    server: https://$SERVER_HOST:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 <"$PKI/ca.crt")
 users:
 - name: $user
@@ -544,28 +564,6 @@ rules:
 - level: None
 EOF
 
-    # Traffic to nodes, pods and services (webhooks or APIServices that point at
-    # a Service, pod/service/node proxy, logs, exec) goes through "cluster".
-    # It is routed to a socket that never exists, so such dials fail at once
-    # instead of sending packets to the fake pod or service ranges.
-    cat >"$cfg/egress-selector.yaml" <<EOF
-apiVersion: apiserver.k8s.io/v1beta1
-kind: EgressSelectorConfiguration
-egressSelections:
-- name: cluster
-  connection:
-    proxyProtocol: HTTPConnect
-    transport:
-      uds:
-        udsName: $EGRESS_FENCE_SOCKET
-- name: controlplane
-  connection:
-    proxyProtocol: Direct
-- name: etcd
-  connection:
-    proxyProtocol: Direct
-EOF
-
     # kwok: the upstream fast stages (nodes become Ready, pods Running, Job pods
     # Succeeded, deleted pods go away).
     cp "$KWOK_DIR/stages.yaml" "$cfg/kwok.yaml"
@@ -576,7 +574,7 @@ EOF
 # ---------------------------------------------------------------------------
 apiserver_curl() {
     curl -fsS --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-        "https://$HOST:$APISERVER_PORT$1"
+        "https://$SERVER_HOST:$APISERVER_PORT$1"
 }
 
 start_etcd() {
@@ -598,10 +596,9 @@ start_etcd() {
 start_apiserver() {
     local cfg="$RUN_DIR/config"
     start_component kube-apiserver "$K8S_DIR/kube-apiserver" \
-        --bind-address="$HOST" \
+        --bind-address="$SERVER_HOST" \
         --secure-port="$APISERVER_PORT" \
-        --advertise-address="$HOST" \
-        --endpoint-reconciler-type=none \
+        --advertise-address="$SERVER_HOST" \
         --etcd-servers="http://$HOST:$ETCD_CLIENT_PORT" \
         --service-cluster-ip-range="$SERVICE_CIDR" \
         --tls-cert-file="$PKI/apiserver.crt" \
@@ -616,7 +613,10 @@ start_apiserver() {
         --audit-log-path="$AUDIT_LOG" \
         --audit-log-format=json \
         --audit-log-maxsize=0 \
-        --egress-selector-config-file="$cfg/egress-selector.yaml" \
+        --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" \
+        --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority="$PKI/ca.crt" \
+        --kubelet-preferred-address-types=InternalIP \
         --profiling=false
     wait_until kube-apiserver 120 apiserver_curl /readyz
 }
@@ -713,9 +713,9 @@ start_kwok() {
 start_openbao() {
     start_component openbao "$OPENBAO_DIR/bao" server -dev \
         -dev-root-token-id="$OPENBAO_ROOT_TOKEN" \
-        -dev-listen-address="$HOST:$OPENBAO_PORT" \
+        -dev-listen-address="$SERVER_HOST:$OPENBAO_PORT" \
         -dev-no-store-token
-    wait_until openbao 60 curl -fsS --max-time 2 "http://$HOST:$OPENBAO_PORT/v1/sys/health"
+    wait_until openbao 60 curl -fsS --max-time 2 "http://$SERVER_HOST:$OPENBAO_PORT/v1/sys/health"
 }
 
 configure_openbao_kubernetes_auth() {
@@ -728,7 +728,7 @@ configure_openbao_kubernetes_auth() {
     jwt=$(kubectl_ -n kube-system create token openbao-token-reviewer --duration=24h)
     bao_ auth enable kubernetes >/dev/null
     bao_ write auth/kubernetes/config \
-        kubernetes_host="https://$HOST:$APISERVER_PORT" \
+        kubernetes_host="https://$SERVER_HOST:$APISERVER_PORT" \
         kubernetes_ca_cert=@"$PKI/ca.crt" \
         token_reviewer_jwt="$jwt" \
         disable_local_ca_jwt=true >/dev/null
@@ -759,8 +759,8 @@ start_minio() {
         MINIO_ROOT_USER="$S3_ROOT_USER" MINIO_ROOT_PASSWORD="$secret" \
         MINIO_SITE_REGION="$S3_REGION" MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
         start_component minio "$MINIO_DIR/minio" server "$RUN_DIR/minio-data" \
-        --address "$HOST:$MINIO_PORT" --console-address "$HOST:$MINIO_CONSOLE_PORT"
-    wait_until minio 60 curl -fsS --max-time 2 "http://$HOST:$MINIO_PORT/minio/health/ready"
+        --address "$SERVER_HOST:$MINIO_PORT" --console-address "$HOST:$MINIO_CONSOLE_PORT"
+    wait_until minio 60 curl -fsS --max-time 2 "http://$SERVER_HOST:$MINIO_PORT/minio/health/ready"
 }
 
 record_versions() {
@@ -768,7 +768,7 @@ record_versions() {
     k8s=$(apiserver_curl /version | sed -n 's/.*"gitVersion": *"\([^"]*\)".*/\1/p')
     etcd=$(curl -fsS --max-time 2 "http://$HOST:$ETCD_CLIENT_PORT/version" |
         sed -n 's/.*"etcdserver":"\([^"]*\)".*/v\1/p')
-    bao=$(curl -fsS --max-time 2 "http://$HOST:$OPENBAO_PORT/v1/sys/seal-status" |
+    bao=$(curl -fsS --max-time 2 "http://$SERVER_HOST:$OPENBAO_PORT/v1/sys/seal-status" |
         sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
     minio=$("$MINIO_DIR/minio" --version | head -n 1 | awk '{print $3}')
     kwok=$("$KWOK_DIR/kwok" --version 2>/dev/null | grep -o 'v[0-9][0-9.]*[^ ,]*' | head -n 1) || true
@@ -779,6 +779,7 @@ openbao=${bao:-$OPENBAO_VERSION}
 minio=${minio:-$MINIO_VERSION}
 kwok=${kwok:-$KWOK_VERSION}
 helm=$HELM_VERSION
+$(node_versions)
 EOF
 }
 
@@ -793,12 +794,12 @@ export KUBECONFIG='$KUBECONFIG_ADMIN'
 export VARDHUB_CLUSTER_DIR='$RUN_DIR'
 export VARDHUB_AUDIT_LOG='$AUDIT_LOG'
 export VARDHUB_CA_CERT='$PKI/ca.crt'
-export VARDHUB_KUBE_APISERVER='https://$HOST:$APISERVER_PORT'
-export VAULT_ADDR='http://$HOST:$OPENBAO_PORT'
+export VARDHUB_KUBE_APISERVER='https://$SERVER_HOST:$APISERVER_PORT'
+export VAULT_ADDR='http://$SERVER_HOST:$OPENBAO_PORT'
 export VAULT_TOKEN='$OPENBAO_ROOT_TOKEN'
-export BAO_ADDR='http://$HOST:$OPENBAO_PORT'
+export BAO_ADDR='http://$SERVER_HOST:$OPENBAO_PORT'
 export BAO_TOKEN='$OPENBAO_ROOT_TOKEN'
-export VARDHUB_S3_ENDPOINT='http://$HOST:$MINIO_PORT'
+export VARDHUB_S3_ENDPOINT='http://$SERVER_HOST:$MINIO_PORT'
 export AWS_ACCESS_KEY_ID='$S3_ROOT_USER'
 export AWS_SECRET_ACCESS_KEY='$secret'
 export AWS_REGION='$S3_REGION'
@@ -808,7 +809,15 @@ export VARDHUB_VERSION_OPENBAO='$(version_of openbao)'
 export VARDHUB_VERSION_MINIO='$(version_of minio)'
 export VARDHUB_VERSION_KWOK='$(version_of kwok)'
 export VARDHUB_VERSION_HELM='$(version_of helm)'
-export PATH="$HELM_DIR:$OPENBAO_DIR:$K8S_DIR:\$PATH"
+export VARDHUB_VERSION_CONTAINERD='$(version_of containerd)'
+export VARDHUB_VERSION_RUNC='$(version_of runc)'
+export VARDHUB_NODE_NAME='$NODE_NAME'
+export VARDHUB_NODE_IP='$NODE_IP'
+export VARDHUB_NODE_TAINT='$NODE_TAINT_KEY'
+export VARDHUB_NODE_FENCE_CHAIN='$FIREWALL_CHAIN'
+export VARDHUB_TOOLBOX_IMAGE='$TOOLBOX_IMAGE'
+export CONTAINER_RUNTIME_ENDPOINT='unix://$CONTAINERD_SOCKET'
+export PATH="$HELM_DIR:$OPENBAO_DIR:$K8S_DIR:$NODE_BIN_DIR:\$PATH"
 EOF
     )
 }
@@ -849,10 +858,11 @@ cmd_up() {
     fi
 
     local port
-    for port in "$APISERVER_PORT" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT" \
-        "$KWOK_PORT" "$OPENBAO_PORT" "$MINIO_PORT" "$MINIO_CONSOLE_PORT"; do
+    for port in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT" \
+        "$KWOK_PORT" "$MINIO_CONSOLE_PORT" "$KUBELET_HEALTHZ_PORT" "$KUBE_PROXY_HEALTHZ_PORT"; do
         port_free "$port" || die "port $HOST:$port is already in use by another program"
     done
+    ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && die "the bridge $NODE_BRIDGE already exists; run 'cluster.sh down' first"
 
     trap on_up_exit EXIT
     local start=$SECONDS secret
@@ -860,6 +870,8 @@ cmd_up() {
     mkdir -p "$LOG_DIR" "$PID_DIR"
     generate_pki
     write_configs
+    mkdir -p "$NODE_DIR"
+    setup_node_network
     secret=$(openssl rand -hex 24)
 
     start_etcd
@@ -873,6 +885,7 @@ cmd_up() {
     configure_openbao_kubernetes_auth
     verify_openbao_login
     start_minio "$secret"
+    start_node
 
     record_versions
     write_env_file "$secret"
@@ -903,6 +916,9 @@ component_version() {
     etcd) v=$(version_of etcd) ;;
     kube-*) v=$(version_of kubernetes) ;;
     kwok) v=$(version_of kwok) ;;
+    containerd) v=$(version_of containerd) ;;
+    kubelet | kube-proxy) v=$(version_of kubernetes) ;;
+    coredns) v=$(version_of coredns) ;;
     openbao) v=$(version_of openbao) ;;
     minio) v=$(version_of minio) ;;
     esac
@@ -912,12 +928,16 @@ component_version() {
 component_address() {
     case $1 in
     etcd) printf 'http://%s:%s' "$HOST" "$ETCD_CLIENT_PORT" ;;
-    kube-apiserver) printf 'https://%s:%s' "$HOST" "$APISERVER_PORT" ;;
+    kube-apiserver) printf 'https://%s:%s' "$SERVER_HOST" "$APISERVER_PORT" ;;
     kube-controller-manager) printf 'https://%s:%s/healthz' "$HOST" "$KCM_PORT" ;;
     kube-scheduler) printf 'https://%s:%s/healthz' "$HOST" "$SCHEDULER_PORT" ;;
     kwok) printf '%s fake nodes (server %s:%s)' "$KWOK_NODE_COUNT" "$HOST" "$KWOK_PORT" ;;
-    openbao) printf 'http://%s:%s' "$HOST" "$OPENBAO_PORT" ;;
-    minio) printf 'http://%s:%s (console %s)' "$HOST" "$MINIO_PORT" "$MINIO_CONSOLE_PORT" ;;
+    openbao) printf 'http://%s:%s' "$SERVER_HOST" "$OPENBAO_PORT" ;;
+    minio) printf 'http://%s:%s (console %s:%s)' "$SERVER_HOST" "$MINIO_PORT" "$HOST" "$MINIO_CONSOLE_PORT" ;;
+    containerd) printf 'unix://%s (runc %s)' "$CONTAINERD_SOCKET" "$(version_of runc)" ;;
+    coredns) printf '%s:53 (cluster.local)' "$NODE_IP" ;;
+    kubelet) printf 'node %s, %s:%s, pods in %s' "$NODE_NAME" "$NODE_IP" "$KUBELET_PORT" "$NODE_POD_CIDR" ;;
+    kube-proxy) printf 'iptables mode, healthz 127.0.0.1:%s' "$KUBE_PROXY_HEALTHZ_PORT" ;;
     esac
 }
 
@@ -931,6 +951,8 @@ cmd_down() {
         [[ -f "$PID_DIR/$c.pid" ]] && left+=" $c"
     done
     [[ -z "${left// /}" ]] || die "some processes could not be stopped: $left"
+    left=$(node_leftovers)
+    [[ -z "$left" ]] || die "the real node left something behind: $left"
     if ((${#STOPPED[@]} > 0)); then
         log "stopped: ${STOPPED[*]}; run state removed (logs kept in $LOG_DIR)"
     else
@@ -952,6 +974,14 @@ cmd_status() {
     ((n == ${#COMPONENTS[@]})) || { printf '\nwarning: only %s of %s components run\n' "$n" "${#COMPONENTS[@]}"; return 1; }
 }
 
+cmd_import_image() {
+    local file=${1:-}
+    [[ -f "$file" ]] || die "usage: cluster.sh import-image FILE (an OCI image tarball)"
+    component_pid containerd >/dev/null || die "the local cluster is not running"
+    import_image "$file"
+    log "imported $file into $NODE_NAME"
+}
+
 cmd_env() {
     [[ -f "$ENV_FILE" && -n "$(running_components)" ]] || die "the local cluster is not running; start it with 'cluster.sh up'"
     cat "$ENV_FILE"
@@ -966,6 +996,7 @@ usage: $(basename "$0") build|up|down|status|env
   down    stop every process of the cluster and remove its run state
   status  show which components run and their versions
   env     print export lines for the running cluster (eval "\$(cluster.sh env)")
+  import-image FILE   load an OCI image tarball into the real node's containerd
 
 cache: $CACHE_DIR   run dir: $RUN_DIR
 EOF
@@ -978,6 +1009,7 @@ main() {
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    import-image) cmd_import_image "${2:-}" ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

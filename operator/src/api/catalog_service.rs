@@ -13,6 +13,7 @@ use super::{CommonStatus, LocalizedText, Placement};
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     cel,
+    doc = "A CatalogService publishes the Datasets of its namespace as a DCAT-AP 3 / HealthDCAT-AP catalogue over HTTP, generated from the cluster's own state and served by the project's component.",
     namespaced,
     group = "vardhub.io",
     version = "v1alpha1",

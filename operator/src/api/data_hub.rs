@@ -17,6 +17,7 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     cel,
+    doc = "A DataHub is the regions' shared hub: storage zones from landing through standardised to purpose-specific data products, kept apart per region and per purpose, in central or federated storage mode, with the hub's own keys in OpenBao.",
     group = "vardhub.io",
     version = "v1alpha1",
     kind = "DataHub",

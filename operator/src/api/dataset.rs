@@ -12,6 +12,7 @@ use super::{Agent, CommonStatus, CountyCode, LocalizedText, ResourceRef};
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     cel,
+    doc = "A Dataset is the metadata of one dataset at one stage (regional source, standardised or purpose-specific) in the terms of DCAT-AP 3 and HealthDCAT-AP; the operator fills in where its data lives.",
     namespaced,
     group = "vardhub.io",
     version = "v1alpha1",

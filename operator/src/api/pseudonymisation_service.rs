@@ -12,6 +12,7 @@ use super::{CommonStatus, DeletionPolicy, Placement};
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     cel,
+    doc = "A PseudonymisationService turns identifiers into pseudonyms per purpose (domain), with one key per domain in OpenBao Transit, so that datasets cannot be linked outside a permit. The operator runs it from the project's image.",
     namespaced,
     group = "vardhub.io",
     version = "v1alpha1",

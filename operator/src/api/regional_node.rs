@@ -18,6 +18,7 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     cel,
+    doc = "A RegionalNode is the part of the health data hub that stays under a region's control: its namespace, its keys in OpenBao, its storage buckets, the mapping jobs from the region's source model to the common data model, and the export to the hub. Identifiable data never leaves it.",
     group = "vardhub.io",
     version = "v1alpha1",
     kind = "RegionalNode",
@@ -118,9 +119,11 @@ pub struct MappingJob {
     /// Name of the job, unique within the node.
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
     pub name: String,
-    /// Container image of the mapping, preferably pinned by digest.
+    /// Container image of the region's mapping, pinned by digest. Without it the job runs the
+    /// project's reference job (`vardhub job mapping`) from the operator's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
     /// Cron schedule, for example `0 2 * * *`.
     #[schemars(length(min = 9))]
     pub schedule: String,
@@ -159,11 +162,13 @@ pub struct Export {
     /// Cron schedule of the export.
     #[schemars(length(min = 9))]
     pub schedule: String,
-    /// Container image of the region's export tool, preferably pinned by digest. It reads the
+    /// Container image of the region's export tool, pinned by digest. It reads the
     /// standardised data, pseudonymises it through the service and writes where the hub's
-    /// storage mode says (its environment names the bucket and prefix).
+    /// storage mode says (its environment names the bucket and prefix). Without it the job
+    /// runs the project's reference job (`vardhub job export`) from the operator's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
 }
 
 /// Observed state of a regional node.

@@ -40,6 +40,8 @@ pub struct Options {
     pub identity: String,
     /// How long the lease is valid without renewal, in seconds.
     pub lease_duration_seconds: u64,
+    /// Image of the project's own workloads; this build's default when `None`.
+    pub image: Option<String>,
     /// OpenBao: address and token of the operator. Without it, resources that need keys
     /// report `OpenBaoNotConfigured`.
     pub openbao: Option<(String, String)>,
@@ -127,6 +129,9 @@ pub async fn run(
             metrics.clone(),
             Some(options.identity.clone()),
         );
+        if let Some(image) = &options.image {
+            ctx.image = image.clone();
+        }
         if let Some((addr, token)) = &options.openbao {
             ctx.openbao = Some(OpenBaoAccess {
                 admin: crate::adapters::openbao::Admin::new(addr, token)?,

@@ -202,9 +202,7 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
         .get_opt(&build::object_name(svc))
         .await
         .map_err(Error::Apply)?;
-    let available = deployment
-        .and_then(|d| d.status)
-        .is_some_and(|s| s.available_replicas.unwrap_or(0) >= 1);
+    let available = deployment.as_ref().is_some_and(super::workload::rolled_out);
     Ok(Rendered {
         catalogue,
         available,

@@ -210,9 +210,7 @@ async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Ou
         .get_opt(&svc.name_any())
         .await
         .map_err(Error::Apply)?;
-    let available = deployment
-        .and_then(|d| d.status)
-        .is_some_and(|s| s.available_replicas.unwrap_or(0) >= 1 && s.observed_generation.is_some());
+    let available = deployment.as_ref().is_some_and(super::workload::rolled_out);
     Ok(Outcome::Converged { available })
 }
 

@@ -78,6 +78,20 @@ pub struct Inputs {
     pub egress: Vec<EgressPeer>,
     /// The hub the node exports to, when it exists.
     pub hub: Option<DataHub>,
+    /// The project's own image, for jobs that name no image of their own.
+    pub image: String,
+}
+
+/// The image and arguments of a job: the region's own image with its entrypoint, or the
+/// project's reference job (`vardhub job <stage>`) from the project's image.
+fn job_image(own: Option<&String>, stage: &str, inputs: &Inputs) -> (String, Option<Vec<String>>) {
+    match own {
+        Some(image) => (image.clone(), None),
+        None => (
+            inputs.image.clone(),
+            Some(vec!["job".to_string(), stage.to_string()]),
+        ),
+    }
 }
 
 /// The kinds the controller creates, for pruning.
@@ -405,9 +419,11 @@ pub fn mapping_cron_job(node: &RegionalNode, job: &MappingJob, inputs: &Inputs) 
         value: Some(v.clone()),
         ..Default::default()
     }));
+    let (image, args) = job_image(job.image.as_ref(), "mapping", inputs);
     let container = Container {
         name: "mapping".into(),
-        image: Some(job.image.clone()),
+        image: Some(image),
+        args,
         env: Some(env),
         resources: Some(
             job.resources
@@ -481,9 +497,11 @@ pub fn export_cron_job(node: &RegionalNode, inputs: &Inputs) -> Option<CronJob> 
                 ..Default::default()
             }),
     );
+    let (image, args) = job_image(export.image.as_ref(), "export", inputs);
     let container = Container {
         name: "export".into(),
-        image: Some(export.image.clone()),
+        image: Some(image),
+        args,
         env: Some(env),
         resources: Some(default_resources(&node.spec.placement)),
         ..Default::default()

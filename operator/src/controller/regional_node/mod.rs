@@ -209,6 +209,7 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
         s3_endpoint: s3.endpoint().to_string(),
         egress: ctx.egress.clone(),
         hub: hub.clone(),
+        image: ctx.image.clone(),
     };
     let desired = stamp(&Owner::of(node), build::children(node, &inputs)?);
     let applier = ctx.applier(CONTROLLER);

@@ -1,0 +1,487 @@
+//! The local cluster's real node (containerd, runc, kubelet, kube-proxy, CoreDNS): the
+//! project's image runs there under the restricted profile, pods reach the cluster's servers
+//! and nothing beyond this machine, and the operator installed by its chart runs there with
+//! its workloads, which answer through their Services.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use vardhub::api::{PseudonymisationService, RegionalNode};
+use vardhub::controller::conditions::{is_true, types};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, eventually, kubectl, repo_root, run, run_now};
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the tests with `make test`"))
+}
+
+/// The placement that puts a pod on the real node (it is tainted; kwok nodes are not).
+fn on_real_node() -> Result<Value> {
+    Ok(json!({
+        "nodeSelector": {"kubernetes.io/hostname": env("VARDHUB_NODE_NAME")?},
+        "tolerations": [{"key": env("VARDHUB_NODE_TAINT")?, "operator": "Exists", "effect": "NoSchedule"}],
+    }))
+}
+
+/// The container security context of Pod Security "restricted".
+fn restricted() -> Value {
+    json!({
+        "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532,
+        "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// A namespace that enforces Pod Security "restricted", made by the tests' field manager.
+async fn restricted_namespace(admin: &Client, name: &str) -> Result<()> {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": "restricted"}}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .patch(
+            name,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&ns),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Deletes namespaces and waits until they are gone.
+async fn delete_namespaces(admin: &Client, names: &[&str]) -> Result<()> {
+    let api = Api::<Namespace>::all(admin.clone());
+    for name in names {
+        let _ = api.delete(name, &DeleteParams::default()).await;
+    }
+    for name in names {
+        eventually(
+            &format!("namespace {name} to be gone"),
+            Duration::from_secs(120),
+            || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Creates a pod on the real node and waits until it is in one of `phases`.
+async fn run_pod(admin: &Client, ns: &str, spec: Value, phases: &[&str]) -> Result<Pod> {
+    let pod: Pod = serde_json::from_value(spec)?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pods = Api::<Pod>::namespaced(admin.clone(), ns);
+    pods.create(&PostParams::default(), &pod).await?;
+    eventually(
+        &format!("pod {ns}/{name} to be {phases:?}"),
+        Duration::from_secs(120),
+        || async {
+            let pod = pods.get(&name).await?;
+            let phase = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            if phase == "Failed" && !phases.contains(&"Failed") {
+                bail!("pod {name} failed: {:?}", pod.status);
+            }
+            Ok(phases.contains(&phase.as_str()).then_some(pod))
+        },
+    )
+    .await
+}
+
+/// A long-running toolbox pod (Debian's static busybox) on the real node.
+async fn toolbox(admin: &Client, ns: &str, name: &str) -> Result<()> {
+    let mut spec = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "toolbox", "image": env("VARDHUB_TOOLBOX_IMAGE")?, "imagePullPolicy": "Never",
+                "command": ["/bin/busybox", "sleep", "900"],
+                "securityContext": restricted(),
+            }],
+        },
+    });
+    merge(&mut spec["spec"], on_real_node()?);
+    run_pod(admin, ns, spec, &["Running"]).await?;
+    Ok(())
+}
+
+fn merge(into: &mut Value, from: Value) {
+    if let (Some(into), Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+/// Runs a busybox applet in the toolbox pod, with no standard input (so `nc` connects, sends
+/// nothing and ends); its exit status and output.
+fn exec(ns: &str, pod: &str, args: &[&str]) -> Result<(bool, String)> {
+    let output = Command::new("kubectl")
+        .args(["exec", "-n", ns, pod, "--", "/bin/busybox"])
+        .args(args)
+        .output()?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.success(), text))
+}
+
+/// Packets the fence around the pod bridge dropped on their way out (its first rule).
+fn fence_drops() -> Result<u64> {
+    let chain = env("VARDHUB_NODE_FENCE_CHAIN")?;
+    let listing = run(Command::new("iptables").args(["-w", "-n", "-v", "-x", "-L", &chain]))?;
+    listing
+        .lines()
+        .find(|l| l.contains("pods never reach beyond this machine"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("the fence's rule in {listing}"))
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn the_real_node_runs_the_project_image_and_its_pods_reach_only_this_machine() -> Result<()> {
+    const NS: &str = "realnode-probe";
+    let cluster = LocalCluster::get();
+    let admin = cluster.admin_client().await?;
+    let node_ip = env("VARDHUB_NODE_IP")?;
+
+    // The node is a real kubelet on containerd, next to the kwok nodes.
+    let node = Api::<Node>::all(admin.clone())
+        .get(&env("VARDHUB_NODE_NAME")?)
+        .await?;
+    let info = node
+        .status
+        .and_then(|s| s.node_info)
+        .context("the node reports no nodeInfo")?;
+    assert_eq!(info.kubelet_version, "v1.36.3");
+    assert!(
+        info.container_runtime_version.starts_with(&format!(
+            "containerd://{}",
+            env("VARDHUB_VERSION_CONTAINERD")?.trim_start_matches('v')
+        )),
+        "runtime: {}",
+        info.container_runtime_version
+    );
+
+    restricted_namespace(&admin, NS).await?;
+    // The project's image runs as a real container under Pod Security "restricted".
+    let image = env("VARDHUB_IMAGE")?;
+    let mut spec = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "vardhub-version", "namespace": NS},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "vardhub", "image": image, "imagePullPolicy": "Never",
+                            "args": ["--version"], "securityContext": restricted()}],
+        },
+    });
+    merge(&mut spec["spec"], on_real_node()?);
+    let pod = run_pod(&admin, NS, spec, &["Succeeded"]).await?;
+    let status = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default();
+    let digest = image
+        .split('@')
+        .nth(1)
+        .context("VARDHUB_IMAGE is pinned by digest")?;
+    assert!(
+        status.iter().any(|c| c.image_id.contains(digest)),
+        "the container ran the image with digest {digest}: {status:?}"
+    );
+    let log = kubectl(&["logs", "-n", NS, "vardhub-version"])?;
+    assert!(log.starts_with("vardhub "), "the binary answered: {log}");
+
+    toolbox(&admin, NS, "toolbox").await?;
+    // Cluster DNS and the `kubernetes` Service work from inside a pod.
+    let (ok, text) = exec(
+        NS,
+        "toolbox",
+        &["nslookup", "kubernetes.default.svc.cluster.local"],
+    )?;
+    assert!(ok && text.contains("10.96.0.1"), "nslookup: {text}");
+    let (ok, text) = exec(
+        NS,
+        "toolbox",
+        &[
+            "nc",
+            "-w",
+            "5",
+            "kubernetes.default.svc.cluster.local",
+            "443",
+        ],
+    )?;
+    assert!(ok, "the kubernetes Service accepts a connection: {text}");
+    // OpenBao and MinIO answer at the node's address.
+    let (ok, text) = exec(
+        NS,
+        "toolbox",
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{node_ip}:18200/v1/sys/health"),
+        ],
+    )?;
+    assert!(
+        ok && text.contains("\"initialized\":true"),
+        "OpenBao: {text}"
+    );
+    let (ok, text) = exec(
+        NS,
+        "toolbox",
+        &[
+            "wget",
+            "-q",
+            "-S",
+            "-O",
+            "/dev/null",
+            &format!("http://{node_ip}:19000/minio/health/live"),
+        ],
+    )?;
+    assert!(ok && text.contains("200 OK"), "MinIO: {text}");
+
+    // An address beyond this machine (TEST-NET-2, RFC 5737) is unreachable, and it is the
+    // fence that drops the packets: its counter, read from the kernel, goes up.
+    let before = fence_drops()?;
+    let (ok, text) = exec(NS, "toolbox", &["nc", "-w", "3", "198.51.100.7", "443"])?;
+    assert!(!ok, "a pod reached an address beyond the node: {text}");
+    let after = fence_drops()?;
+    assert!(
+        after > before,
+        "the fence dropped the packets ({before} -> {after})"
+    );
+
+    delete_namespaces(&admin, &[NS]).await
+}
+
+/// Helm, run from the repository root.
+fn helm(args: &[&str]) -> Result<String> {
+    run(Command::new("helm").current_dir(repo_root()).args(args))
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn the_chart_runs_the_operator_on_the_real_node_and_its_workloads_answer_there() -> Result<()>
+{
+    const RELEASE: &str = "vardhub-real";
+    const OPERATOR_NS: &str = "vardhub-real";
+    const HUB_NS: &str = "realnode-hub";
+    const REGION_NS: &str = "realnode-region";
+    const NODE: &str = "realnode-a";
+    let cluster = LocalCluster::get();
+    // No operator runs in this process meanwhile: the installed one is the only one.
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let image = env("VARDHUB_IMAGE")?;
+
+    // Installed as a platform engineer would: the chart, pinned by digest, on the real node.
+    // (The admission policies are cluster-wide and already come with the release "vardhub".)
+    let install = repo_root().join("environments/local/install-operator.sh");
+    run(Command::new("bash").arg(install).args([
+        &image,
+        RELEASE,
+        OPERATOR_NS,
+        "--",
+        "--set",
+        "admissionPolicies.enabled=false",
+    ]))?;
+    let pods = Api::<Pod>::namespaced(admin.clone(), OPERATOR_NS)
+        .list(
+            &kube::api::ListParams::default()
+                .labels(&format!("app.kubernetes.io/instance={RELEASE}")),
+        )
+        .await?;
+    assert_eq!(pods.items.len(), 2, "two replicas");
+    let node_name = env("VARDHUB_NODE_NAME")?;
+    for pod in &pods.items {
+        let spec = pod.spec.as_ref().context("pod spec")?;
+        assert_eq!(spec.node_name.as_deref(), Some(node_name.as_str()));
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert!(
+            ready,
+            "operator pod passes its readiness probe: {:?}",
+            pod.status
+        );
+    }
+    let holder = eventually("a leader", Duration::from_secs(60), || async {
+        let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
+            admin.clone(),
+            OPERATOR_NS,
+        )
+        .get_opt("vardhub-operator")
+        .await?;
+        Ok(lease.and_then(|l| l.spec?.holder_identity))
+    })
+    .await?;
+    assert!(
+        pods.items
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(holder.as_str())),
+        "the Lease is held by one of the chart's pods: {holder}"
+    );
+
+    // A pseudonymisation service, run by the installed operator from the same image.
+    restricted_namespace(&admin, HUB_NS).await?;
+    restricted_namespace(&admin, REGION_NS).await?;
+    let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), HUB_NS);
+    let svc: PseudonymisationService = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+        "metadata": {"name": "pseudo", "namespace": HUB_NS},
+        "spec": {"mode": "local", "replicas": 1, "allowedNamespaces": [REGION_NS],
+                 "domains": [{"name": "region-export"}], "placement": on_real_node()?,
+                 "deletionPolicy": "Delete", "confirmKeyDeletion": true},
+    }))?;
+    services
+        .patch(
+            "pseudo",
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&svc),
+        )
+        .await?;
+    eventually(
+        "the service to be Ready on its real pod",
+        Duration::from_secs(180),
+        || async {
+            let s = services.get("pseudo").await?;
+            let ready = s
+                .status
+                .as_ref()
+                .is_some_and(|st| is_true(&st.common.conditions, types::READY));
+            Ok(ready.then_some(()))
+        },
+    )
+    .await?;
+    let service_pods = Api::<Pod>::namespaced(admin.clone(), HUB_NS)
+        .list(&Default::default())
+        .await?;
+    let running = service_pods.items.iter().any(|p| {
+        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node_name.as_str())
+            && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+    });
+    assert!(
+        running,
+        "the service's pod runs on the real node: {service_pods:?}"
+    );
+
+    // A pod in the allowed region namespace gets pseudonyms through the Service's name.
+    toolbox(&admin, REGION_NS, "client").await?;
+    let body = json!({"kind": "personnummer", "identifiers": ["19121212-1212"]}).to_string();
+    let url = format!(
+        "http://pseudo.{HUB_NS}.svc.cluster.local:8080/v1/domains/region-export/pseudonyms"
+    );
+    let (ok, text) = exec(
+        REGION_NS,
+        "client",
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "--header",
+            "Content-Type: application/json",
+            "--post-data",
+            &body,
+            &url,
+        ],
+    )?;
+    assert!(ok, "the service answered through its Service: {text}");
+    let answer: Value = serde_json::from_str(&text).with_context(|| format!("JSON: {text}"))?;
+    assert!(
+        answer["pseudonyms"][0]
+            .as_str()
+            .is_some_and(|p| p.starts_with("vault:v1:")),
+        "one pseudonym of key version 1: {answer}"
+    );
+
+    // A regional node's reference job runs as a real container and its outcome reaches the
+    // node's status: it logged in to OpenBao with its ServiceAccount and used its credential.
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let node: RegionalNode = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+        "metadata": {"name": NODE},
+        "spec": {"regions": ["25"], "placement": on_real_node()?,
+                 "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
+                 "mappingJobs": [{"name": "reference", "schedule": "0 3 * * *",
+                                  "sourceModel": "synthetic", "targetModel": {"name": "omop-cdm", "version": "5.4"}}]},
+    }))?;
+    nodes
+        .patch(
+            NODE,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&node),
+        )
+        .await?;
+    let region_ns = format!("region-{NODE}");
+    eventually("the node to be Ready", Duration::from_secs(120), || async {
+        let n = nodes.get(NODE).await?;
+        Ok(n.status
+            .as_ref()
+            .is_some_and(|st| is_true(&st.common.conditions, types::READY))
+            .then_some(()))
+    })
+    .await?;
+    let job = eventually("the CronJob", Duration::from_secs(60), || async {
+        Ok(Some(run_now(&admin, &region_ns, "map-reference").await?))
+    })
+    .await?;
+    eventually(
+        "the reference job's success in the node's status",
+        Duration::from_secs(180),
+        || async {
+            let n = nodes.get(NODE).await?;
+            let runs = n.status.unwrap_or_default().jobs;
+            let last = runs
+                .iter()
+                .find(|j| j.name == "reference")
+                .and_then(|j| j.last_run.clone())
+                .filter(|r| r.job == job);
+            match last {
+                Some(r) if r.result == "Succeeded" => Ok(Some(())),
+                Some(r) if r.result == "Failed" => {
+                    let log = kubectl(&["logs", "-n", &region_ns, &format!("job/{job}")])
+                        .unwrap_or_default();
+                    bail!("the reference job failed: {log}")
+                }
+                _ => Ok(None),
+            }
+        },
+    )
+    .await?;
+
+    // Clean up: the resources first (the operator removes what it made), then the release.
+    nodes.delete(NODE, &DeleteParams::default()).await?;
+    services.delete("pseudo", &DeleteParams::default()).await?;
+    eventually(
+        "the node and service to be gone",
+        Duration::from_secs(120),
+        || async {
+            Ok((nodes.get_opt(NODE).await?.is_none()
+                && services.get_opt("pseudo").await?.is_none())
+            .then_some(()))
+        },
+    )
+    .await?;
+    helm(&[
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        OPERATOR_NS,
+        "--wait",
+        "--timeout",
+        "120s",
+    ])?;
+    delete_namespaces(&admin, &[HUB_NS, REGION_NS, OPERATOR_NS, &region_ns]).await
+}
