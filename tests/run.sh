@@ -58,7 +58,7 @@ refused() {
   grep -qF "$expected" <<<"$out" || { echo "helm $* was refused without naming '$expected': $out" >&2; exit 1; }
   echo "refused as expected: $expected"
 }
-refused "openbao.tokenSecret.name is not" template vardhub charts/vardhub-operator \
+refused "neither openbao.kubernetesAuth.role nor openbao.tokenSecret.name" template vardhub charts/vardhub-operator \
   --set openbao.address=http://openbao:8200
 refused "s3.credentialsSecret.name is not" template vardhub charts/vardhub-operator \
   --set s3.endpoint=http://s3:9000

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs charts/vardhub-operator on the embedded local cluster, as a platform engineer
-# would: the prerequisites first (the Secrets the chart names), then `helm upgrade --install`
-# with environments/local/operator-values.yaml, pinned to IMAGE (repository@sha256:...).
+# would: the prerequisites first (the operator's role and policy in OpenBao, the S3 Secret),
+# then `helm upgrade --install` with environments/local/operator-values.yaml, pinned to IMAGE
+# (repository@sha256:...). OpenBao's root token is used here, to bootstrap, and never given
+# to the operator: it logs in with its ServiceAccount and holds only the chart's policy.
 #
 #   install-operator.sh IMAGE [RELEASE [NAMESPACE]] [-- extra helm arguments]
 #
@@ -17,12 +19,14 @@ shift $(($# < 3 ? $# : 3))
 kubectl create namespace "$namespace" --dry-run=client -o yaml |
   kubectl apply --server-side --field-manager=vardhub-install -f - >/dev/null
 kubectl label namespace "$namespace" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
-# The operator's credentials, in Secrets the chart refers to by name. The local cluster's
-# OpenBao token and S3 keys are its bootstrap credentials (see the README's notes on what
-# runs with which rights).
-kubectl -n "$namespace" create secret generic vardhub-operator-openbao \
-  --from-literal=token="$VAULT_TOKEN" --dry-run=client -o yaml |
-  kubectl apply --server-side --field-manager=vardhub-install -f - >/dev/null
+# OpenBao: the chart's policy, and a Kubernetes auth role for this release's ServiceAccount.
+role="vardhub-operator-$namespace"
+bao policy write vardhub-operator charts/vardhub-operator/openbao-policy.hcl >/dev/null
+bao write "auth/kubernetes/role/$role" bound_service_account_names=vardhub-operator \
+  bound_service_account_namespaces="$namespace" token_policies=vardhub-operator \
+  token_ttl="${VARDHUB_OPERATOR_TOKEN_TTL:-1h}" >/dev/null
+# S3: the local MinIO's root keys, in the Secret the chart names (the operator's own S3
+# identity is not made yet).
 kubectl -n "$namespace" create secret generic vardhub-operator-s3 \
   --from-literal=accessKeyId="$AWS_ACCESS_KEY_ID" --from-literal=secretAccessKey="$AWS_SECRET_ACCESS_KEY" \
   --dry-run=client -o yaml | kubectl apply --server-side --field-manager=vardhub-install -f - >/dev/null
@@ -30,5 +34,6 @@ kubectl -n "$namespace" create secret generic vardhub-operator-s3 \
 helm upgrade --install "$release" charts/vardhub-operator --namespace "$namespace" \
   --values environments/local/operator-values.yaml \
   --set image.repository="${image%@*}" --set image.digest="${image#*@}" \
-  --set openbao.address="$VAULT_ADDR" --set s3.endpoint="$VARDHUB_S3_ENDPOINT" \
+  --set openbao.address="$VAULT_ADDR" --set openbao.kubernetesAuth.role="$role" \
+  --set s3.endpoint="$VARDHUB_S3_ENDPOINT" \
   --wait --timeout 300s "$@"

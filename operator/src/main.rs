@@ -38,9 +38,24 @@ enum Command {
         /// Seconds the lease stays valid without renewal.
         #[arg(long, default_value_t = 15)]
         lease_duration_seconds: u64,
-        /// OpenBao's address; with `VAULT_TOKEN`, enables the controllers that manage keys.
+        /// OpenBao's address; with `--openbao-role` or `VAULT_TOKEN`, enables the controllers
+        /// that manage keys.
         #[arg(long, env = "VAULT_ADDR")]
         openbao_addr: Option<String>,
+        /// The operator's role in OpenBao's Kubernetes auth method: it logs in with its
+        /// ServiceAccount token, and again before each token expires. Without it, the token
+        /// in `VAULT_TOKEN` is used.
+        #[arg(long, env = "VARDHUB_OPENBAO_ROLE")]
+        openbao_role: Option<String>,
+        /// Mount of the Kubernetes auth method.
+        #[arg(long, env = "VARDHUB_OPENBAO_AUTH_MOUNT", default_value = "kubernetes")]
+        openbao_auth_mount: String,
+        /// The ServiceAccount token used to log in.
+        #[arg(
+            long,
+            default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        )]
+        openbao_token_path: PathBuf,
         /// The S3 server's endpoint; with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`,
         /// enables the controllers that manage storage.
         #[arg(long, env = "VARDHUB_S3_ENDPOINT")]
@@ -486,10 +501,25 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             leader_election_identity,
             lease_duration_seconds,
             openbao_addr,
+            openbao_role,
+            openbao_auth_mount,
+            openbao_token_path,
             s3_endpoint,
             s3_region,
             image,
         } => {
+            use vardhub::adapters::openbao::Auth;
+            let auth = match openbao_role {
+                Some(role) => Some(Auth::Kubernetes {
+                    mount: openbao_auth_mount,
+                    role,
+                    jwt_path: openbao_token_path,
+                }),
+                None => std::env::var("VAULT_TOKEN").ok().map(Auth::Token),
+            };
+            let openbao = openbao_addr
+                .zip(auth)
+                .map(|(address, auth)| manager::OpenBaoSettings { address, auth });
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
@@ -502,7 +532,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     identity: leader_election_identity.unwrap_or_else(default_identity),
                     lease_duration_seconds,
                     image,
-                    openbao: openbao_addr.zip(std::env::var("VAULT_TOKEN").ok()),
+                    openbao,
                     s3: s3_endpoint.and_then(|endpoint| {
                         Some(vardhub::adapters::s3::Settings {
                             endpoint,

@@ -346,7 +346,10 @@ impl RunningOperator {
             identity: identity.into(),
             lease_duration_seconds,
             image: None,
-            openbao: openbao.then(|| (cluster.vault_addr.clone(), cluster.vault_token.clone())),
+            openbao: openbao.then(|| vardhub::controller::manager::OpenBaoSettings {
+                address: cluster.vault_addr.clone(),
+                auth: vardhub::adapters::openbao::Auth::Token(cluster.vault_token.clone()),
+            }),
             s3: openbao.then(|| cluster.s3_settings()),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

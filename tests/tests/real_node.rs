@@ -268,19 +268,78 @@ fn helm(args: &[&str]) -> Result<String> {
     run(Command::new("helm").current_dir(repo_root()).args(args))
 }
 
+const RELEASE: &str = "vardhub-real";
+const OPERATOR_NS: &str = "vardhub-real";
+const HUB_NS: &str = "realnode-hub";
+const REGION_NS: &str = "realnode-region";
+const NODE: &str = "realnode-a";
+
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn the_chart_runs_the_operator_on_the_real_node_and_its_workloads_answer_there() -> Result<()>
 {
-    const RELEASE: &str = "vardhub-real";
-    const OPERATOR_NS: &str = "vardhub-real";
-    const HUB_NS: &str = "realnode-hub";
-    const REGION_NS: &str = "realnode-region";
-    const NODE: &str = "realnode-a";
     let cluster = LocalCluster::get();
     // No operator runs in this process meanwhile: the installed one is the only one.
     let _serial = OPERATOR_LOCK.lock().await;
     let admin = cluster.admin_client().await?;
+    let outcome = installed_operator_scenario(&admin).await;
+    // Whatever happened, nothing of this test may go on reconciling in later tests.
+    let cleanup = clean_up_installed_operator(&admin).await;
+    outcome.and(cleanup)
+}
+
+/// Removes the resources (the operator deletes what it made and, as their deletion policy
+/// says, their keys and buckets), then the release and the namespaces.
+async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), HUB_NS);
+    let _ = nodes.delete(NODE, &DeleteParams::default()).await;
+    let _ = services.delete("pseudo", &DeleteParams::default()).await;
+    let gone = eventually(
+        "the node and service to be gone",
+        Duration::from_secs(120),
+        || async {
+            Ok((nodes.get_opt(NODE).await?.is_none()
+                && services.get_opt("pseudo").await?.is_none())
+            .then_some(()))
+        },
+    )
+    .await;
+    helm(&[
+        "uninstall",
+        RELEASE,
+        "--namespace",
+        OPERATOR_NS,
+        "--ignore-not-found",
+        "--wait",
+        "--timeout",
+        "120s",
+    ])?;
+    // Finalizers that only the uninstalled operator would have removed do not hold the test.
+    for (kind, name, ns) in [
+        ("regionalnode", NODE, None),
+        ("pseudonymisationservice", "pseudo", Some(HUB_NS)),
+    ] {
+        let mut args = vec![
+            "patch",
+            kind,
+            name,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        let _ = kubectl(&args);
+    }
+    let region_ns = format!("region-{NODE}");
+    delete_namespaces(admin, &[HUB_NS, REGION_NS, OPERATOR_NS, &region_ns]).await?;
+    gone
+}
+
+async fn installed_operator_scenario(admin: &Client) -> Result<()> {
+    let admin = admin.clone();
     let image = env("VARDHUB_IMAGE")?;
 
     // Installed as a platform engineer would: the chart, pinned by digest, on the real node.
@@ -294,6 +353,12 @@ async fn the_chart_runs_the_operator_on_the_real_node_and_its_workloads_answer_t
         "--set",
         "admissionPolicies.enabled=false",
     ]))?;
+    // It logs in to OpenBao with its ServiceAccount; it is never given a token.
+    let deployment = kubectl(&["get", "deployment", "-n", OPERATOR_NS, "-o", "json"])?;
+    assert!(
+        deployment.contains("VARDHUB_OPENBAO_ROLE") && !deployment.contains("VAULT_TOKEN"),
+        "the operator logs in through Kubernetes auth: {deployment}"
+    );
     let pods = Api::<Pod>::namespaced(admin.clone(), OPERATOR_NS)
         .list(
             &kube::api::ListParams::default()
@@ -461,27 +526,5 @@ async fn the_chart_runs_the_operator_on_the_real_node_and_its_workloads_answer_t
     )
     .await?;
 
-    // Clean up: the resources first (the operator removes what it made), then the release.
-    nodes.delete(NODE, &DeleteParams::default()).await?;
-    services.delete("pseudo", &DeleteParams::default()).await?;
-    eventually(
-        "the node and service to be gone",
-        Duration::from_secs(120),
-        || async {
-            Ok((nodes.get_opt(NODE).await?.is_none()
-                && services.get_opt("pseudo").await?.is_none())
-            .then_some(()))
-        },
-    )
-    .await?;
-    helm(&[
-        "uninstall",
-        RELEASE,
-        "--namespace",
-        OPERATOR_NS,
-        "--wait",
-        "--timeout",
-        "120s",
-    ])?;
-    delete_namespaces(&admin, &[HUB_NS, REGION_NS, OPERATOR_NS, &region_ns]).await
+    Ok(())
 }

@@ -80,11 +80,14 @@ and a client-side dry run cannot see them and skip that part.
 {{- define "vardhub-operator.checkPrerequisites" -}}
 {{- $ns := .Release.Namespace }}
 {{- with .Values.openbao }}
-{{- if and .address (not .tokenSecret.name) }}
-{{- fail "openbao.address is set but openbao.tokenSecret.name is not: create a Secret holding the operator's OpenBao token and set openbao.tokenSecret.name; see the chart's README, \"Before you install\"" }}
+{{- if and .address (not .tokenSecret.name) (not .kubernetesAuth.role) }}
+{{- fail "openbao.address is set but neither openbao.kubernetesAuth.role nor openbao.tokenSecret.name is: create the operator's role in OpenBao's Kubernetes auth method with the policy in openbao-policy.hcl and set openbao.kubernetesAuth.role; see the chart's README, \"Before you install\"" }}
 {{- end }}
-{{- if and .tokenSecret.name (not .address) }}
-{{- fail "openbao.tokenSecret is set but openbao.address is not: set openbao.address to OpenBao's URL as pods reach it" }}
+{{- if and .tokenSecret.name .kubernetesAuth.role }}
+{{- fail "openbao.kubernetesAuth.role and openbao.tokenSecret are both set: choose one way for the operator to log in" }}
+{{- end }}
+{{- if and (or .tokenSecret.name .kubernetesAuth.role) (not .address) }}
+{{- fail "openbao.kubernetesAuth or openbao.tokenSecret is set but openbao.address is not: set openbao.address to OpenBao's URL as pods reach it" }}
 {{- end }}
 {{- end }}
 {{- with .Values.s3 }}

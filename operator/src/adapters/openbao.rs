@@ -577,12 +577,65 @@ pub async fn healthy(http: &reqwest::Client, address: &str) -> bool {
     matches!(http.get(url).timeout(std::time::Duration::from_secs(2)).send().await, Ok(r) if r.status().is_success())
 }
 
-/// OpenBao administration the operator needs: policies and Kubernetes auth roles.
+/// OpenBao administration the operator needs: policies and Kubernetes auth roles. Clones
+/// share one session, whose token [`Admin::set_token`] replaces (a new login before the old
+/// token expires).
 #[derive(Clone)]
 pub struct Admin {
-    client: std::sync::Arc<VaultClient>,
+    session: std::sync::Arc<std::sync::RwLock<Session>>,
     address: String,
-    token: String,
+    namespace: Option<String>,
+}
+
+struct Session {
+    client: std::sync::Arc<VaultClient>,
+    token: Zeroizing<String>,
+}
+
+/// Where a process's OpenBao token comes from.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// A token given directly (development, or a token issued by an administrator).
+    Token(String),
+    /// The Kubernetes auth method with the pod's ServiceAccount token, read from `jwt_path`
+    /// at every login so that rotated projected tokens are picked up.
+    Kubernetes {
+        /// Mount of the auth method, usually `kubernetes`.
+        mount: String,
+        /// The OpenBao role.
+        role: String,
+        /// Path of the ServiceAccount token.
+        jwt_path: std::path::PathBuf,
+    },
+}
+
+/// A login failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// OpenBao refused or could not be reached.
+    #[error(transparent)]
+    OpenBao(#[from] Error),
+    /// The ServiceAccount token could not be read.
+    #[error("reading the ServiceAccount token: {0}")]
+    Token(#[from] std::io::Error),
+}
+
+impl Auth {
+    /// Logs in (or takes the given token); returns the token and its time to live in
+    /// seconds (0: the token is not renewed by logging in again).
+    pub async fn login(&self, address: &str) -> Result<(String, u64), LoginError> {
+        match self {
+            Auth::Token(t) => Ok((t.clone(), 0)),
+            Auth::Kubernetes {
+                mount,
+                role,
+                jwt_path,
+            } => {
+                let jwt = Zeroizing::new(tokio::fs::read_to_string(jwt_path).await?);
+                Ok(login_kubernetes(address, mount, role, &jwt).await?)
+            }
+        }
+    }
 }
 
 /// A Kubernetes auth role: which ServiceAccounts log in, with which policies.
@@ -601,36 +654,69 @@ pub struct KubernetesRole {
 impl Admin {
     /// An administrative client authenticated with `token`.
     pub fn new(address: &str, token: &str) -> Result<Self, Error> {
-        let client = client(address, Some(token))?;
+        Self::with(address, token, None)
+    }
+
+    fn with(address: &str, token: &str, namespace: Option<&str>) -> Result<Self, Error> {
+        let session = Session {
+            client: std::sync::Arc::new(client_in(address, Some(token), namespace)?),
+            token: Zeroizing::new(token.to_string()),
+        };
         Ok(Self {
-            client: std::sync::Arc::new(client),
+            session: std::sync::Arc::new(std::sync::RwLock::new(session)),
             address: address.into(),
-            token: token.into(),
+            namespace: namespace.map(str::to_string),
         })
+    }
+
+    /// Replaces the token of this administrator and of every clone of it.
+    pub fn set_token(&self, token: &str) -> Result<(), Error> {
+        let session = Session {
+            client: std::sync::Arc::new(client_in(
+                &self.address,
+                Some(token),
+                self.namespace.as_deref(),
+            )?),
+            token: Zeroizing::new(token.to_string()),
+        };
+        *self
+            .session
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = session;
+        Ok(())
+    }
+
+    fn client(&self) -> std::sync::Arc<VaultClient> {
+        self.session
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .client
+            .clone()
+    }
+
+    fn token(&self) -> Zeroizing<String> {
+        self.session
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .token
+            .clone()
     }
 
     /// A Transit client at `mount` with the same credentials.
     pub fn transit(&self, mount: &str) -> Result<Transit, Error> {
-        Transit::new(&self.address, &self.token, mount)
+        Transit::new(&self.address, &self.token(), mount)
     }
 
-    /// The same administrator working inside the OpenBao namespace `namespace`.
+    /// The same administrator working inside the OpenBao namespace `namespace`, with the
+    /// current token (a later [`Admin::set_token`] does not reach it: it is for one pass).
     pub fn in_namespace(&self, namespace: &str) -> Result<Admin, Error> {
-        Ok(Admin {
-            client: std::sync::Arc::new(client_in(
-                &self.address,
-                Some(&self.token),
-                Some(namespace),
-            )?),
-            address: self.address.clone(),
-            token: self.token.clone(),
-        })
+        Self::with(&self.address, &self.token(), Some(namespace))
     }
 
     /// A Transit client at `mount` inside the OpenBao namespace `namespace`.
     pub fn transit_in(&self, namespace: &str, mount: &str) -> Result<Transit, Error> {
         Ok(Transit {
-            client: self.in_namespace(namespace)?.client,
+            client: self.in_namespace(namespace)?.client(),
             mount: mount.trim_matches('/').to_string(),
         })
     }
@@ -639,11 +725,11 @@ impl Admin {
     /// give each custodian (a region, the hub) a boundary of its own for keys and mounts.
     pub async fn ensure_namespace(&self, name: &str) -> Result<bool, Error> {
         let read = ReadNamespace { name: name.into() };
-        match vaultrs::api::exec_with_result(self.client.as_ref(), read).await {
+        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
             Ok(_) => Ok(false),
             Err(ClientError::APIError { code: 404, .. }) => {
                 let create = CreateNamespace { name: name.into() };
-                vaultrs::api::exec_with_result(self.client.as_ref(), create).await?;
+                vaultrs::api::exec_with_result(self.client().as_ref(), create).await?;
                 Ok(true)
             }
             Err(e) => Err(e.into()),
@@ -652,7 +738,7 @@ impl Admin {
 
     /// Enables a KV version 2 engine at `mount` unless it is there; returns whether it wrote.
     pub async fn ensure_kv_mount(&self, mount: &str) -> Result<bool, Error> {
-        let mounts = vaultrs::sys::mount::list(self.client.as_ref()).await?;
+        let mounts = vaultrs::sys::mount::list(self.client().as_ref()).await?;
         match mounts.get(&format!("{mount}/")) {
             Some(m) if m.mount_type == "kv" => Ok(false),
             Some(m) => Err(Error::Unexpected(format!(
@@ -665,8 +751,13 @@ impl Admin {
                     "version".to_string(),
                     "2".to_string(),
                 )]));
-                vaultrs::sys::mount::enable(self.client.as_ref(), mount, "kv", Some(&mut options))
-                    .await?;
+                vaultrs::sys::mount::enable(
+                    self.client().as_ref(),
+                    mount,
+                    "kv",
+                    Some(&mut options),
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -678,7 +769,7 @@ impl Admin {
         mount: &str,
         path: &str,
     ) -> Result<Option<D>, Error> {
-        match vaultrs::kv2::read(self.client.as_ref(), mount, path).await {
+        match vaultrs::kv2::read(self.client().as_ref(), mount, path).await {
             Ok(data) => Ok(Some(data)),
             Err(ClientError::APIError { code: 404, .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -692,7 +783,7 @@ impl Admin {
         path: &str,
         data: &T,
     ) -> Result<(), Error> {
-        vaultrs::kv2::set(self.client.as_ref(), mount, path, data).await?;
+        vaultrs::kv2::set(self.client().as_ref(), mount, path, data).await?;
         Ok(())
     }
 
@@ -703,7 +794,7 @@ impl Admin {
         rules: &serde_json::Value,
     ) -> Result<bool, Error> {
         let wanted = rules.to_string();
-        match vaultrs::sys::policy::read(self.client.as_ref(), name).await {
+        match vaultrs::sys::policy::read(self.client().as_ref(), name).await {
             Ok(current)
                 if serde_json::from_str::<serde_json::Value>(&current.rules)
                     .ok()
@@ -713,7 +804,7 @@ impl Admin {
                 Ok(false)
             }
             Ok(_) | Err(ClientError::APIError { code: 404, .. }) => {
-                vaultrs::sys::policy::set(self.client.as_ref(), name, &wanted).await?;
+                vaultrs::sys::policy::set(self.client().as_ref(), name, &wanted).await?;
                 Ok(true)
             }
             Err(e) => Err(e.into()),
@@ -727,7 +818,8 @@ impl Admin {
         name: &str,
         role: &KubernetesRole,
     ) -> Result<bool, Error> {
-        match vaultrs::auth::kubernetes::role::read(self.client.as_ref(), auth_mount, name).await {
+        match vaultrs::auth::kubernetes::role::read(self.client().as_ref(), auth_mount, name).await
+        {
             Ok(current) => {
                 let sorted = |v: &[String]| {
                     let mut v = v.to_vec();
@@ -755,7 +847,7 @@ impl Admin {
             .token_policies(role.policies.clone())
             .token_ttl(format!("{}s", role.ttl_seconds));
         vaultrs::auth::kubernetes::role::create(
-            self.client.as_ref(),
+            self.client().as_ref(),
             auth_mount,
             name,
             Some(&mut request),
@@ -769,14 +861,14 @@ impl Admin {
     /// Disables a secrets engine mount, deleting every key in it. Only for a resource whose
     /// deletion policy explicitly asks for its keys to go.
     pub async fn delete_mount(&self, mount: &str) -> Result<(), Error> {
-        Ok(vaultrs::sys::mount::disable(self.client.as_ref(), mount).await?)
+        Ok(vaultrs::sys::mount::disable(self.client().as_ref(), mount).await?)
     }
 
     /// Deletes an OpenBao namespace with every mount and key in it; an absent one is fine.
     /// Only for a resource whose deletion policy explicitly asks for its keys to go.
     pub async fn delete_namespace(&self, name: &str) -> Result<(), Error> {
         let request = DeleteNamespace { name: name.into() };
-        match vaultrs::api::exec_with_empty(self.client.as_ref(), request).await {
+        match vaultrs::api::exec_with_empty(self.client().as_ref(), request).await {
             Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -784,7 +876,7 @@ impl Admin {
 
     /// Deletes a policy; an absent one is fine.
     pub async fn delete_policy(&self, name: &str) -> Result<(), Error> {
-        match vaultrs::sys::policy::delete(self.client.as_ref(), name).await {
+        match vaultrs::sys::policy::delete(self.client().as_ref(), name).await {
             Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -792,7 +884,8 @@ impl Admin {
 
     /// Deletes a Kubernetes auth role; an absent one is fine.
     pub async fn delete_kubernetes_role(&self, auth_mount: &str, name: &str) -> Result<(), Error> {
-        match vaultrs::auth::kubernetes::role::delete(self.client.as_ref(), auth_mount, name).await
+        match vaultrs::auth::kubernetes::role::delete(self.client().as_ref(), auth_mount, name)
+            .await
         {
             Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),

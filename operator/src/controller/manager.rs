@@ -44,10 +44,45 @@ pub struct Options {
     pub image: Option<String>,
     /// OpenBao: address and token of the operator. Without it, resources that need keys
     /// report `OpenBaoNotConfigured`.
-    pub openbao: Option<(String, String)>,
+    pub openbao: Option<OpenBaoSettings>,
     /// The S3 server and the operator's credentials there. Without it, resources that need
     /// storage report `NotConfigured`.
     pub s3: Option<crate::adapters::s3::Settings>,
+}
+
+/// OpenBao's address and how the operator logs in there.
+#[derive(Clone, Debug)]
+pub struct OpenBaoSettings {
+    /// OpenBao's address, as the operator and the workloads reach it.
+    pub address: String,
+    /// A token, or the Kubernetes auth method with the operator's ServiceAccount.
+    pub auth: crate::adapters::openbao::Auth,
+}
+
+/// Logs in again at two thirds of each token's lifetime, for as long as the task lives (it is
+/// aborted with the leadership term); a failed login is retried every five seconds.
+async fn keep_logged_in(
+    admin: crate::adapters::openbao::Admin,
+    settings: OpenBaoSettings,
+    mut ttl: u64,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs((ttl * 2 / 3).max(1))).await;
+        loop {
+            match settings.auth.login(&settings.address).await {
+                Ok((token, new_ttl)) => match admin.set_token(&token) {
+                    Ok(()) => {
+                        ttl = new_ttl;
+                        tracing::info!(ttl, "logged in to OpenBao again");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not use the new OpenBao token"),
+                },
+                Err(e) => tracing::warn!(error = %e, "could not log in to OpenBao again"),
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
 }
 
 /// Why the operator stopped.
@@ -132,15 +167,23 @@ pub async fn run(
         if let Some(image) = &options.image {
             ctx.image = image.clone();
         }
-        if let Some((addr, token)) = &options.openbao {
+        let mut renewal = None;
+        if let Some(settings) = &options.openbao {
+            let (token, ttl) = settings.auth.login(&settings.address).await?;
+            let admin = crate::adapters::openbao::Admin::new(&settings.address, &token)?;
+            if ttl > 0 {
+                renewal = Some(tokio::spawn(keep_logged_in(
+                    admin.clone(),
+                    settings.clone(),
+                    ttl,
+                )));
+            }
             ctx.openbao = Some(OpenBaoAccess {
-                admin: crate::adapters::openbao::Admin::new(addr, token)?,
-                workload_addr: addr.clone(),
+                admin,
+                workload_addr: settings.address.clone(),
             });
-        }
-        // OpenBao first, then S3: `render` lists the egress peers in the same order.
-        if let Some((addr, _)) = &options.openbao {
-            ctx.egress.extend(EgressPeer::of_url(addr));
+            // OpenBao first, then S3: `render` lists the egress peers in the same order.
+            ctx.egress.extend(EgressPeer::of_url(&settings.address));
         }
         if let Some(settings) = &options.s3 {
             ctx.egress.extend(EgressPeer::of_url(&settings.endpoint));
@@ -153,6 +196,9 @@ pub async fn run(
             futures::future::select(Box::pin(wait_for(stop_rx.clone())), Box::pin(lost.clone()))
                 .map(|_| ());
         run_controllers(client.clone(), ctx, until).await;
+        if let Some(task) = renewal {
+            task.abort();
+        }
         if lost.now_or_never().is_some() && !*stop_rx.borrow() {
             tracing::warn!("lost the lease to another replica; stopping");
             stopped = Stopped::LostLeadership;

@@ -141,21 +141,7 @@ impl Default for ServiceMetrics {
 }
 
 /// Where the service's OpenBao token comes from.
-#[derive(Clone, Debug)]
-pub enum Auth {
-    /// A token given directly (development).
-    Token(String),
-    /// The Kubernetes auth method with the pod's ServiceAccount token, read from `jwt_path`
-    /// at every login so that rotated projected tokens are picked up.
-    Kubernetes {
-        /// Mount of the auth method, usually `kubernetes`.
-        mount: String,
-        /// The OpenBao role.
-        role: String,
-        /// Path of the ServiceAccount token.
-        jwt_path: std::path::PathBuf,
-    },
-}
+pub use crate::adapters::openbao::Auth;
 
 /// Settings of the service.
 #[derive(Clone, Debug)]
@@ -190,23 +176,13 @@ pub enum StartError {
     /// OpenBao refused or could not be reached.
     #[error(transparent)]
     OpenBao(#[from] openbao::Error),
-    /// The ServiceAccount token could not be read.
-    #[error("reading the ServiceAccount token: {0}")]
-    Token(#[from] std::io::Error),
+    /// The login failed.
+    #[error(transparent)]
+    Login(#[from] openbao::LoginError),
 }
 
 async fn login(config: &Config) -> Result<(Transit, u64), StartError> {
-    let (token, ttl) = match &config.auth {
-        Auth::Token(t) => (t.clone(), 0),
-        Auth::Kubernetes {
-            mount,
-            role,
-            jwt_path,
-        } => {
-            let jwt = tokio::fs::read_to_string(jwt_path).await?;
-            openbao::login_kubernetes(&config.openbao_addr, mount, role, &jwt).await?
-        }
-    };
+    let (token, ttl) = config.auth.login(&config.openbao_addr).await?;
     Ok((
         Transit::new(&config.openbao_addr, &token, &config.transit_mount)?,
         ttl,

@@ -1,0 +1,111 @@
+# The OpenBao policy of the vardhub operator: exactly the calls its controllers make, derived
+# from operator/src/adapters/openbao.rs and operator/src/controller/. Write it in the root
+# namespace and bind it to the operator's Kubernetes auth role, for example:
+#
+#   bao policy write vardhub-operator openbao-policy.hcl
+#   bao write auth/kubernetes/role/vardhub-operator \
+#     bound_service_account_names=vardhub-operator bound_service_account_namespaces=vardhub-system \
+#     token_policies=vardhub-operator token_ttl=1h
+#
+# Child namespaces (region-<node>, hub-<hub>) are reached by prefixing the namespace; '+'
+# stands for one path segment, so those rules apply in every first-level child namespace.
+# Writing policies (sys/policy/vardhub-*) lets the operator grant workloads what it grants
+# them; OpenBao cannot limit what a written policy contains, so this token stays powerful.
+
+# ---------------------------------------------------------------- root namespace: namespaces
+# Admin::ensure_namespace (GET, then POST when it gets a 404) and Admin::delete_namespace (DELETE) for region-<node>
+path "sys/namespaces/region-*" {
+  capabilities = ["read", "update", "delete"]
+}
+# Same three calls for hub-<hub>
+path "sys/namespaces/hub-*" {
+  capabilities = ["read", "update", "delete"]
+}
+
+# ---------------------------------------------------------------- root namespace: policies
+# Admin::ensure_policy (GET/PUT) and delete_policy (DELETE). vaultrs 0.8 uses the legacy sys/policy/<name> path, not sys/policies/acl
+path "sys/policy/vardhub-region-*" {
+  capabilities = ["read", "update", "delete"]
+}
+# Same for the hub policies (vardhub-hub-<hub>)
+path "sys/policy/vardhub-hub-*" {
+  capabilities = ["read", "update", "delete"]
+}
+# Same for vardhub-pseudonymisation-<ns>-<name> and ...-reidentify
+path "sys/policy/vardhub-pseudonymisation-*" {
+  capabilities = ["read", "update", "delete"]
+}
+
+# ---------------------------------------------------------------- root namespace: Kubernetes auth roles
+# Admin::ensure_kubernetes_role (GET, then POST) and delete_kubernetes_role (DELETE) for node roles; body is limited to the 4 fields the operator sends
+path "auth/kubernetes/role/vardhub-region-*" {
+  capabilities = ["read", "create", "update", "delete"]
+}
+# Same for hub roles (storage::TOKEN_TTL_SECONDS = 900)
+path "auth/kubernetes/role/vardhub-hub-*" {
+  capabilities = ["read", "create", "update", "delete"]
+}
+# Same for pseudonymisation roles (pseudonymisation_service::build::TOKEN_TTL_SECONDS = 3600)
+path "auth/kubernetes/role/vardhub-pseudonymisation-*" {
+  capabilities = ["read", "create", "update", "delete"]
+}
+
+# ---------------------------------------------------------------- root namespace: pseudonymisation Transit mounts
+# Transit::ensure_mount via Admin::transit: GET sys/mounts (whole mount table of the root namespace; cannot be narrowed)
+path "sys/mounts" {
+  capabilities = ["read"]
+}
+# Transit::ensure_mount enable (POST, type=transit) and Admin::delete_mount (DELETE) of pseudonymisation/<ns>/<name>
+path "sys/mounts/pseudonymisation/+/+" {
+  capabilities = ["update", "delete"]
+}
+# Transit::ensure_key / ensure_convergent_key: GET keys/<domain>, POST keys/<domain> (create) and GET again
+path "pseudonymisation/+/+/keys/+" {
+  capabilities = ["read", "update"]
+}
+
+# ---------------------------------------------------------------- child namespaces region-<node> / hub-<hub>
+# storage::ensure_custody -> Transit::ensure_mount and Admin::ensure_kv_mount (via transit_in / in_namespace): GET <ns>/sys/mounts
+path "+/sys/mounts" {
+  capabilities = ["read"]
+}
+# Transit::ensure_mount enable of the custodian's "transit" mount (POST, type=transit)
+path "+/sys/mounts/transit" {
+  capabilities = ["update"]
+}
+# Admin::ensure_kv_mount enable of the custodian's "secrets" KV v2 mount (POST, type=kv, options.version=2)
+path "+/sys/mounts/secrets" {
+  capabilities = ["update"]
+}
+# Transit::ensure_custodian_key for a node: GET keys/region (vaultrs read + ReadKeyRaw), POST keys/region (create)
+path "+/transit/keys/region" {
+  capabilities = ["read", "update"]
+}
+# Transit::ensure_custodian_key for a node: POST keys/region/config when the rotation period changed
+path "+/transit/keys/region/config" {
+  capabilities = ["update"]
+}
+# Transit::ensure_custodian_key for a hub: GET/POST keys/hub
+path "+/transit/keys/hub" {
+  capabilities = ["read", "update"]
+}
+# Transit::ensure_custodian_key for a hub: POST keys/hub/config (period 0 is enforced if someone changed it)
+path "+/transit/keys/hub/config" {
+  capabilities = ["update"]
+}
+# storage::ensure_credential (regional node): Admin::read_secret GET + write_secret POST of secrets/data/s3/node
+path "+/secrets/data/s3/node" {
+  capabilities = ["read", "create", "update"]
+}
+# storage::ensure_credential (data hub): the ingest credential of each member node, secrets/data/s3/ingest/<node>
+path "+/secrets/data/s3/ingest/+" {
+  capabilities = ["read", "create", "update"]
+}
+# storage::ensure_credential (data hub): credential of the hub role "standardise"
+path "+/secrets/data/s3/roles/standardise" {
+  capabilities = ["read", "create", "update"]
+}
+# storage::ensure_credential (data hub): credential of the hub role "publish"
+path "+/secrets/data/s3/roles/publish" {
+  capabilities = ["read", "create", "update"]
+}
