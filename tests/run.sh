@@ -24,6 +24,9 @@ say "the vardhub image (a static release build; cached after the first run)"
 VARDHUB_IMAGE=$(bash operator/image/build.sh)
 export VARDHUB_IMAGE
 echo "image: $VARDHUB_IMAGE"
+again=$(bash operator/image/build.sh 2>/dev/null)
+[ "$again" = "$VARDHUB_IMAGE" ] || { echo "a second build of the image gave $again" >&2; exit 1; }
+echo "a second build gives the same digest"
 
 say "the SHACL validator for the catalogue tests (pySHACL, cached after the first run)"
 VARDHUB_SHACL_PYTHON=$(bash tests/shacl/setup.sh)

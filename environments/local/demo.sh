@@ -48,7 +48,7 @@ kubectl get datasets -n vardhub-catalog -o custom-columns='DATASET:.metadata.nam
 kubectl get catalogservice -n vardhub-catalog national -o go-template='{{printf "catalogue: %v datasets, %v triples, digest %v\n" .status.datasets .status.triples .status.digest}}'
 kubectl -n vardhub-catalog get pods -o wide
 # The catalogue's component runs in a pod on the real node; a port-forward brings it here.
-kubectl -n vardhub-catalog port-forward service/national-catalog 18081:8080 >/dev/null 2>&1 &
+kubectl -n vardhub-catalog port-forward service/national-catalog 18081:80 >/dev/null 2>&1 &
 forward=$!
 trap 'kill "$forward" 2>/dev/null; wait "$forward" 2>/dev/null || true' EXIT
 for _ in $(seq 1 50); do

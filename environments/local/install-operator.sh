@@ -25,10 +25,28 @@ bao policy write vardhub-operator charts/vardhub-operator/openbao-policy.hcl >/d
 bao write "auth/kubernetes/role/$role" bound_service_account_names=vardhub-operator \
   bound_service_account_namespaces="$namespace" token_policies=vardhub-operator \
   token_ttl="${VARDHUB_OPERATOR_TOKEN_TTL:-1h}" >/dev/null
-# S3: the local MinIO's root keys, in the Secret the chart names (the operator's own S3
-# identity is not made yet).
+# S3: the operator's own identity on MinIO (a user with the chart's s3-policy.json: the
+# buckets named vardhub-*), made with MinIO's root keys, which the operator never sees. Its
+# keys go into the Secret the chart names; a reinstall keeps them.
+user="vardhub-operator-$namespace"
+if key=$(kubectl -n "$namespace" get secret vardhub-operator-s3 -o jsonpath='{.data.secretAccessKey}' 2>/dev/null) &&
+  [ -n "$key" ]; then
+  key=$(base64 -d <<<"$key")
+else
+  key=$(openssl rand -hex 24)
+fi
+MC_CONFIG_DIR=$(mktemp -d)
+export MC_CONFIG_DIR
+trap 'rm -rf "$MC_CONFIG_DIR"' EXIT
+mc() { "${VARDHUB_MC:?eval the output of cluster.sh env first}" --quiet "$@"; }
+mc alias set local "$VARDHUB_S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+mc admin user add local "$user" "$key" >/dev/null
+mc admin policy create local vardhub-operator charts/vardhub-operator/s3-policy.json >/dev/null
+if ! out=$(mc admin policy attach local vardhub-operator --user "$user" 2>&1); then
+  grep -qi "already" <<<"$out" || { printf '%s\n' "$out" >&2; exit 1; }
+fi
 kubectl -n "$namespace" create secret generic vardhub-operator-s3 \
-  --from-literal=accessKeyId="$AWS_ACCESS_KEY_ID" --from-literal=secretAccessKey="$AWS_SECRET_ACCESS_KEY" \
+  --from-literal=accessKeyId="$user" --from-file=secretAccessKey=<(printf '%s' "$key") \
   --dry-run=client -o yaml | kubectl apply --server-side --field-manager=vardhub-install -f - >/dev/null
 
 helm upgrade --install "$release" charts/vardhub-operator --namespace "$namespace" \

