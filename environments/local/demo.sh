@@ -60,7 +60,7 @@ resource=$(curl -fsS -H 'Accept: text/turtle' http://127.0.0.1:18081/datasets/hi
 printf '%s\n' "$resource" | grep -v '^@prefix' | sed -n '1,12p'
 echo
 leader=$(kubectl -n vardhub-system get lease vardhub-operator -o jsonpath='{.spec.holderIdentity}')
-echo "Operator: leader $leader; metrics: kubectl -n vardhub-system port-forward service/vardhub-operator-metrics 8080"
+echo "Operator: leader $leader; its metrics: kubectl -n vardhub-system port-forward pod/$leader 8080, then http://127.0.0.1:8080/metrics"
 echo "Catalogue: http://127.0.0.1:18081/catalog (Turtle, JSON-LD, RDF/XML by Accept)"
 
 if [ "${VARDHUB_DEMO_EXIT:-0}" = "1" ]; then
