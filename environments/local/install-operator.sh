@@ -10,11 +10,15 @@
 # Needs the cluster's environment (eval "$(cluster.sh env)").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-image=${1:?usage: install-operator.sh IMAGE [RELEASE [NAMESPACE]]}
-release=${2:-vardhub}
-namespace=${3:-vardhub-system}
-shift $(($# < 3 ? $# : 3))
+positional=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+  positional+=("$1")
+  shift
+done
 [ "${1:-}" = "--" ] && shift
+image=${positional[0]:?usage: install-operator.sh IMAGE [RELEASE [NAMESPACE]] [-- helm arguments]}
+release=${positional[1]:-vardhub}
+namespace=${positional[2]:-vardhub-system}
 
 kubectl create namespace "$namespace" --dry-run=client -o yaml |
   kubectl apply --server-side --field-manager=vardhub-install -f - >/dev/null
@@ -38,8 +42,10 @@ fi
 MC_CONFIG_DIR=$(mktemp -d)
 export MC_CONFIG_DIR
 trap 'rm -rf "$MC_CONFIG_DIR"' EXIT
+# The root keys reach mc through its environment, never its command line.
+MC_HOST_local="${VARDHUB_S3_ENDPOINT/:\/\//://$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY@}"
+export MC_HOST_local
 mc() { "${VARDHUB_MC:?eval the output of cluster.sh env first}" --quiet "$@"; }
-mc alias set local "$VARDHUB_S3_ENDPOINT" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
 mc admin user add local "$user" "$key" >/dev/null
 mc admin policy create local vardhub-operator charts/vardhub-operator/s3-policy.json >/dev/null
 if ! out=$(mc admin policy attach local vardhub-operator --user "$user" 2>&1); then

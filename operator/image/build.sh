@@ -7,8 +7,8 @@
 # Writes target/image/layout (an OCI image layout) and target/image/image.tar (the same as
 # one file, for `ctr images import` or `skopeo copy oci-archive:...`), and
 # target/image/reference (repository@sha256:...). The build is reproducible: paths are
-# remapped out of the binary and every timestamp is the commit's, so the same commit gives
-# the same digest. operator/Containerfile builds the same contents with Docker or Podman.
+# remapped out of the binary and every timestamp is the commit's, so the same commit built
+# with the same toolchain, musl-tools and CA bundle gives the same digest. operator/Containerfile builds the same contents with Docker or Podman.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 readonly TARGET=x86_64-unknown-linux-musl

@@ -169,6 +169,8 @@ async fn the_real_node_runs_the_project_image_and_its_pods_reach_only_this_machi
         info.container_runtime_version
     );
 
+    // A run that failed half-way may have left the namespace behind.
+    delete_namespaces(&admin, &[NS]).await?;
     restricted_namespace(&admin, NS).await?;
     // The project's image runs as a real container under Pod Security "restricted".
     let image = env("VARDHUB_IMAGE")?;
@@ -347,15 +349,22 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
 
     // Installed as a platform engineer would: the chart, pinned by digest, on the real node.
     // (The admission policies are cluster-wide and already come with the release "vardhub".)
+    // OpenBao's audit log from here on is this test's witness.
+    let audit = env("VARDHUB_OPENBAO_AUDIT_LOG")?;
+    let audit_from = std::fs::metadata(&audit)?.len();
+    // Its OpenBao tokens live 30 seconds, so that it must log in again during the test.
     let install = repo_root().join("environments/local/install-operator.sh");
-    run(Command::new("bash").arg(install).args([
-        &image,
-        RELEASE,
-        OPERATOR_NS,
-        "--",
-        "--set",
-        "admissionPolicies.enabled=false",
-    ]))?;
+    run(Command::new("bash")
+        .arg(install)
+        .env("VARDHUB_OPERATOR_TOKEN_TTL", "30s")
+        .args([
+            &image,
+            RELEASE,
+            OPERATOR_NS,
+            "--",
+            "--set",
+            "admissionPolicies.enabled=false",
+        ]))?;
     // It logs in to OpenBao with its ServiceAccount; it is never given a token.
     let deployment = kubectl(&["get", "deployment", "-n", OPERATOR_NS, "-o", "json"])?;
     assert!(
@@ -622,5 +631,77 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
     )
     .await?;
 
+    // OpenBao's own audit log witnesses how the operator used OpenBao: it logged in with its
+    // ServiceAccount, again before the token expired, and every request that came from its
+    // pods carried its ServiceAccount's token with the chart's policy alone (never root).
+    let operator_ips: Vec<String> = pods
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+        .collect();
+    let (logins, requests) = eventually(
+        "a second login of the operator in OpenBao's audit log",
+        Duration::from_secs(90),
+        || async {
+            let (logins, requests) = operator_in_openbao_audit(&audit, audit_from, &operator_ips)?;
+            Ok((logins >= 2).then_some((logins, requests)))
+        },
+    )
+    .await?;
+    assert!(
+        requests.len() > 10,
+        "the operator's requests were audited: {}",
+        requests.len()
+    );
+    let foreign: Vec<_> = requests
+        .iter()
+        .filter(|identity| identity.as_str() != "vardhub-operator:default,vardhub-operator")
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "requests with another identity: {foreign:?} ({logins} logins)"
+    );
     Ok(())
+}
+
+/// From OpenBao's audit log after byte `from`: how often this test's operator logged in, and
+/// for every other request from its pods' addresses, who made it (`<service account>:<sorted
+/// policies>`, with no service account for a request without this operator's identity).
+fn operator_in_openbao_audit(
+    path: &str,
+    from: u64,
+    pod_ips: &[String],
+) -> Result<(usize, Vec<String>)> {
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8_lossy(&bytes[usize::try_from(from)?.min(bytes.len())..]);
+    let mut logins = 0;
+    let mut requests = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let from_pod = entry["request"]["remote_address"]
+            .as_str()
+            .is_some_and(|a| pod_ips.iter().any(|ip| ip == a));
+        if !from_pod || entry["type"] != "request" {
+            continue;
+        }
+        if entry["request"]["path"] == "auth/kubernetes/login" {
+            logins += 1;
+            continue;
+        }
+        let meta = &entry["auth"]["metadata"];
+        let ours = meta["service_account_namespace"] == OPERATOR_NS
+            && meta["service_account_name"] == "vardhub-operator";
+        let mut policies: Vec<&str> = entry["auth"]["policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        policies.sort_unstable();
+        let who = if ours { "vardhub-operator" } else { "" };
+        requests.push(format!("{who}:{}", policies.join(",")));
+    }
+    Ok((logins, requests))
 }

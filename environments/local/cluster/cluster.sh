@@ -92,6 +92,8 @@ readonly PID_DIR="$RUN_DIR/pids"
 readonly LOG_DIR="$RUN_DIR/logs"
 readonly KUBECONFIG_ADMIN="$RUN_DIR/kubeconfig"
 readonly AUDIT_LOG="$RUN_DIR/audit.log"
+# OpenBao's own audit device: every request and response, secrets HMAC'd by OpenBao.
+readonly OPENBAO_AUDIT_LOG="$RUN_DIR/openbao-audit.log"
 readonly ENV_FILE="$RUN_DIR/env"
 readonly VERSIONS_FILE="$RUN_DIR/versions"
 readonly STATE_LOCK="$RUN_DIR/.lock"
@@ -450,7 +452,7 @@ wipe_state() {
     teardown_node_network
     rm -rf "$NODE_DIR"
     rm -rf "$RUN_DIR/etcd-data" "$RUN_DIR/minio-data" "$PKI" "$PID_DIR" "$RUN_DIR/config" \
-        "$KUBECONFIG_ADMIN" "$AUDIT_LOG" "$AUDIT_LOG".* "$ENV_FILE" "$VERSIONS_FILE"
+        "$KUBECONFIG_ADMIN" "$AUDIT_LOG" "$AUDIT_LOG".* "$OPENBAO_AUDIT_LOG" "$ENV_FILE" "$VERSIONS_FILE"
 }
 
 take_state_lock() {
@@ -728,6 +730,12 @@ start_openbao() {
     wait_until openbao 60 curl -fsS --max-time 2 "http://$SERVER_HOST:$OPENBAO_PORT/v1/sys/health"
 }
 
+# A file audit device, so that tests count OpenBao's requests with a witness of OpenBao's own.
+enable_openbao_audit() {
+    log "enabling OpenBao's file audit device ($OPENBAO_AUDIT_LOG)"
+    bao_ audit enable file file_path="$OPENBAO_AUDIT_LOG" >/dev/null
+}
+
 configure_openbao_kubernetes_auth() {
     log "configuring the OpenBao kubernetes auth method"
     kubectl_ -n kube-system create serviceaccount openbao-token-reviewer >/dev/null
@@ -803,6 +811,7 @@ write_env_file() {
 export KUBECONFIG='$KUBECONFIG_ADMIN'
 export VARDHUB_CLUSTER_DIR='$RUN_DIR'
 export VARDHUB_AUDIT_LOG='$AUDIT_LOG'
+export VARDHUB_OPENBAO_AUDIT_LOG='$OPENBAO_AUDIT_LOG'
 export VARDHUB_CA_CERT='$PKI/ca.crt'
 export VARDHUB_KUBE_APISERVER='https://$SERVER_HOST:$APISERVER_PORT'
 export VAULT_ADDR='http://$SERVER_HOST:$OPENBAO_PORT'
@@ -893,6 +902,7 @@ cmd_up() {
     wait_until kube-scheduler 60 curl -fsSk --max-time 2 "https://$HOST:$SCHEDULER_PORT/healthz"
     start_kwok
     start_openbao
+    enable_openbao_audit
     configure_openbao_kubernetes_auth
     verify_openbao_login
     start_minio "$secret"

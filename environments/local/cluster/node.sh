@@ -33,6 +33,11 @@ readonly PAUSE_IMAGE=localhost/vardhub/pause:$KUBERNETES_VERSION
 # Debian's static busybox alone in an image: the tests' client inside pods (nc, wget, nslookup).
 readonly TOOLBOX_IMAGE=localhost/vardhub/toolbox:busybox
 readonly FIREWALL_CHAIN=VARDHUB-NODE-FENCE
+readonly INPUT_FENCE_CHAIN=VARDHUB-INPUT-FENCE
+# Kernel settings the node changes and `down` restores.
+readonly NODE_SYSCTLS=(net.bridge.bridge-nf-call-iptables net.ipv4.conf.all.route_localnet
+    kernel.panic kernel.panic_on_oops vm.overcommit_memory kernel.keys.root_maxkeys
+    kernel.keys.root_maxbytes)
 readonly HOST_FENCE_CHAIN=VARDHUB-HOST-FENCE
 
 readonly NODE_BIN_DIR="$BIN_DIR/node-$CONTAINERD_VERSION-$RUNC_VERSION-$CNI_PLUGINS_VERSION"
@@ -127,10 +132,18 @@ setup_node_network() {
     ip link add "$NODE_BRIDGE" type bridge 2>/dev/null || true
     ip addr replace "$NODE_IP/24" dev "$NODE_BRIDGE"
     ip link set "$NODE_BRIDGE" up
+    # The kernel settings this node changes (here, and the kubelet's and kube-proxy's own),
+    # recorded once so that `down` puts them back.
+    if [[ ! -f "$NODE_DIR/sysctl.before" ]]; then
+        local key
+        for key in "${NODE_SYSCTLS[@]}"; do
+            printf '%s=%s\n' "$key" "$(sysctl -n "$key" 2>/dev/null)"
+        done >"$NODE_DIR/sysctl.before"
+    fi
     # Pods reach Services through kube-proxy's rules, which bridged traffic only meets with
-    # br_netfilter; and a Service's pod on the same bridge is reached by routing.
-    [[ -f "$NODE_DIR/ip_forward.before" ]] || cat /proc/sys/net/ipv4/ip_forward >"$NODE_DIR/ip_forward.before"
-    sysctl -qw net.ipv4.ip_forward=1
+    # br_netfilter; and a Service's pod on the same bridge is reached by routing, which is
+    # switched on for the bridge alone (the machine does not become a router).
+    sysctl -qw "net.ipv4.conf.$NODE_BRIDGE.forwarding=1"
     sysctl -qw net.bridge.bridge-nf-call-iptables=1
     # The fence: nothing is routed from the bridge to another interface or back, so pods
     # reach each other and this machine's own addresses and nothing beyond it.
@@ -147,7 +160,12 @@ setup_node_network() {
         -m comment --comment "vardhub: kwok pods are simulated"
     iptables -w -A "$HOST_FENCE_CHAIN" -d "$SERVICE_CIDR" -j REJECT \
         -m comment --comment "vardhub: a Service without a real endpoint"
-    iptables -w -C OUTPUT -j "$HOST_FENCE_CHAIN" 2>/dev/null || iptables -w -A OUTPUT -j "$HOST_FENCE_CHAIN"
+    iptables -w -C OUTPUT -j "$HOST_FENCE_CHAIN" 2>/dev/null || iptables -w -I OUTPUT 1 -j "$HOST_FENCE_CHAIN"
+    # The servers on the node's address answer this machine and its pods, nobody else.
+    iptables -w -N "$INPUT_FENCE_CHAIN" 2>/dev/null || iptables -w -F "$INPUT_FENCE_CHAIN"
+    iptables -w -A "$INPUT_FENCE_CHAIN" -d "$NODE_IP" ! -i lo ! -i "$NODE_BRIDGE" -j DROP \
+        -m comment --comment "vardhub: the node's address is not reachable from outside"
+    iptables -w -C INPUT -j "$INPUT_FENCE_CHAIN" 2>/dev/null || iptables -w -I INPUT 1 -j "$INPUT_FENCE_CHAIN"
 }
 
 teardown_node_network() {
@@ -155,6 +173,9 @@ teardown_node_network() {
     if command -v iptables >/dev/null 2>&1; then
         while iptables -w -D FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null; do :; done
         while iptables -w -D OUTPUT -j "$HOST_FENCE_CHAIN" 2>/dev/null; do :; done
+        while iptables -w -D INPUT -j "$INPUT_FENCE_CHAIN" 2>/dev/null; do :; done
+        iptables -w -F "$INPUT_FENCE_CHAIN" 2>/dev/null || true
+        iptables -w -X "$INPUT_FENCE_CHAIN" 2>/dev/null || true
         iptables -w -F "$FIREWALL_CHAIN" 2>/dev/null || true
         iptables -w -X "$FIREWALL_CHAIN" 2>/dev/null || true
         iptables -w -F "$HOST_FENCE_CHAIN" 2>/dev/null || true
@@ -168,8 +189,11 @@ teardown_node_network() {
         ip netns delete "$(basename "$ns")" 2>/dev/null || true
     done
     ip link delete "$NODE_BRIDGE" 2>/dev/null || true
-    if [[ -f "$NODE_DIR/ip_forward.before" ]]; then
-        sysctl -qw net.ipv4.ip_forward="$(cat "$NODE_DIR/ip_forward.before")" || true
+    local setting
+    if [[ -f "$NODE_DIR/sysctl.before" ]]; then
+        while read -r setting; do
+            [[ "$setting" == *=?* ]] && sysctl -qw "$setting" 2>/dev/null || true
+        done <"$NODE_DIR/sysctl.before"
     fi
 }
 
@@ -183,8 +207,8 @@ remove_kube_chains() {
             for chain in $("$tool" -w -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^KUBE-/ {print $2}'); do
                 "$tool" -w -t "$table" -S 2>/dev/null | grep -E -- "-j $chain( |$)" | grep -E '^-A ' |
                     while read -r rule; do
-                        # shellcheck disable=SC2086
-                        "$tool" -w -t "$table" -D ${rule#-A } 2>/dev/null || true
+                        # The rule as iptables printed it, quotes and all.
+                        eval "\"\$tool\" -w -t \"\$table\" -D ${rule#-A }" 2>/dev/null || true
                     done || true
                 "$tool" -w -t "$table" -F "$chain" 2>/dev/null || true
             done
@@ -241,6 +265,7 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = "$NODE_BIN_DIR/runc"
+        Root = "$CONTAINERD_STATE/runc"
         SystemdCgroup = false
 EOF
 
@@ -322,6 +347,8 @@ hostnameOverride: $NODE_NAME
 mode: iptables
 clusterCIDR: $NODE_POD_CIDR
 bindAddress: $NODE_IP
+# NodePorts open on the node's address only, never on the machine's other interfaces.
+nodePortAddresses: [$NODE_IP/32]
 healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTHZ_PORT
 metricsBindAddress: 127.0.0.1:$KUBE_PROXY_METRICS_PORT
 conntrack:
@@ -492,12 +519,25 @@ stop_node_pods() {
 # root filesystems, sandbox shm), deepest first.
 unmount_node() {
     local m mounts
+    # Any container process still alive (its shim gone) is in a cgroup of the kubelet's.
+    local procs
+    procs=$(find /sys/fs/cgroup/*/kubepods* -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u) || true
+    if [[ -n "$procs" ]]; then
+        log "killing $(wc -w <<<"$procs") container process(es) left behind"
+        # shellcheck disable=SC2086
+        kill -KILL $procs 2>/dev/null || true
+        local i
+        for ((i = 0; i < 50; i++)); do
+            [[ -z "$(find /sys/fs/cgroup/*/kubepods* -name cgroup.procs -exec cat {} + 2>/dev/null)" ]] && break
+            sleep 0.1
+        done
+    fi
     mounts=$(awk '{print $5}' /proc/self/mountinfo |
-        grep -E "^($NODE_DIR|$CONTAINERD_STATE|/run/containerd)(/|$)" | sort -r) || true
+        grep -E "^($NODE_DIR|$CONTAINERD_STATE)(/|$)" | sort -r) || true
     for m in $mounts; do
         umount -l "$m" 2>/dev/null || true
     done
-    rm -rf "$CONTAINERD_STATE" /run/containerd/s 2>/dev/null || true
+    rm -rf "$CONTAINERD_STATE" 2>/dev/null || true
     # The cgroups the kubelet made for pods (cgroup v1: one tree per controller).
     for m in /sys/fs/cgroup/*/kubepods*; do
         [[ -d "$m" ]] || continue
@@ -511,6 +551,8 @@ node_leftovers() {
     compgen -G "/run/netns/cni-*" >/dev/null && left+=("network namespaces /run/netns/cni-*")
     grep -qE " ($NODE_DIR|$CONTAINERD_STATE)(/| )" /proc/self/mountinfo && left+=("mounts below $NODE_DIR")
     iptables -w -n -L "$FIREWALL_CHAIN" >/dev/null 2>&1 && left+=("iptables chain $FIREWALL_CHAIN")
+    iptables -w -n -L "$INPUT_FENCE_CHAIN" >/dev/null 2>&1 && left+=("iptables chain $INPUT_FENCE_CHAIN")
+    compgen -G "/sys/fs/cgroup/*/kubepods*" >/dev/null && left+=("the kubelet's cgroups")
     iptables -w -S 2>/dev/null | grep -q '^-N KUBE-' && left+=("iptables chains KUBE-*")
     printf '%s' "${left[*]:-}"
 }

@@ -592,8 +592,8 @@ struct Session {
     token: Zeroizing<String>,
 }
 
-/// Where a process's OpenBao token comes from.
-#[derive(Clone, Debug)]
+/// Where a process's OpenBao token comes from. Its `Debug` never shows a token.
+#[derive(Clone)]
 pub enum Auth {
     /// A token given directly (development, or a token issued by an administrator).
     Token(String),
@@ -618,6 +618,19 @@ pub enum LoginError {
     /// The ServiceAccount token could not be read.
     #[error("reading the ServiceAccount token: {0}")]
     Token(#[from] std::io::Error),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Token(_) => f.write_str("Token(..)"),
+            Auth::Kubernetes { mount, role, .. } => f
+                .debug_struct("Kubernetes")
+                .field("mount", mount)
+                .field("role", role)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl Auth {

@@ -59,6 +59,24 @@ pub struct OpenBaoSettings {
     pub auth: crate::adapters::openbao::Auth,
 }
 
+/// Logs in to OpenBao, trying again every five seconds while it does not answer (it may be
+/// down when leadership begins); `None` when the operator is told to stop meanwhile.
+async fn login_until_stopped(
+    settings: &OpenBaoSettings,
+    mut stop: watch::Receiver<bool>,
+) -> Option<(String, u64)> {
+    loop {
+        match settings.auth.login(&settings.address).await {
+            Ok(login) => return Some(login),
+            Err(e) => tracing::warn!(error = %e, "could not log in to OpenBao; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return None,
+        }
+    }
+}
+
 /// Logs in again at two thirds of each token's lifetime, for as long as the task lives (it is
 /// aborted with the leadership term); a failed login is retried every five seconds.
 async fn keep_logged_in(
@@ -168,8 +186,17 @@ pub async fn run(
             ctx.image = image.clone();
         }
         let mut renewal = None;
-        if let Some(settings) = &options.openbao {
-            let (token, ttl) = settings.auth.login(&settings.address).await?;
+        let mut stopping = false;
+        let login = match &options.openbao {
+            Some(settings) => login_until_stopped(settings, stop_rx.clone())
+                .await
+                .map(|login| (settings, login)),
+            None => None,
+        };
+        if options.openbao.is_some() && login.is_none() {
+            stopping = true;
+        }
+        if let Some((settings, (token, ttl))) = login {
             let admin = crate::adapters::openbao::Admin::new(&settings.address, &token)?;
             if ttl > 0 {
                 renewal = Some(tokio::spawn(keep_logged_in(
@@ -195,7 +222,9 @@ pub async fn run(
         let until =
             futures::future::select(Box::pin(wait_for(stop_rx.clone())), Box::pin(lost.clone()))
                 .map(|_| ());
-        run_controllers(client.clone(), ctx, until).await;
+        if !stopping {
+            run_controllers(client.clone(), ctx, until).await;
+        }
         if let Some(task) = renewal {
             task.abort();
         }
