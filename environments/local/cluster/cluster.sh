@@ -723,17 +723,21 @@ start_kwok() {
 }
 
 start_openbao() {
-    start_component openbao "$OPENBAO_DIR/bao" server -dev \
+    # A file audit device, declared in the configuration as OpenBao requires, so that tests
+    # count OpenBao's requests with a witness of OpenBao's own.
+    cat >"$RUN_DIR/config/openbao.hcl" <<EOF
+audit "file" "file" {
+  description = "every request and response of the local cluster"
+  options {
+    file_path = "$OPENBAO_AUDIT_LOG"
+  }
+}
+EOF
+    start_component openbao "$OPENBAO_DIR/bao" server -dev -config="$RUN_DIR/config/openbao.hcl" \
         -dev-root-token-id="$OPENBAO_ROOT_TOKEN" \
         -dev-listen-address="$SERVER_HOST:$OPENBAO_PORT" \
         -dev-no-store-token
     wait_until openbao 60 curl -fsS --max-time 2 "http://$SERVER_HOST:$OPENBAO_PORT/v1/sys/health"
-}
-
-# A file audit device, so that tests count OpenBao's requests with a witness of OpenBao's own.
-enable_openbao_audit() {
-    log "enabling OpenBao's file audit device ($OPENBAO_AUDIT_LOG)"
-    bao_ audit enable file file_path="$OPENBAO_AUDIT_LOG" >/dev/null
 }
 
 configure_openbao_kubernetes_auth() {
@@ -902,7 +906,6 @@ cmd_up() {
     wait_until kube-scheduler 60 curl -fsSk --max-time 2 "https://$HOST:$SCHEDULER_PORT/healthz"
     start_kwok
     start_openbao
-    enable_openbao_audit
     configure_openbao_kubernetes_auth
     verify_openbao_login
     start_minio "$secret"

@@ -163,8 +163,10 @@ setup_node_network() {
     iptables -w -C OUTPUT -j "$HOST_FENCE_CHAIN" 2>/dev/null || iptables -w -I OUTPUT 1 -j "$HOST_FENCE_CHAIN"
     # The servers on the node's address answer this machine and its pods, nobody else.
     iptables -w -N "$INPUT_FENCE_CHAIN" 2>/dev/null || iptables -w -F "$INPUT_FENCE_CHAIN"
-    iptables -w -A "$INPUT_FENCE_CHAIN" -d "$NODE_IP" ! -i lo ! -i "$NODE_BRIDGE" -j DROP \
-        -m comment --comment "vardhub: the node's address is not reachable from outside"
+    iptables -w -A "$INPUT_FENCE_CHAIN" -i lo -j RETURN
+    iptables -w -A "$INPUT_FENCE_CHAIN" -i "$NODE_BRIDGE" -j RETURN
+    iptables -w -A "$INPUT_FENCE_CHAIN" -d "$NODE_IP" -j DROP \
+        -m comment --comment "vardhub: nothing from outside reaches the node address"
     iptables -w -C INPUT -j "$INPUT_FENCE_CHAIN" 2>/dev/null || iptables -w -I INPUT 1 -j "$INPUT_FENCE_CHAIN"
 }
 
