@@ -132,6 +132,23 @@ fn exec(ns: &str, pod: &str, args: &[&str]) -> Result<(bool, String)> {
     Ok((output.status.success(), text))
 }
 
+/// An HTTP request from the toolbox pod (busybox `wget`), with one header and, for a POST, a
+/// body; its exit status and output.
+fn wget(
+    ns: &str,
+    pod: &str,
+    url: &str,
+    header: &str,
+    post: Option<&str>,
+) -> Result<(bool, String)> {
+    let mut args = vec!["wget", "-q", "-O", "-", "--header", header];
+    if let Some(body) = post {
+        args.extend(["--post-data", body]);
+    }
+    args.push(url);
+    exec(ns, pod, &args)
+}
+
 /// Packets the fence around the pod bridge dropped on their way out (its first rule).
 fn fence_drops() -> Result<u64> {
     let chain = env("VARDHUB_NODE_FENCE_CHAIN")?;
@@ -501,20 +518,12 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
     let url = format!(
         "http://pseudo.{HUB_NS}.svc.cluster.local:8080/v1/domains/region-export/pseudonyms"
     );
-    let (ok, text) = exec(
+    let (ok, text) = wget(
         REGION_NS,
         "client",
-        &[
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "--header",
-            "Content-Type: application/json",
-            "--post-data",
-            &body,
-            &url,
-        ],
+        &url,
+        "Content-Type: application/json",
+        Some(&body),
     )?;
     assert!(ok, "the service answered through its Service: {text}");
     let answer: Value = serde_json::from_str(&text).with_context(|| format!("JSON: {text}"))?;
@@ -558,19 +567,7 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
         },
     )
     .await?;
-    let (ok, text) = exec(
-        REGION_NS,
-        "client",
-        &[
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "--header",
-            "Accept: text/turtle",
-            &url,
-        ],
-    )?;
+    let (ok, text) = wget(REGION_NS, "client", &url, "Accept: text/turtle", None)?;
     assert!(
         ok && text.contains("dcat:Catalog"),
         "the catalogue answered through its Service: {text}"
