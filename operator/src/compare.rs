@@ -485,7 +485,17 @@ pub fn diagram(a: &Alternative) -> Document {
 pub fn html(alternatives: &[Alternative], prices: &PriceTable) -> String {
     let md = markdown(alternatives, prices);
     let mut body = String::new();
-    let parser = pulldown_cmark::Parser::new_ext(&md, pulldown_cmark::Options::ENABLE_TABLES);
+    // Nothing taken from a manifest is markup: HTML in an annotation or a name is shown as
+    // text (escaped), never passed through.
+    let parser =
+        pulldown_cmark::Parser::new_ext(&md, pulldown_cmark::Options::ENABLE_TABLES).map(|event| {
+            match event {
+                pulldown_cmark::Event::Html(raw) | pulldown_cmark::Event::InlineHtml(raw) => {
+                    pulldown_cmark::Event::Text(raw)
+                }
+                other => other,
+            }
+        });
     pulldown_cmark::html::push_html(&mut body, parser);
     let diagrams: String = alternatives
         .iter()
@@ -540,6 +550,27 @@ mod tests {
         let report = markdown(&[two.clone(), three.clone()], &p);
         assert!(report.contains(&format!("{:.2} + ", two.cpu.0)));
         assert!(report.contains(&format!("{:.2} + ", three.cpu.0)));
+    }
+
+    #[test]
+    fn html_escapes_what_comes_from_a_manifest() {
+        let mut resources = local();
+        for hub in &mut resources.hubs {
+            hub.metadata.annotations.get_or_insert_default().insert(
+                "vardhub.io/assumption-eu-region".into(),
+                "<script>alert(1)</script><img src=x onerror=alert(2)>".into(),
+            );
+        }
+        let a = analyse("local", &resources, &prices()).expect("analyse");
+        let page = html(&[a], &prices());
+        assert!(
+            !page.contains("<script>") && !page.contains("<img"),
+            "markup from a manifest reached the page"
+        );
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "shown as text"
+        );
     }
 
     #[test]
