@@ -495,7 +495,17 @@ async fn the_catalogue_is_served_from_the_cluster_and_follows_its_datasets() -> 
         "{etag} vs {new_digest}"
     );
 
-    // Steady state: a fresh operator finds nothing to write.
+    // Steady state: a fresh operator finds nothing to write. The catalogue's pod runs for real
+    // on the real node, so the steady state begins once the first operator has seen it ready.
+    eventually(
+        "the catalogue's pod to be ready",
+        Duration::from_secs(120),
+        || async {
+            let s = catalogs.get("national").await?.status.unwrap_or_default();
+            Ok(is_true(&s.common.conditions, types::READY).then_some(()))
+        },
+    )
+    .await?;
     assert!(
         writes(&operator.metrics().await?) > 0.0,
         "the counter counts"
