@@ -473,6 +473,71 @@ async fn s3_server_accepts_a_bucket_with_versioning() -> Result<()> {
 
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
+async fn a_purge_stops_at_an_object_under_legal_hold_and_names_it() -> Result<()> {
+    use aws_sdk_s3::types::ObjectLockLegalHoldStatus;
+    use vardhub::adapters::s3::{BucketSpec, Error, Storage};
+    let cluster = LocalCluster::get();
+    let storage = Storage::new(cluster.s3_settings());
+    let s3 = storage.client();
+    let bucket = "vardhub-test-purge-held";
+    // A bucket with object lock (as a zone with retention gets), an ordinary object and one
+    // under legal hold, which no purge may delete.
+    storage
+        .ensure_bucket(&BucketSpec {
+            name: bucket.into(),
+            retention_days: Some(1),
+        })
+        .await?;
+    for key in ["free", "held"] {
+        s3.put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(key.as_bytes().to_vec().into())
+            .send()
+            .await?;
+    }
+    s3.put_object_legal_hold()
+        .bucket(bucket)
+        .key("held")
+        .legal_hold(
+            aws_sdk_s3::types::ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::On)
+                .build(),
+        )
+        .send()
+        .await?;
+
+    // The purge ends (it does not list the held object again and again) and names it.
+    let refused = tokio::time::timeout(Duration::from_secs(60), storage.purge_bucket(bucket))
+        .await
+        .map_err(|_| anyhow::anyhow!("the purge did not end"))?;
+    match refused {
+        Err(Error::Kept { key, code, .. }) => {
+            assert_eq!(key, "held");
+            assert!(!code.is_empty(), "the server's reason is kept");
+        }
+        other => panic!("expected the held object to stop the purge: {other:?}"),
+    }
+    assert!(storage.bucket_exists(bucket).await?, "the bucket is kept");
+
+    // With the hold lifted the same purge completes.
+    s3.put_object_legal_hold()
+        .bucket(bucket)
+        .key("held")
+        .legal_hold(
+            aws_sdk_s3::types::ObjectLockLegalHold::builder()
+                .status(ObjectLockLegalHoldStatus::Off)
+                .build(),
+        )
+        .send()
+        .await?;
+    storage.purge_bucket(bucket).await?;
+    assert!(!storage.bucket_exists(bucket).await?, "the bucket is gone");
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
 async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()> {
     let cluster = LocalCluster::get();
     let _serial = OPERATOR_LOCK.lock().await;

@@ -31,6 +31,22 @@ pub enum Error {
     /// A request could not be built.
     #[error("S3 request: {0}")]
     Build(String),
+    /// The server kept an object a purge must delete (legal hold, compliance retention, ...).
+    #[error(
+        "S3 refused to delete object {key} (version {version}) of bucket {bucket}: {code}: {message}; the bucket is kept"
+    )]
+    Kept {
+        /// The bucket.
+        bucket: String,
+        /// The object's key.
+        key: String,
+        /// The object's version.
+        version: String,
+        /// The server's error code, for example `AccessDenied` for a legal hold.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
 }
 
 fn call_error<E>(operation: &'static str, target: &str, e: E) -> Error
@@ -390,7 +406,9 @@ impl Storage {
     }
 
     /// Deletes every object version and the bucket itself, bypassing governance retention.
-    /// Only for a resource whose deletion policy asks for it with every confirmation.
+    /// Only for a resource whose deletion policy asks for it with every confirmation. An object
+    /// the server keeps (a legal hold, compliance-mode retention) stops the purge with
+    /// [`Error::Kept`] naming it, instead of a loop that lists it again forever.
     pub async fn purge_bucket(&self, name: &str) -> Result<(), Error> {
         if !self.bucket_exists(name).await? {
             return Ok(());
@@ -430,7 +448,8 @@ impl Storage {
                 .quiet(true)
                 .build()
                 .map_err(|e| Error::Build(e.to_string()))?;
-            self.s3
+            let deleted = self
+                .s3
                 .delete_objects()
                 .bucket(name)
                 .bypass_governance_retention(true)
@@ -438,6 +457,16 @@ impl Storage {
                 .send()
                 .await
                 .map_err(|e| call_error("DeleteObjects", name, e))?;
+            // Quiet mode answers with the objects it could not delete, and only those.
+            if let Some(kept) = deleted.errors().first() {
+                return Err(Error::Kept {
+                    bucket: name.to_string(),
+                    key: kept.key().unwrap_or_default().to_string(),
+                    version: kept.version_id().unwrap_or_default().to_string(),
+                    code: kept.code().unwrap_or_default().to_string(),
+                    message: kept.message().unwrap_or_default().to_string(),
+                });
+            }
         }
         self.s3
             .delete_bucket()
