@@ -574,3 +574,121 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()
     b.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn fields_that_name_stored_data_or_keys_cannot_change() -> Result<()> {
+    let cluster = LocalCluster::get();
+    // No operator may reconcile these objects meanwhile: the API server alone decides.
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let apply = PatchParams::apply("vardhub-tests").force();
+    let refused = |e: kube::Error, field: &str| match e {
+        kube::Error::Api(status) if status.code == 422 => {
+            assert!(
+                status
+                    .message
+                    .contains(&format!("{field} cannot be changed")),
+                "the refusal names {field}: {}",
+                status.message
+            );
+        }
+        other => panic!("expected 422 naming {field}, got {other:?}"),
+    };
+
+    // A node's bucket prefix: neither changed nor added later.
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let with_prefix = |prefix: Option<&str>| -> Result<RegionalNode> {
+        let mut spec = serde_json::json!({"regions": ["23"]});
+        if let Some(p) = prefix {
+            spec["storage"] = serde_json::json!({"bucketPrefix": p});
+        }
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+            "metadata": {"name": "test-immutable"}, "spec": spec,
+        }))?)
+    };
+    nodes
+        .patch(
+            "test-immutable",
+            &apply,
+            &Patch::Apply(with_prefix(Some("vardhub-t-first"))?),
+        )
+        .await?;
+    let e = nodes
+        .patch(
+            "test-immutable",
+            &apply,
+            &Patch::Apply(with_prefix(Some("vardhub-t-second"))?),
+        )
+        .await
+        .expect_err("a changed prefix is refused");
+    refused(e, "spec.storage.bucketPrefix");
+    let e = nodes
+        .patch("test-immutable", &apply, &Patch::Apply(with_prefix(None)?))
+        .await
+        .expect_err("a removed prefix is refused");
+    refused(e, "spec.storage.bucketPrefix");
+    nodes
+        .delete("test-immutable", &DeleteParams::default())
+        .await?;
+
+    // A hub's bucket prefix.
+    let hubs: Api<vardhub::api::DataHub> = Api::all(admin.clone());
+    let hub = |prefix: &str| -> Result<vardhub::api::DataHub> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+            "metadata": {"name": "test-immutable"}, "spec": {"bucketPrefix": prefix},
+        }))?)
+    };
+    hubs.patch(
+        "test-immutable",
+        &apply,
+        &Patch::Apply(hub("vardhub-t-hub-first")?),
+    )
+    .await?;
+    let e = hubs
+        .patch(
+            "test-immutable",
+            &apply,
+            &Patch::Apply(hub("vardhub-t-hub-second")?),
+        )
+        .await
+        .expect_err("a changed prefix is refused");
+    refused(e, "spec.bucketPrefix");
+    hubs.delete("test-immutable", &DeleteParams::default())
+        .await?;
+
+    // A pseudonymisation service's mode.
+    let ns = "test-immutable";
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .patch(ns, &apply, &Patch::Apply(&namespace))
+        .await?;
+    let services: Api<vardhub::api::PseudonymisationService> = Api::namespaced(admin.clone(), ns);
+    let with_mode = |mode: &str| -> Result<vardhub::api::PseudonymisationService> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+            "metadata": {"name": "pseudo", "namespace": ns},
+            "spec": {"mode": mode, "domains": [{"name": "purpose-a"}]},
+        }))?)
+    };
+    services
+        .patch("pseudo", &apply, &Patch::Apply(with_mode("local")?))
+        .await?;
+    let e = services
+        .patch("pseudo", &apply, &Patch::Apply(with_mode("transit")?))
+        .await
+        .expect_err("a changed mode is refused");
+    refused(e, "spec.mode");
+    services.delete("pseudo", &DeleteParams::default()).await?;
+    let namespaces = Api::<Namespace>::all(admin.clone());
+    namespaces.delete(ns, &DeleteParams::default()).await?;
+    eventually(
+        "the namespace to be gone",
+        Duration::from_secs(60),
+        || async { Ok(namespaces.get_opt(ns).await?.is_none().then_some(())) },
+    )
+    .await
+}

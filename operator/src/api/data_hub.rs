@@ -34,6 +34,9 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[x_kube(validation = Rule::new(
     "self.deletionPolicy != 'Delete' || (has(self.confirmDeletion) && self.confirmDeletion == true)"
 ).message("spec.confirmDeletion must be true when spec.deletionPolicy is Delete"))]
+#[x_kube(validation = Rule::new(
+    "has(self.bucketPrefix) == has(oldSelf.bucketPrefix) && (!has(self.bucketPrefix) || self.bucketPrefix == oldSelf.bucketPrefix)"
+).message("spec.bucketPrefix cannot be changed after creation: the hub's buckets, and the data in them, keep the names they were created with"))]
 #[serde(rename_all = "camelCase")]
 pub struct DataHubSpec {
     /// `central`: regions export copies into the hub's zones. `federated`: regional data stays

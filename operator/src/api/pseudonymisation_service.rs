@@ -42,6 +42,9 @@ pub struct PseudonymisationServiceSpec {
     /// `transit`: every batch is one OpenBao Transit HMAC call. `local`: the domain key is
     /// fetched from OpenBao once, held only in memory, and HMAC-SHA256 runs in process.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.mode cannot be changed after creation: the domain keys were made for one mode (exportable only in local mode); create a second service"
+    ))]
     pub mode: PseudonymisationMode,
 
     /// The pseudonym domains, one per purpose. The same identifier gives unrelated

@@ -35,6 +35,9 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[x_kube(validation = Rule::new("has(self.namespace) == has(oldSelf.namespace)")
     .message("spec.namespace cannot be changed after creation"))]
 #[x_kube(validation = Rule::new(
+    "(has(self.storage) && has(self.storage.bucketPrefix)) == (has(oldSelf.storage) && has(oldSelf.storage.bucketPrefix)) && (!has(self.storage) || !has(self.storage.bucketPrefix) || self.storage.bucketPrefix == oldSelf.storage.bucketPrefix)"
+).message("spec.storage.bucketPrefix cannot be changed after creation: the node's buckets, and the data in them, keep the names they were created with"))]
+#[x_kube(validation = Rule::new(
     "self.deletionPolicy != 'Delete' || (has(self.confirmDeletion) && self.confirmDeletion == true)"
 ).message("spec.confirmDeletion must be true when spec.deletionPolicy is Delete"))]
 #[serde(rename_all = "camelCase")]
