@@ -496,16 +496,18 @@ async fn a_purge_stops_at_an_object_under_legal_hold_and_names_it() -> Result<()
             .send()
             .await?;
     }
-    s3.put_object_legal_hold()
-        .bucket(bucket)
-        .key("held")
-        .legal_hold(
-            aws_sdk_s3::types::ObjectLockLegalHold::builder()
-                .status(ObjectLockLegalHoldStatus::On)
-                .build(),
-        )
-        .send()
-        .await?;
+    let hold = |status: ObjectLockLegalHoldStatus| {
+        s3.put_object_legal_hold()
+            .bucket(bucket)
+            .key("held")
+            .legal_hold(
+                aws_sdk_s3::types::ObjectLockLegalHold::builder()
+                    .status(status)
+                    .build(),
+            )
+            .send()
+    };
+    hold(ObjectLockLegalHoldStatus::On).await?;
 
     // The purge ends (it does not list the held object again and again) and names it.
     let refused = tokio::time::timeout(Duration::from_secs(60), storage.purge_bucket(bucket))
@@ -521,16 +523,7 @@ async fn a_purge_stops_at_an_object_under_legal_hold_and_names_it() -> Result<()
     assert!(storage.bucket_exists(bucket).await?, "the bucket is kept");
 
     // With the hold lifted the same purge completes.
-    s3.put_object_legal_hold()
-        .bucket(bucket)
-        .key("held")
-        .legal_hold(
-            aws_sdk_s3::types::ObjectLockLegalHold::builder()
-                .status(ObjectLockLegalHoldStatus::Off)
-                .build(),
-        )
-        .send()
-        .await?;
+    hold(ObjectLockLegalHoldStatus::Off).await?;
     storage.purge_bucket(bucket).await?;
     assert!(!storage.bucket_exists(bucket).await?, "the bucket is gone");
     Ok(())

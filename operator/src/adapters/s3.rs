@@ -131,8 +131,25 @@ pub struct IssuedCredentials {
     pub policy_sha256: String,
 }
 
+/// An S3 client at `endpoint` acting with `credentials`; path-style addressing, as MinIO and
+/// most on-premises servers need.
+fn s3_client(
+    endpoint: &str,
+    region: &str,
+    credentials: aws_sdk_s3::config::Credentials,
+) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(endpoint)
+        .region(aws_sdk_s3::config::Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
 impl IssuedCredentials {
-    /// An S3 client that acts with these credentials (path-style, as MinIO needs).
+    /// An S3 client that acts with these credentials.
     pub fn client(&self) -> aws_sdk_s3::Client {
         let credentials = aws_sdk_s3::config::Credentials::new(
             &self.access_key_id,
@@ -141,14 +158,7 @@ impl IssuedCredentials {
             None,
             "issued-by-vardhub",
         );
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(&self.endpoint)
-            .region(aws_sdk_s3::config::Region::new(self.region.clone()))
-            .credentials_provider(credentials)
-            .force_path_style(true)
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
+        s3_client(&self.endpoint, &self.region, credentials)
     }
 }
 
@@ -180,13 +190,7 @@ impl Storage {
             None,
             "vardhub-operator",
         );
-        let s3 = aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .endpoint_url(&settings.endpoint)
-            .region(aws_sdk_s3::config::Region::new(settings.region.clone()))
-            .credentials_provider(credentials.clone())
-            .force_path_style(true)
-            .build();
+        let s3 = s3_client(&settings.endpoint, &settings.region, credentials.clone());
         let sts = aws_sdk_sts::Config::builder()
             .behavior_version_latest()
             .endpoint_url(&settings.endpoint)
@@ -194,7 +198,7 @@ impl Storage {
             .credentials_provider(credentials)
             .build();
         Self {
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3,
             sts: aws_sdk_sts::Client::from_conf(sts),
             settings,
         }
