@@ -8,6 +8,7 @@
 //!   shared apply, conditions and runtime machinery.
 //! - [`telemetry`]: metrics, health endpoints and logging.
 //! - [`crdgen`]: the generated CRDs and their drift check.
+//! - [`flow`]: the reference data flow, source data to report (synthetic data, OMOP, Parquet).
 //! - [`jobs`]: the reference jobs a regional node's CronJobs run (`vardhub job`).
 //! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
 //! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod compare;
 pub mod controller;
 pub mod crdgen;
+pub mod flow;
 pub mod jobs;
 pub mod plan;
 pub mod pseudonymisation;
