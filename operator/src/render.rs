@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
 use crate::controller::apply::{DesiredObject, Owner, stamp};
-use crate::controller::regional_node::build::{EgressPeer, Inputs};
+use crate::controller::network::{Paths, literal};
+use crate::controller::regional_node::build::Inputs;
 use crate::controller::{data_hub, pseudonymisation_service, regional_node};
 
 /// Where the rendered workloads reach OpenBao and S3, as the operator would be told.
@@ -218,13 +219,18 @@ fn manifest_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// then pseudonymisation services.
 pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<DesiredObject>> {
     let mut out = Vec::new();
+    // Offline, only IP literals are known; the operator resolves names when it runs.
+    let paths = Paths {
+        openbao: literal(&settings.openbao_addr),
+        s3: literal(&settings.s3_endpoint),
+        ..Paths::default()
+    };
     for hub in &resources.hubs {
-        out.extend(stamp(&Owner::of(hub), data_hub::build::children(hub)?));
+        out.extend(stamp(
+            &Owner::of(hub),
+            data_hub::build::children(hub, &paths)?,
+        ));
     }
-    let egress: Vec<EgressPeer> = [&settings.openbao_addr, &settings.s3_endpoint]
-        .into_iter()
-        .filter_map(|a| EgressPeer::of_url(a))
-        .collect();
     for node in &resources.nodes {
         let hub = node.spec.hub.as_ref().and_then(|r| {
             resources
@@ -236,7 +242,7 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
         let inputs = Inputs {
             openbao_addr: settings.openbao_addr.clone(),
             s3_endpoint: settings.s3_endpoint.clone(),
-            egress: egress.clone(),
+            paths: paths.clone(),
             hub,
             image: settings.image.clone(),
         };
@@ -258,7 +264,7 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
     for svc in &resources.catalogs {
         out.extend(stamp(
             &Owner::of(svc),
-            crate::controller::catalog_service::build::children(svc, &settings.image)?,
+            crate::controller::catalog_service::build::children(svc, &settings.image, &paths)?,
         ));
     }
     Ok(out)
@@ -309,11 +315,11 @@ mod tests {
                 .filter(|o| o.object.types.as_ref().is_some_and(|t| t.kind == kind))
                 .count()
         };
-        // Hub: namespace, default-deny, ServiceAccount. Each node: namespace, two
+        // Hub: namespace, default-deny, allow-egress, ServiceAccount. Each node: namespace, two
         // NetworkPolicies, ServiceAccount, a mapping CronJob and the export CronJob. The
         // catalogue: its component's Deployment, Service, NetworkPolicy, identity and Role.
         assert_eq!(kinds("Namespace"), 4);
-        assert_eq!(kinds("NetworkPolicy"), 1 + 3 * 2 + 1);
+        assert_eq!(kinds("NetworkPolicy"), 2 + 3 * 2 + 1);
         assert_eq!(
             (kinds("Deployment"), kinds("Role"), kinds("RoleBinding")),
             (1, 1, 1)

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use vardhub::api::{CatalogService, PseudonymisationService, RegionalNode};
+use vardhub::api::{CatalogService, DataHub, PseudonymisationService, RegionalNode};
 use vardhub::controller::conditions::{is_true, types};
 use vardhub_tests::{LocalCluster, OPERATOR_LOCK, eventually, kubectl, repo_root, run, run_now};
 
@@ -292,6 +292,8 @@ const OPERATOR_NS: &str = "vardhub-real";
 const HUB_NS: &str = "realnode-hub";
 const REGION_NS: &str = "realnode-region";
 const NODE: &str = "realnode-a";
+const OTHER_NODE: &str = "realnode-b";
+const HUB: &str = "realnode-hub";
 
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
@@ -316,13 +318,18 @@ async fn the_chart_runs_the_operator_on_the_real_node_and_its_workloads_answer_t
 async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
     let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), HUB_NS);
+    let hubs: Api<DataHub> = Api::all(admin.clone());
     let _ = nodes.delete(NODE, &DeleteParams::default()).await;
+    let _ = nodes.delete(OTHER_NODE, &DeleteParams::default()).await;
+    let _ = hubs.delete(HUB, &DeleteParams::default()).await;
     let _ = services.delete("pseudo", &DeleteParams::default()).await;
     let gone = eventually(
-        "the node and service to be gone",
+        "the nodes, hub and service to be gone",
         Duration::from_secs(120),
         || async {
             Ok((nodes.get_opt(NODE).await?.is_none()
+                && nodes.get_opt(OTHER_NODE).await?.is_none()
+                && hubs.get_opt(HUB).await?.is_none()
                 && services.get_opt("pseudo").await?.is_none())
             .then_some(()))
         },
@@ -341,6 +348,8 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
     // Finalizers that only the uninstalled operator would have removed do not hold the test.
     for (kind, name, ns) in [
         ("regionalnode", NODE, None),
+        ("regionalnode", OTHER_NODE, None),
+        ("datahub", HUB, None),
         ("pseudonymisationservice", "pseudo", Some(HUB_NS)),
     ] {
         let mut args = vec![
@@ -357,7 +366,20 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
         let _ = kubectl(&args);
     }
     let region_ns = format!("region-{NODE}");
-    delete_namespaces(admin, &[HUB_NS, REGION_NS, OPERATOR_NS, &region_ns]).await?;
+    let other_ns = format!("region-{OTHER_NODE}");
+    let hub_ns = format!("hub-{HUB}");
+    delete_namespaces(
+        admin,
+        &[
+            HUB_NS,
+            REGION_NS,
+            OPERATOR_NS,
+            &region_ns,
+            &other_ns,
+            &hub_ns,
+        ],
+    )
+    .await?;
     gone
 }
 
@@ -628,6 +650,8 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
     )
     .await?;
 
+    network_isolation(&admin, &node_name).await?;
+
     // OpenBao's own audit log witnesses how the operator used OpenBao: it logged in with its
     // ServiceAccount, again before the token expired, and every request that came from its
     // pods carried its ServiceAccount's token with the chart's policy alone (never root).
@@ -701,4 +725,180 @@ fn operator_in_openbao_audit(
         requests.push(format!("{who}:{}", policies.join(",")));
     }
     Ok((logins, requests))
+}
+
+/// Verdicts of the node's NetworkPolicy engine so far: (accepted, dropped) first packets.
+fn netpol_verdicts() -> Result<(u64, u64)> {
+    let text = run(Command::new("curl").args(["-fsS", &env("VARDHUB_NETPOL_METRICS")?]))?;
+    let count = |verdict: &str| -> u64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("kube_network_policies_packet_count")
+                    && l.contains(&format!("verdict=\"{verdict}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    Ok((count("accept"), count("drop")))
+}
+
+/// `nc` from a toolbox pod to `host:port`, sending nothing: whether it connected, and what
+/// it said.
+fn connect(ns: &str, pod: &str, host: &str, port: u16) -> Result<(bool, String)> {
+    exec(ns, pod, &["nc", "-w", "3", host, &port.to_string()])
+}
+
+fn pod_ip(pod: &Pod) -> Result<String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .context("the pod has no address yet")
+}
+
+/// NetworkPolicy, enforced on the real node, from real pods in the namespaces the operator
+/// isolates: a region reaches DNS, OpenBao, the S3 server and its hub's pseudonymisation
+/// service when named, and nothing else; no region reaches another; a hub's own workloads
+/// reach DNS, OpenBao and S3. Every refusal is a dropped first packet (the client times
+/// out), counted by the engine.
+async fn network_isolation(admin: &Client, node_name: &str) -> Result<()> {
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    let other: RegionalNode = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+        "metadata": {"name": OTHER_NODE},
+        "spec": {"regions": ["24"], "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true},
+    }))?;
+    nodes
+        .patch(
+            OTHER_NODE,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&other),
+        )
+        .await?;
+    let hub: DataHub = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+        "metadata": {"name": HUB},
+        "spec": {"regionalNodeSelector": {"matchLabels": {"vardhub.io/hub": HUB}},
+                 "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true},
+    }))?;
+    hubs.patch(
+        HUB,
+        &PatchParams::apply("vardhub-tests"),
+        &Patch::Apply(&hub),
+    )
+    .await?;
+    let (region_a, region_b, hub_ns) = (
+        format!("region-{NODE}"),
+        format!("region-{OTHER_NODE}"),
+        format!("hub-{HUB}"),
+    );
+    for ns in [&region_b, &hub_ns] {
+        eventually(
+            &format!("the allow-egress policy of {ns}"),
+            Duration::from_secs(120),
+            || async {
+                Ok(
+                    Api::<k8s_openapi::api::networking::v1::NetworkPolicy>::namespaced(
+                        admin.clone(),
+                        ns,
+                    )
+                    .get_opt("allow-egress")
+                    .await?
+                    .map(|_| ()),
+                )
+            },
+        )
+        .await?;
+    }
+    // A client in each isolated namespace, and a listener in the other region.
+    toolbox(admin, &region_a, "client").await?;
+    toolbox(admin, &hub_ns, "client").await?;
+    let mut listener = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "listener", "namespace": region_b},
+        "spec": {
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "listener", "image": env("VARDHUB_TOOLBOX_IMAGE")?, "imagePullPolicy": "Never",
+                "command": ["/bin/busybox", "nc", "-ll", "-p", "8080", "-e", "/bin/busybox", "echo", "hello"],
+                "securityContext": restricted(),
+            }],
+        },
+    });
+    merge(&mut listener["spec"], on_real_node()?);
+    let listener = run_pod(admin, &region_b, listener, &["Running"]).await?;
+    let listener_ip = pod_ip(&listener)?;
+    let node_ip = env("VARDHUB_NODE_IP")?;
+    let port_of = |var: &str| -> Result<u16> {
+        let url = env(var)?;
+        reqwest::Url::parse(&url)?
+            .port_or_known_default()
+            .with_context(|| format!("{var} has no port"))
+    };
+    let (openbao, s3) = (port_of("VAULT_ADDR")?, port_of("VARDHUB_S3_ENDPOINT")?);
+    let api_server = port_of("VARDHUB_KUBE_APISERVER")?;
+
+    // What a region may reach.
+    let (ok, text) = exec(
+        &region_a,
+        "client",
+        &["nslookup", "kubernetes.default.svc.cluster.local"],
+    )?;
+    assert!(
+        ok && text.contains("10.96.0.1"),
+        "DNS from a region: {text}"
+    );
+    for (what, port) in [("OpenBao", openbao), ("S3", s3)] {
+        let (ok, text) = connect(&region_a, "client", &node_ip, port)?;
+        assert!(ok, "a region reaches {what}: {text}");
+    }
+    // What it may not, each a dropped packet.
+    let (_, drops_before) = netpol_verdicts()?;
+    for (what, host, port) in [
+        ("another region's pod", listener_ip.as_str(), 8080),
+        ("the API server", node_ip.as_str(), api_server),
+        (
+            "a pseudonymisation service that does not name it",
+            "pseudo.realnode-hub.svc.cluster.local",
+            8080,
+        ),
+    ] {
+        let (ok, text) = connect(&region_a, "client", host, port)?;
+        assert!(
+            !ok && text.contains("timed out"),
+            "a region reached {what}: {text}"
+        );
+    }
+    // A hub's own pods reach DNS, OpenBao and S3, and not the other region either.
+    let (ok, text) = exec(
+        &hub_ns,
+        "client",
+        &["nslookup", "kubernetes.default.svc.cluster.local"],
+    )?;
+    assert!(ok && text.contains("10.96.0.1"), "DNS from a hub: {text}");
+    for (what, port) in [("OpenBao", openbao), ("S3", s3)] {
+        let (ok, text) = connect(&hub_ns, "client", &node_ip, port)?;
+        assert!(ok, "a hub reaches {what}: {text}");
+    }
+    let (ok, text) = connect(&hub_ns, "client", &listener_ip, 8080)?;
+    assert!(
+        !ok && text.contains("timed out"),
+        "a hub reached a region's pod: {text}"
+    );
+    let (_, drops_after) = netpol_verdicts()?;
+    assert!(
+        drops_after >= drops_before + 4,
+        "the engine dropped the refused connections ({drops_before} -> {drops_after})"
+    );
+    // The listener is alive: it answers inside its own pod, where no policy applies, so what
+    // stopped the others was policy.
+    let (ok, text) = exec(
+        &region_b,
+        "listener",
+        &["nc", "-w", "3", "127.0.0.1", "8080"],
+    )?;
+    let _ = node_name;
+    assert!(ok && text.contains("hello"), "the listener answers: {text}");
+    Ok(())
 }

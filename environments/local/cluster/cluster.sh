@@ -106,7 +106,7 @@ readonly SERVER_HOST=$NODE_IP
 
 # Start order; shutdown runs in reverse.
 readonly COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok openbao minio
-    containerd coredns kubelet kube-proxy)
+    containerd coredns netpol kubelet kube-proxy)
 
 # Builds use the machine's Go only; never let it fetch another toolchain.
 export GOTOOLCHAIN=local
@@ -420,7 +420,7 @@ stop_all() {
     local wave name pid items exe orphans
     stop_node_pods
     orphans=$(orphan_pids)
-    for wave in "kube-proxy kubelet coredns containerd kwok minio openbao kube-scheduler kube-controller-manager" \
+    for wave in "kube-proxy kubelet netpol coredns containerd kwok minio openbao kube-scheduler kube-controller-manager" \
         kube-apiserver etcd; do
         items=()
         for name in $wave; do
@@ -838,6 +838,7 @@ export VARDHUB_NODE_NAME='$NODE_NAME'
 export VARDHUB_NODE_IP='$NODE_IP'
 export VARDHUB_NODE_TAINT='$NODE_TAINT_KEY'
 export VARDHUB_NODE_FENCE_CHAIN='$FIREWALL_CHAIN'
+export VARDHUB_NETPOL_METRICS='http://127.0.0.1:$NETPOL_METRICS_PORT/metrics'
 export VARDHUB_TOOLBOX_IMAGE='$TOOLBOX_IMAGE'
 export CONTAINER_RUNTIME_ENDPOINT='unix://$CONTAINERD_SOCKET'
 export VARDHUB_MC='$MC_DIR/mc'
@@ -943,6 +944,7 @@ component_version() {
     containerd) v=$(version_of containerd) ;;
     kubelet | kube-proxy) v=$(version_of kubernetes) ;;
     coredns) v=$(version_of coredns) ;;
+    netpol) v=$(version_of kube-network-policies) ;;
     openbao) v=$(version_of openbao) ;;
     minio) v=$(version_of minio) ;;
     esac
@@ -960,6 +962,7 @@ component_address() {
     minio) printf 'http://%s:%s (console %s:%s)' "$SERVER_HOST" "$MINIO_PORT" "$HOST" "$MINIO_CONSOLE_PORT" ;;
     containerd) printf 'unix://%s (runc %s)' "$CONTAINERD_SOCKET" "$(version_of runc)" ;;
     coredns) printf '%s:53 (cluster.local)' "$NODE_IP" ;;
+    netpol) printf 'NetworkPolicy (kube-network-policies, NFQUEUE %s), metrics 127.0.0.1:%s' "$NETPOL_QUEUE" "$NETPOL_METRICS_PORT" ;;
     kubelet) printf 'node %s, %s:%s, pods in %s' "$NODE_NAME" "$NODE_IP" "$KUBELET_PORT" "$NODE_POD_CIDR" ;;
     kube-proxy) printf 'iptables mode, healthz 127.0.0.1:%s' "$KUBE_PROXY_HEALTHZ_PORT" ;;
     esac

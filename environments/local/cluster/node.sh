@@ -18,6 +18,9 @@ readonly RUNC_VERSION=v1.5.3
 readonly CNI_PLUGINS_VERSION=v1.10.0
 readonly CRI_TOOLS_VERSION=v1.37.0
 readonly COREDNS_VERSION=v1.15.0
+# The NetworkPolicy engine: Kubernetes SIG Network's kube-network-policies, run by our
+# launcher (toolchain/netpol) with packets handed over by xtables NFQUEUE.
+readonly KUBE_NETWORK_POLICIES_VERSION=v0.8.0
 
 readonly NODE_NAME=vardhub-node
 readonly NODE_BRIDGE=vardhub0
@@ -39,9 +42,15 @@ readonly NODE_SYSCTLS=(net.bridge.bridge-nf-call-iptables net.ipv4.conf.all.rout
     kernel.panic kernel.panic_on_oops vm.overcommit_memory kernel.keys.root_maxkeys
     kernel.keys.root_maxbytes)
 readonly HOST_FENCE_CHAIN=VARDHUB-HOST-FENCE
+# NetworkPolicy: the first packet of each new connection of a pod goes to this netlink queue.
+readonly NETPOL_CHAIN=VARDHUB-NETPOL
+readonly NETPOL_INPUT_CHAIN=VARDHUB-NETPOL-INPUT
+readonly NETPOL_QUEUE=100
+readonly NETPOL_METRICS_PORT=20255
 
 readonly NODE_BIN_DIR="$BIN_DIR/node-$CONTAINERD_VERSION-$RUNC_VERSION-$CNI_PLUGINS_VERSION"
 readonly COREDNS_DIR="$BIN_DIR/coredns-$COREDNS_VERSION"
+readonly NETPOL_DIR="$BIN_DIR/netpol-$KUBE_NETWORK_POLICIES_VERSION"
 readonly NODE_DIR="$RUN_DIR/node"
 # Unix sockets must stay short, so containerd's state lives under /run.
 readonly CONTAINERD_STATE=/run/vardhub-containerd
@@ -103,11 +112,19 @@ build_coredns() {
     GOBIN="$out" go install -trimpath -buildvcs=false -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 
+build_netpol() {
+    local out=$1
+    (
+        cd "$TOOLCHAIN_DIR/netpol"
+        go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out/vardhub-netpol" .
+    )
+}
+
 node_built() {
     local f
     for f in "$NODE_BIN_DIR"/{containerd,containerd-shim-runc-v2,ctr,runc,crictl,pause-image/image.tar,toolbox-image/image.tar} \
         "$NODE_BIN_DIR"/cni/{bridge,loopback,host-local,portmap} "$COREDNS_DIR/coredns" \
-        "$K8S_DIR/kubelet" "$K8S_DIR/kube-proxy"; do
+        "$K8S_DIR/kubelet" "$K8S_DIR/kube-proxy" "$NETPOL_DIR/vardhub-netpol"; do
         [[ -e "$f" ]] || return 1
     done
 }
@@ -118,6 +135,7 @@ build_node_components() {
         containerd containerd-shim-runc-v2 ctr runc crictl pause-image/image.tar toolbox-image/image.tar \
         cni/bridge cni/loopback cni/host-local cni/portmap
     ensure_component coredns "$COREDNS_VERSION" "$COREDNS_DIR" build_coredns coredns
+    ensure_component netpol "$KUBE_NETWORK_POLICIES_VERSION" "$NETPOL_DIR" build_netpol vardhub-netpol
 }
 
 ctr_() { "$NODE_BIN_DIR/ctr" --address "$CONTAINERD_SOCKET" --namespace k8s.io "$@"; }
@@ -170,8 +188,49 @@ setup_node_network() {
     iptables -w -C INPUT -j "$INPUT_FENCE_CHAIN" 2>/dev/null || iptables -w -I INPUT 1 -j "$INPUT_FENCE_CHAIN"
 }
 
+# NetworkPolicy enforcement: the first packet of every new connection from or to a pod goes
+# to the engine's queue, after Service addresses are translated (mangle POSTROUTING sees
+# routed, bridged and local traffic; mangle INPUT sees pods' connections to this machine's
+# own servers). This machine's root processes (the kubelet's probes, the control plane) are
+# not policed, as upstream does. With no engine listening the kernel drops queued packets:
+# enforcement fails closed.
+setup_netpol_rules() {
+    local chain
+    for chain in "$NETPOL_CHAIN" "$NETPOL_INPUT_CHAIN"; do
+        iptables -w -t mangle -N "$chain" 2>/dev/null || iptables -w -t mangle -F "$chain"
+        iptables -w -t mangle -A "$chain" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+    done
+    iptables -w -t mangle -A "$NETPOL_CHAIN" -m owner --uid-owner 0 -j RETURN
+    iptables -w -t mangle -A "$NETPOL_CHAIN" -s "$NODE_POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" \
+        -m comment --comment "vardhub: NetworkPolicy egress of pods"
+    iptables -w -t mangle -A "$NETPOL_CHAIN" -d "$NODE_POD_CIDR" -j NFQUEUE --queue-num "$NETPOL_QUEUE" \
+        -m comment --comment "vardhub: NetworkPolicy ingress of pods"
+    iptables -w -t mangle -A "$NETPOL_INPUT_CHAIN" -i "$NODE_BRIDGE" -s "$NODE_POD_CIDR" -j NFQUEUE \
+        --queue-num "$NETPOL_QUEUE" -m comment --comment "vardhub: NetworkPolicy egress of pods to this machine"
+    iptables -w -t mangle -C POSTROUTING -j "$NETPOL_CHAIN" 2>/dev/null ||
+        iptables -w -t mangle -A POSTROUTING -j "$NETPOL_CHAIN"
+    iptables -w -t mangle -C INPUT -j "$NETPOL_INPUT_CHAIN" 2>/dev/null ||
+        iptables -w -t mangle -A INPUT -j "$NETPOL_INPUT_CHAIN"
+}
+
+teardown_netpol_rules() {
+    command -v iptables >/dev/null 2>&1 || return 0
+    while iptables -w -t mangle -D POSTROUTING -j "$NETPOL_CHAIN" 2>/dev/null; do :; done
+    while iptables -w -t mangle -D INPUT -j "$NETPOL_INPUT_CHAIN" 2>/dev/null; do :; done
+    local chain
+    for chain in "$NETPOL_CHAIN" "$NETPOL_INPUT_CHAIN"; do
+        iptables -w -t mangle -F "$chain" 2>/dev/null || true
+        iptables -w -t mangle -X "$chain" 2>/dev/null || true
+    done
+}
+
+netpol_listening() {
+    awk -v q="$NETPOL_QUEUE" '$1 == q {found = 1} END {exit !found}' /proc/net/netfilter/nfnetlink_queue 2>/dev/null
+}
+
 teardown_node_network() {
     local ns
+    teardown_netpol_rules
     if command -v iptables >/dev/null 2>&1; then
         while iptables -w -D FORWARD -j "$FIREWALL_CHAIN" 2>/dev/null; do :; done
         while iptables -w -D OUTPUT -j "$HOST_FENCE_CHAIN" 2>/dev/null; do :; done
@@ -237,9 +296,13 @@ extendedKeyUsage=clientAuth"
     sign coredns "/CN=vardhub-coredns" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
+    sign netpol "/CN=vardhub-netpol" "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
     write_kubeconfig "$cfg/kubelet.kubeconfig" kubelet "system:node:$NODE_NAME"
     write_kubeconfig "$cfg/kube-proxy.kubeconfig" kube-proxy system:kube-proxy
     write_kubeconfig "$cfg/coredns.kubeconfig" coredns vardhub-coredns
+    write_kubeconfig "$cfg/netpol.kubeconfig" netpol vardhub-netpol
 
     cat >"$cfg/containerd.toml" <<EOF
 version = 3
@@ -406,6 +469,36 @@ subjects:
 EOF
 }
 
+# The NetworkPolicy engine reads policies, pods and namespaces, nothing else.
+authorise_netpol() {
+    kubectl_ apply --server-side --field-manager=vardhub-cluster -f - >/dev/null <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: vardhub-netpol
+rules:
+- apiGroups: [""]
+  resources: [pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: vardhub-netpol
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: vardhub-netpol
+subjects:
+- apiGroup: rbac.authorization.k8s.io
+  kind: User
+  name: vardhub-netpol
+EOF
+}
+
 # The kube-dns Service, so that pods' DNS policy ClusterFirst and NetworkPolicies that name
 # kube-system's DNS find it. Its endpoint is CoreDNS on the node's address.
 create_dns_service() {
@@ -481,6 +574,12 @@ start_node() {
     start_component coredns "$COREDNS_DIR/coredns" -conf "$cfg/Corefile"
     wait_until coredns 60 curl -fsS --max-time 2 "http://127.0.0.1:$((COREDNS_HEALTH_PORT + 1))/ready"
     create_dns_service
+    authorise_netpol
+    start_component netpol "$NETPOL_DIR/vardhub-netpol" \
+        --kubeconfig="$cfg/netpol.kubeconfig" --node-name="$NODE_NAME" \
+        --nfqueue-id="$NETPOL_QUEUE" --metrics-address="127.0.0.1:$NETPOL_METRICS_PORT" --v=1
+    wait_until netpol 60 netpol_listening
+    setup_netpol_rules
     start_component kubelet "$K8S_DIR/kubelet" \
         --config="$cfg/kubelet.yaml" \
         --kubeconfig="$cfg/kubelet.kubeconfig" \
@@ -554,12 +653,14 @@ node_leftovers() {
     grep -qE " ($NODE_DIR|$CONTAINERD_STATE)(/| )" /proc/self/mountinfo && left+=("mounts below $NODE_DIR")
     iptables -w -n -L "$FIREWALL_CHAIN" >/dev/null 2>&1 && left+=("iptables chain $FIREWALL_CHAIN")
     iptables -w -n -L "$INPUT_FENCE_CHAIN" >/dev/null 2>&1 && left+=("iptables chain $INPUT_FENCE_CHAIN")
+    iptables -w -t mangle -n -L "$NETPOL_CHAIN" >/dev/null 2>&1 && left+=("iptables chain $NETPOL_CHAIN")
     compgen -G "/sys/fs/cgroup/*/kubepods*" >/dev/null && left+=("the kubelet's cgroups")
     iptables -w -S 2>/dev/null | grep -q '^-N KUBE-' && left+=("iptables chains KUBE-*")
     printf '%s' "${left[*]:-}"
 }
 
 node_versions() {
-    printf 'containerd=%s\nrunc=%s\ncni-plugins=%s\ncoredns=%s\n' "$CONTAINERD_VERSION" \
-        "$("$NODE_BIN_DIR/runc" --version 2>/dev/null | awk 'NR==1 {print $3}')" "$CNI_PLUGINS_VERSION" "$COREDNS_VERSION"
+    printf 'containerd=%s\nrunc=%s\ncni-plugins=%s\ncoredns=%s\nkube-network-policies=%s\n' "$CONTAINERD_VERSION" \
+        "$("$NODE_BIN_DIR/runc" --version 2>/dev/null | awk 'NR==1 {print $3}')" "$CNI_PLUGINS_VERSION" "$COREDNS_VERSION" \
+        "$KUBE_NETWORK_POLICIES_VERSION"
 }

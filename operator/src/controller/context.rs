@@ -37,8 +37,8 @@ pub struct Context {
     pub image: String,
     /// The S3 server, when the operator was given a connection.
     pub storage: Option<Arc<crate::adapters::s3::Storage>>,
-    /// Destinations outside the cluster that workloads may reach (OpenBao, S3).
-    pub egress: Vec<super::regional_node::build::EgressPeer>,
+    /// Where workloads may connect (DNS, the API server, OpenBao, S3), resolved at start.
+    pub paths: super::network::Paths,
 }
 
 impl Context {
@@ -54,7 +54,7 @@ impl Context {
             metrics,
             openbao: None,
             storage: None,
-            egress: Vec::new(),
+            paths: Default::default(),
             image: default_image(),
         }
     }

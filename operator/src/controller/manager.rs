@@ -22,7 +22,6 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::apply::{OWNER_KIND_LABEL, OWNER_NAME_LABEL};
 use super::context::{Context, OpenBaoAccess};
-use super::regional_node::build::EgressPeer;
 use super::{catalog_service, data_hub, dataset, pseudonymisation_service, regional_node};
 use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
 use crate::telemetry::{Health, Metrics, serve};
@@ -209,11 +208,14 @@ pub async fn run(
                 admin,
                 workload_addr: settings.address.clone(),
             });
-            // OpenBao first, then S3: `render` lists the egress peers in the same order.
-            ctx.egress.extend(EgressPeer::of_url(&settings.address));
         }
+        ctx.paths = super::network::discover(
+            &client,
+            ctx.openbao.as_ref().map(|o| o.workload_addr.as_str()),
+            options.s3.as_ref().map(|s| s.endpoint.as_str()),
+        )
+        .await;
         if let Some(settings) = &options.s3 {
-            ctx.egress.extend(EgressPeer::of_url(&settings.endpoint));
             ctx.storage = Some(Arc::new(crate::adapters::s3::Storage::new(
                 settings.clone(),
             )));

@@ -22,6 +22,7 @@ pub mod context;
 pub mod data_hub;
 pub mod dataset;
 pub mod manager;
+pub mod network;
 pub mod pseudonymisation_service;
 pub mod regional_node;
 pub mod status;

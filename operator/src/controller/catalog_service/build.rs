@@ -9,8 +9,7 @@ use k8s_openapi::api::core::v1::{
     ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
-    NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -20,6 +19,7 @@ use kube::core::ObjectMeta;
 
 use crate::api::CatalogService;
 use crate::controller::apply::{DesiredObject, OwnedKind};
+use crate::controller::network::{self, Paths};
 use crate::controller::workload;
 
 /// Port of the catalogue's HTTP server.
@@ -73,10 +73,12 @@ fn meta(svc: &CatalogService) -> ObjectMeta {
     }
 }
 
-/// Every object the catalogue owns. `image` is the project's own image.
+/// Every object the catalogue owns. `image` is the project's own image; `paths` are where
+/// its pods may connect.
 pub fn children(
     svc: &CatalogService,
     image: &str,
+    paths: &Paths,
 ) -> Result<Vec<DesiredObject>, serde_json::Error> {
     Ok(vec![
         DesiredObject::from_typed(&ServiceAccount {
@@ -88,7 +90,7 @@ pub fn children(
         DesiredObject::from_typed(&role_binding(svc))?,
         DesiredObject::from_typed(&deployment(svc, image))?,
         DesiredObject::from_typed(&service(svc))?,
-        DesiredObject::from_typed(&network_policy(svc))?,
+        DesiredObject::from_typed(&network_policy(svc, paths))?,
     ])
 }
 
@@ -202,37 +204,10 @@ fn service(svc: &CatalogService) -> Service {
 }
 
 /// The catalogue is public metadata: anyone may reach the HTTP port. Out of the pods go only
-/// DNS and the API server's port (the component reads datasets, nothing else).
-pub fn network_policy(svc: &CatalogService) -> NetworkPolicy {
-    let tcp = |port: i32| NetworkPolicyPort {
-        port: Some(IntOrString::Int(port)),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    };
-    let dns = NetworkPolicyEgressRule {
-        to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "kubernetes.io/metadata.name".to_string(),
-                    "kube-system".to_string(),
-                )])),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
-        ports: Some(vec![
-            NetworkPolicyPort {
-                port: Some(IntOrString::Int(53)),
-                protocol: Some("UDP".into()),
-                ..Default::default()
-            },
-            tcp(53),
-        ]),
-    };
-    let api_server = NetworkPolicyEgressRule {
-        to: None,
-        ports: Some(vec![tcp(443), tcp(6443)]),
-    };
+/// DNS and the API server's endpoints (the component reads datasets, nothing else).
+pub fn network_policy(svc: &CatalogService, paths: &Paths) -> NetworkPolicy {
+    let mut egress = vec![network::dns(paths)];
+    egress.extend(network::to_peers(&paths.api_server));
     NetworkPolicy {
         metadata: meta(svc),
         spec: Some(NetworkPolicySpec {
@@ -243,9 +218,13 @@ pub fn network_policy(svc: &CatalogService) -> NetworkPolicy {
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
                 from: None,
-                ports: Some(vec![tcp(PORT)]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(PORT)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
             }]),
-            egress: Some(vec![dns, api_server]),
+            egress: Some(egress),
         }),
     }
 }

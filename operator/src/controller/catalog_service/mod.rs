@@ -177,7 +177,10 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
         field: "spec.datasetSelector",
         message: e.to_string(),
     })?;
-    let desired = stamp(&Owner::of(svc), build::children(svc, &ctx.image)?);
+    let desired = stamp(
+        &Owner::of(svc),
+        build::children(svc, &ctx.image, &ctx.paths)?,
+    );
     let applier = ctx.applier(CONTROLLER);
     applier.apply_all(&desired).await.map_err(Error::Apply)?;
     applier

@@ -194,7 +194,10 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
 }
 
 /// Every object the hub owns in the cluster, in the order they must be applied.
-pub fn children(hub: &DataHub) -> Result<Vec<DesiredObject>, serde_json::Error> {
+pub fn children(
+    hub: &DataHub,
+    paths: &crate::controller::network::Paths,
+) -> Result<Vec<DesiredObject>, serde_json::Error> {
     let ns = hub.workload_namespace();
     let namespace = Namespace {
         metadata: ObjectMeta {
@@ -226,6 +229,24 @@ pub fn children(hub: &DataHub) -> Result<Vec<DesiredObject>, serde_json::Error> 
             ..Default::default()
         }),
     };
+    // The hub's own workloads (the pseudonymisation service, the standardise and publish
+    // steps) reach DNS, OpenBao and the S3 server, and nothing else.
+    let mut egress = vec![crate::controller::network::dns(paths)];
+    egress.extend(crate::controller::network::to_peers(&paths.openbao));
+    egress.extend(crate::controller::network::to_peers(&paths.s3));
+    let allow_egress = NetworkPolicy {
+        metadata: ObjectMeta {
+            name: Some("allow-egress".into()),
+            namespace: Some(ns.clone()),
+            ..Default::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(egress),
+            ..Default::default()
+        }),
+    };
     let account = ServiceAccount {
         metadata: ObjectMeta {
             name: Some(SERVICE_ACCOUNT.into()),
@@ -238,6 +259,7 @@ pub fn children(hub: &DataHub) -> Result<Vec<DesiredObject>, serde_json::Error> 
     Ok(vec![
         DesiredObject::from_typed(&namespace)?,
         DesiredObject::from_typed(&deny)?,
+        DesiredObject::from_typed(&allow_egress)?,
         DesiredObject::from_typed(&account)?,
     ])
 }

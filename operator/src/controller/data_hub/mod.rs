@@ -222,7 +222,7 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
     }
 
     // The hub's namespace in the cluster.
-    let desired = stamp(&Owner::of(hub), build::children(hub)?);
+    let desired = stamp(&Owner::of(hub), build::children(hub, &ctx.paths)?);
     let applier = ctx.applier(CONTROLLER);
     applier.apply_all(&desired).await.map_err(Error::Apply)?;
     applier

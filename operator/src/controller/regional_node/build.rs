@@ -10,8 +10,7 @@ use k8s_openapi::api::core::v1::{
     VolumeProjection,
 };
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -39,34 +38,6 @@ pub const EXPORT_JOB: &str = "export";
 /// Where the projected ServiceAccount token is mounted in the node's jobs.
 pub const TOKEN_DIR: &str = "/var/run/secrets/vardhub";
 
-/// A destination outside the cluster the node's workloads must reach (OpenBao, S3).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EgressPeer {
-    /// The destination's address range when known (an IP literal); `None` opens the port to
-    /// any destination, which is the best a NetworkPolicy can do for a host name.
-    pub cidr: Option<String>,
-    /// TCP port.
-    pub port: i32,
-}
-
-impl EgressPeer {
-    /// The peer of a URL such as `http://127.0.0.1:8200`.
-    pub fn of_url(url: &str) -> Option<Self> {
-        let parsed = reqwest::Url::parse(url).ok()?;
-        let port = i32::from(parsed.port_or_known_default()?);
-        let host = parsed
-            .host_str()?
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let cidr = match host.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(ip)) => Some(format!("{ip}/32")),
-            Ok(std::net::IpAddr::V6(ip)) => Some(format!("{ip}/128")),
-            Err(_) => None,
-        };
-        Some(Self { cidr, port })
-    }
-}
-
 /// What the node's objects depend on besides the node itself.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
@@ -74,8 +45,8 @@ pub struct Inputs {
     pub openbao_addr: String,
     /// The S3 endpoint as workloads reach it.
     pub s3_endpoint: String,
-    /// Destinations outside the cluster (OpenBao, S3).
-    pub egress: Vec<EgressPeer>,
+    /// Where the node's workloads may connect.
+    pub paths: crate::controller::network::Paths,
     /// The hub the node exports to, when it exists.
     pub hub: Option<DataHub>,
     /// The project's own image, for jobs that name no image of their own.
@@ -194,43 +165,14 @@ pub fn default_deny(node: &RegionalNode) -> NetworkPolicy {
 /// Lets the node's pods reach DNS, OpenBao, the S3 server and, when the node exports, the
 /// hub's pseudonymisation service; nothing else (the default-deny policy closes the rest).
 pub fn egress(node: &RegionalNode, inputs: &Inputs) -> NetworkPolicy {
-    let port = |p: i32, protocol: &str| NetworkPolicyPort {
-        port: Some(IntOrString::Int(p)),
-        protocol: Some(protocol.into()),
-        ..Default::default()
-    };
-    let by_name = |ns: &str| LabelSelector {
-        match_labels: Some(BTreeMap::from([(
-            "kubernetes.io/metadata.name".to_string(),
-            ns.to_string(),
-        )])),
-        ..Default::default()
-    };
-    let mut rules = vec![NetworkPolicyEgressRule {
-        to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(by_name("kube-system")),
-            ..Default::default()
-        }]),
-        ports: Some(vec![port(53, "UDP"), port(53, "TCP")]),
-    }];
-    for peer in &inputs.egress {
-        rules.push(NetworkPolicyEgressRule {
-            to: peer.cidr.as_ref().map(|cidr| {
-                vec![NetworkPolicyPeer {
-                    ip_block: Some(IPBlock {
-                        cidr: cidr.clone(),
-                        except: None,
-                    }),
-                    ..Default::default()
-                }]
-            }),
-            ports: Some(vec![port(peer.port, "TCP")]),
-        });
-    }
+    use crate::controller::network;
+    let mut rules = vec![network::dns(&inputs.paths)];
+    rules.extend(network::to_peers(&inputs.paths.openbao));
+    rules.extend(network::to_peers(&inputs.paths.s3));
     if let (Some(export), Some(hub)) = (&node.spec.export, &inputs.hub) {
         rules.push(NetworkPolicyEgressRule {
             to: Some(vec![NetworkPolicyPeer {
-                namespace_selector: Some(by_name(&hub.workload_namespace())),
+                namespace_selector: Some(network::namespace_named(&hub.workload_namespace())),
                 pod_selector: Some(LabelSelector {
                     match_labels: Some(BTreeMap::from([
                         (
@@ -246,10 +188,13 @@ pub fn egress(node: &RegionalNode, inputs: &Inputs) -> NetworkPolicy {
                 }),
                 ..Default::default()
             }]),
-            ports: Some(vec![port(
-                crate::controller::pseudonymisation_service::build::PORT,
-                "TCP",
-            )]),
+            ports: Some(vec![NetworkPolicyPort {
+                port: Some(IntOrString::Int(
+                    crate::controller::pseudonymisation_service::build::PORT,
+                )),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
         });
     }
     NetworkPolicy {

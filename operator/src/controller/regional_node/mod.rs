@@ -207,7 +207,7 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
     let inputs = build::Inputs {
         openbao_addr: bao.workload_addr.clone(),
         s3_endpoint: s3.endpoint().to_string(),
-        egress: ctx.egress.clone(),
+        paths: ctx.paths.clone(),
         hub: hub.clone(),
         image: ctx.image.clone(),
     };
