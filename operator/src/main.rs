@@ -243,11 +243,30 @@ struct Addresses {
         default_value = "https://s3.eu-north-1.amazonaws.com"
     )]
     s3_endpoint: String,
+    /// The cluster DNS's address (its endpoints, as NetworkPolicy sees them); repeatable.
+    /// The operator reads it from the `kube-dns` Service when it runs.
+    #[arg(long = "dns-address")]
+    dns: Vec<std::net::IpAddr>,
+    /// The API server's endpoint `IP:PORT`; repeatable. The operator reads it from the
+    /// `kubernetes` Service when it runs.
+    #[arg(long = "api-server-address")]
+    api_server: Vec<std::net::SocketAddr>,
 }
 
 impl Addresses {
     fn settings(self) -> vardhub::render::Settings {
-        vardhub::render::Settings::new(self.openbao_addr, self.s3_endpoint)
+        let mut settings = vardhub::render::Settings::new(self.openbao_addr, self.s3_endpoint);
+        settings.cluster.dns = self
+            .dns
+            .into_iter()
+            .map(vardhub::controller::network::cidr)
+            .collect();
+        settings.cluster.api_server = self
+            .api_server
+            .iter()
+            .flat_map(|a| vardhub::controller::network::literal(&format!("https://{a}")))
+            .collect();
+        settings
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Settings {
     pub s3_endpoint: String,
     /// Image of the project's own workloads.
     pub image: String,
+    /// The cluster's DNS and API server endpoints, which the operator reads from the cluster
+    /// when it runs; offline they are what the caller says (none by default).
+    pub cluster: Paths,
 }
 
 impl Settings {
@@ -37,6 +40,7 @@ impl Settings {
             openbao_addr: openbao_addr.into(),
             s3_endpoint: s3_endpoint.into(),
             image: crate::controller::context::default_image(),
+            cluster: Paths::default(),
         }
     }
 }
@@ -223,7 +227,7 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
     let paths = Paths {
         openbao: literal(&settings.openbao_addr),
         s3: literal(&settings.s3_endpoint),
-        ..Paths::default()
+        ..settings.cluster.clone()
     };
     for hub in &resources.hubs {
         out.extend(stamp(
@@ -299,6 +303,7 @@ mod tests {
             openbao_addr: "http://127.0.0.1:18200".into(),
             s3_endpoint: "http://127.0.0.1:19000".into(),
             image: "vardhub:test".into(),
+            cluster: Paths::default(),
         }
     }
 

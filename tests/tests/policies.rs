@@ -29,11 +29,7 @@ fn header<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 }
 
 fn settings() -> vardhub::render::Settings {
-    vardhub::render::Settings {
-        openbao_addr: "http://127.0.0.1:8200".into(),
-        s3_endpoint: "http://127.0.0.1:9000".into(),
-        image: vardhub::controller::context::default_image(),
-    }
+    vardhub::render::Settings::new("http://127.0.0.1:8200", "http://127.0.0.1:9000")
 }
 
 fn validate(text: &str) -> Result<Vec<vardhub::validate::Violation>> {

@@ -650,6 +650,22 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
     )
     .await?;
 
+    // The reference mapping really ran in that container: a synthetic extract in the node's
+    // landing bucket, and the region's OMOP CDM 5.4 tables in its standardised bucket, each a
+    // Parquet file the test reads back.
+    let layout = vardhub::controller::storage::node_layout(&nodes.get(NODE).await?);
+    let landing = vardhub::flow::store::Bucket::new(cluster.s3_root(), layout.landing.clone());
+    let standardised =
+        vardhub::flow::store::Bucket::new(cluster.s3_root(), layout.standardised.clone());
+    let extract = landing.list("source/").await?;
+    assert_eq!(extract.len(), 3, "the synthetic extract: {extract:?}");
+    let (omop, _) = vardhub::flow::run::read_omop(&standardised, "omop").await?;
+    assert!(
+        omop.person.len() > 100 && !omop.visit_occurrence.is_empty(),
+        "the region's common model: {:?}",
+        omop.counts()
+    );
+
     network_isolation(&admin, &node_name).await?;
 
     // OpenBao's own audit log witnesses how the operator used OpenBao: it logged in with its

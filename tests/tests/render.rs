@@ -49,6 +49,15 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
         openbao_addr: cluster.vault_addr.clone(),
         s3_endpoint: cluster.s3_endpoint.clone(),
         image: vardhub::controller::context::default_image(),
+        // What the operator reads from the cluster when it runs: DNS and the API server on
+        // the real node's address.
+        cluster: vardhub::controller::network::Paths {
+            dns: vec![format!("{}/32", std::env::var("VARDHUB_NODE_IP")?)],
+            api_server: vardhub::controller::network::literal(&std::env::var(
+                "VARDHUB_KUBE_APISERVER",
+            )?),
+            ..Default::default()
+        },
     };
     let rendered = vardhub::render::render(&resources, &settings)?;
     assert!(rendered.len() >= 20, "{} objects", rendered.len());
@@ -164,6 +173,7 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
             openbao_addr: cluster.vault_addr.clone(),
             s3_endpoint: cluster.s3_endpoint.clone(),
             image: vardhub::controller::context::default_image(),
+            cluster: Default::default(),
         };
         let objects = vardhub::render::render(&resources, &settings)?;
         assert!(

@@ -46,7 +46,8 @@ pub struct Paths {
     pub s3: Vec<Peer>,
 }
 
-fn cidr(ip: std::net::IpAddr) -> String {
+/// The single-address range of `ip`.
+pub fn cidr(ip: std::net::IpAddr) -> String {
     match ip {
         std::net::IpAddr::V4(ip) => format!("{ip}/32"),
         std::net::IpAddr::V6(ip) => format!("{ip}/128"),

@@ -15,11 +15,9 @@ pub struct Bucket {
     pub name: String,
 }
 
-fn s3_error<E: std::error::Error + Send + Sync + 'static>(
-    e: aws_sdk_s3::error::SdkError<E>,
-) -> anyhow::Error
+fn s3_error<E>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error
 where
-    E: aws_sdk_s3::error::ProvideErrorMetadata,
+    E: std::error::Error + Send + Sync + 'static + aws_sdk_s3::error::ProvideErrorMetadata,
 {
     anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
 }

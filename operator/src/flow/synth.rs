@@ -112,7 +112,7 @@ pub struct Source {
 }
 
 /// What to generate.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Params {
     /// The seed.
     pub seed: u64,

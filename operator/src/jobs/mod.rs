@@ -1,12 +1,19 @@
 //! The reference jobs that a regional node's CronJobs run from the project's image
 //! (`vardhub job mapping|export`).
 //!
-//! Today a job proves the path every real job takes, and does nothing with data: it logs in to
-//! OpenBao with the pod's projected ServiceAccount token through the node's Kubernetes auth
-//! role, reads the node's S3 credential from the node's OpenBao namespace, and checks with that
-//! credential that the node's own buckets answer. Each step that is refused fails the run with
-//! a message naming the step, so the node's status shows `Failed` for a broken identity or
-//! grant. It never prints a token, a key or a credential.
+//! Every job first takes the path every real job takes: it logs in to OpenBao with the pod's
+//! projected ServiceAccount token through the node's Kubernetes auth role, reads the node's S3
+//! credential from the node's OpenBao namespace, and checks with that credential that the
+//! node's own buckets answer. Each step that is refused fails the run with a message naming
+//! the step, so the node's status shows `Failed` for a broken identity or grant. It never
+//! prints a token, a key, a credential or an identifier.
+//!
+//! The mapping job then runs the reference mapping of [`crate::flow`]: the region's extract in
+//! `source/` of its landing bucket to OMOP CDM 5.4 in `omop/` of its standardised bucket. With
+//! the source model `synthetic` and no extract yet, it first writes a synthetic extract for
+//! the node's region (job config `VARDHUB_SYNTHETIC_SEED`, `VARDHUB_SYNTHETIC_PATIENTS`, and
+//! `VARDHUB_SYNTHETIC_REGIONS`, the county codes of the whole synthetic population, so that
+//! people cross regions as they do in [`crate::flow::synth`]).
 //!
 //! Everything here does I/O except [`Settings::from_lookup`] and [`secret_path`].
 
@@ -40,8 +47,14 @@ pub struct Settings {
     pub token_file: PathBuf,
     /// Where the node's S3 credential lives: `<namespace>/<mount>/data/<path>`.
     pub credentials: String,
-    /// The node's buckets.
+    /// The node's buckets: landing, then standardised.
     pub buckets: Vec<String>,
+    /// The node's county codes.
+    pub regions: Vec<String>,
+    /// The source model (`synthetic` generates an extract when there is none).
+    pub source_model: Option<String>,
+    /// The synthetic population: seed, size, and the county codes it spans.
+    pub synthetic: crate::flow::synth::Params,
 }
 
 impl Settings {
@@ -63,7 +76,59 @@ impl Settings {
                 get("VARDHUB_LANDING_BUCKET")?,
                 get("VARDHUB_STANDARDISED_BUCKET")?,
             ],
+            regions: codes(lookup("VARDHUB_REGIONS")),
+            source_model: lookup("VARDHUB_SOURCE_MODEL").filter(|v| !v.is_empty()),
+            synthetic: crate::flow::synth::Params {
+                seed: number(&lookup, "VARDHUB_SYNTHETIC_SEED", 1)?,
+                patients: number(&lookup, "VARDHUB_SYNTHETIC_PATIENTS", 3000)?,
+                regions: codes(lookup("VARDHUB_SYNTHETIC_REGIONS")),
+                defects_per_mille: number(&lookup, "VARDHUB_SYNTHETIC_DEFECTS_PER_MILLE", 2)?
+                    as u32,
+            },
         })
+    }
+}
+
+fn codes(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn number(lookup: &impl Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<u64> {
+    match lookup(name).filter(|v| !v.is_empty()) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .with_context(|| format!("{name} must be a whole number")),
+    }
+}
+
+impl Settings {
+    /// The synthetic population's parameters for this node, and the index of its region in
+    /// it: the population spans `VARDHUB_SYNTHETIC_REGIONS`, or the node's own regions.
+    pub fn synthetic_region(&self) -> Result<(crate::flow::synth::Params, usize, String)> {
+        let county = self
+            .regions
+            .first()
+            .context("VARDHUB_REGIONS is empty: the node has no region")?
+            .clone();
+        let mut params = self.synthetic.clone();
+        if params.regions.is_empty() {
+            params.regions = self.regions.clone();
+        }
+        let index = params
+            .regions
+            .iter()
+            .position(|c| *c == county)
+            .with_context(|| {
+                format!("VARDHUB_SYNTHETIC_REGIONS does not include the node's region {county}")
+            })?;
+        Ok((params, index, county))
     }
 }
 
@@ -89,6 +154,12 @@ pub struct Report {
     pub role: String,
     /// The buckets that answered to the node's credential.
     pub buckets: Vec<String>,
+    /// Whether a synthetic extract was written in this run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub synthetic_extract: bool,
+    /// Rows written per table of the common model (mapping).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rows: crate::flow::omop::Counts,
 }
 
 /// Runs one job to its end.
@@ -128,14 +199,35 @@ pub async fn run(stage: Stage, settings: &Settings) -> Result<Report> {
             .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
             .with_context(|| format!("the node's credential on bucket {bucket}"))?;
     }
-    Ok(Report {
+    let mut report = Report {
         stage: match stage {
             Stage::Mapping => "mapping",
             Stage::Export => "export",
         },
         role: settings.role.clone(),
         buckets: settings.buckets.clone(),
-    })
+        synthetic_extract: false,
+        rows: Default::default(),
+    };
+    if stage == Stage::Mapping {
+        use crate::flow::{layout, run, store::Bucket, synth};
+        let landing = Bucket::new(s3.clone(), settings.buckets[0].clone());
+        let standardised = Bucket::new(s3.clone(), settings.buckets[1].clone());
+        if settings.source_model.as_deref() == Some("synthetic")
+            && landing
+                .list(&format!("{}/", layout::SOURCE))
+                .await?
+                .is_empty()
+        {
+            let (params, index, _) = settings.synthetic_region()?;
+            run::write_source(&landing, &synth::region(&params, index)).await?;
+            report.synthetic_extract = true;
+        }
+        report.rows = run::map_region(&landing, &standardised)
+            .await
+            .context("mapping the region's extract to OMOP CDM 5.4")?;
+    }
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -149,6 +241,60 @@ mod tests {
         assert!(
             err.to_string().contains("VARDHUB_OPENBAO_AUTH_MOUNT"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_synthetic_population_spans_the_configured_regions() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+                    .or_else(|| {
+                        matches!(
+                            name,
+                            "VAULT_ADDR"
+                                | "VARDHUB_OPENBAO_AUTH_MOUNT"
+                                | "VARDHUB_OPENBAO_ROLE"
+                                | "VARDHUB_OPENBAO_TOKEN_FILE"
+                                | "VARDHUB_LANDING_BUCKET"
+                                | "VARDHUB_STANDARDISED_BUCKET"
+                                | "VARDHUB_S3_CREDENTIALS"
+                        )
+                        .then(|| "x".to_owned())
+                    })
+            }
+        };
+        let s = Settings::from_lookup(env(&[
+            ("VARDHUB_REGIONS", "03"),
+            ("VARDHUB_SYNTHETIC_REGIONS", "01,03,14"),
+            ("VARDHUB_SYNTHETIC_SEED", "9"),
+            ("VARDHUB_SYNTHETIC_PATIENTS", "100"),
+        ]))
+        .expect("settings");
+        let (params, index, county) = s.synthetic_region().expect("region");
+        assert_eq!(
+            (params.seed, params.patients, index, county.as_str()),
+            (9, 100, 1, "03")
+        );
+        let s = Settings::from_lookup(env(&[
+            ("VARDHUB_REGIONS", "25"),
+            ("VARDHUB_SYNTHETIC_REGIONS", "01,03"),
+        ]))
+        .expect("settings");
+        assert!(
+            s.synthetic_region()
+                .expect_err("not in the population")
+                .to_string()
+                .contains("VARDHUB_SYNTHETIC_REGIONS")
+        );
+        let bad = Settings::from_lookup(env(&[("VARDHUB_SYNTHETIC_PATIENTS", "many")]));
+        assert!(
+            bad.expect_err("bad")
+                .to_string()
+                .contains("VARDHUB_SYNTHETIC_PATIENTS")
         );
     }
 
