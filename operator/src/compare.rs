@@ -64,6 +64,38 @@ pub struct PriceTable {
     pub sites: BTreeMap<String, SitePrices>,
     /// Volumes and run times.
     pub assumptions: Assumptions,
+    /// Figures measured by the flow benchmark (`--measured target/bench/flow.json`), shown
+    /// beside the assumptions; not part of the price table file.
+    #[serde(skip)]
+    pub measured: Option<Measured>,
+}
+
+/// Bytes of one storage mode in a measured run.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasuredMode {
+    /// Kept in the regions' buckets.
+    pub stored_in_regions: u64,
+    /// Kept in the hub's buckets.
+    pub stored_in_hub: u64,
+    /// Copied from the regions to the hub.
+    pub copied_to_hub: u64,
+}
+
+/// What `cargo bench -p vardhub --bench flow` measured (its `flow.json`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Measured {
+    /// Synthetic patients.
+    pub patients: u64,
+    /// Regions.
+    pub regions: usize,
+    /// The whole flow, in seconds.
+    pub whole_flow_seconds: f64,
+    /// Bytes in central mode.
+    pub central: MeasuredMode,
+    /// Bytes in federated mode.
+    pub federated: MeasuredMode,
 }
 
 /// What one alternative amounts to.
@@ -345,6 +377,25 @@ pub fn markdown(alternatives: &[Alternative], prices: &PriceTable) -> String {
     row(&mut md, "Estimated monthly cost, total", &|a| {
         money(a.cost.0 + a.cost.1)
     });
+    if let Some(m) = &prices.measured {
+        row(
+            &mut md,
+            "Measured flow: MB in hub / regions, copied to hub",
+            &|a| {
+                let b = match a.storage_mode {
+                    StorageMode::Central => &m.central,
+                    StorageMode::Federated => &m.federated,
+                };
+                let mb = |v: u64| v as f64 / 1e6;
+                format!(
+                    "{:.1} / {:.1}, {:.1}",
+                    mb(b.stored_in_hub),
+                    mb(b.stored_in_regions),
+                    mb(b.copied_to_hub)
+                )
+            },
+        );
+    }
     row(&mut md, "Compliance", &|a| {
         if a.violations.is_empty() {
             "compliant".into()
@@ -374,6 +425,13 @@ pub fn markdown(alternatives: &[Alternative], prices: &PriceTable) -> String {
         x.job_hours_per_month,
         x.hours_per_month
     );
+    if let Some(m) = &prices.measured {
+        let _ = writeln!(
+            md,
+            "## Measured\n\nThe reference flow for {} synthetic patients over {} regions ran in {:.1} s on the machine that measured it (`cargo bench -p vardhub --bench flow`). The bytes above are that run's, per storage mode, beside the price table's volume assumptions.\n",
+            m.patients, m.regions, m.whole_flow_seconds
+        );
+    }
     md
 }
 
@@ -521,6 +579,28 @@ mod tests {
     fn local() -> Resources {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments/local");
         crate::render::load(&dir).expect("load")
+    }
+
+    #[test]
+    fn measured_figures_stand_beside_the_assumptions_per_storage_mode() {
+        let mut p = prices();
+        p.measured = Some(
+            serde_json::from_value(serde_json::json!({
+                "patients": 1000000, "regions": 3, "wholeFlowSeconds": 10.5, "steps": {},
+                "central": {"storedInRegions": 117000000, "storedInHub": 187300000, "copiedToHub": 92200000},
+                "federated": {"storedInRegions": 209200000, "storedInHub": 2900000, "copiedToHub": 2900000},
+            }))
+            .expect("the bench's JSON"),
+        );
+        let a = analyse("local", &local(), &p).expect("analyse");
+        let report = markdown(&[a], &p);
+        assert!(
+            report.contains(
+                "| Measured flow: MB in hub / regions, copied to hub | 187.3 / 117.0, 92.2 |"
+            ),
+            "{report}"
+        );
+        assert!(report.contains("1000000 synthetic patients over 3 regions ran in 10.5 s"));
     }
 
     #[test]

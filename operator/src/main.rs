@@ -214,6 +214,10 @@ enum Command {
         /// Output format: Markdown, or a self-contained HTML page with data-flow diagrams.
         #[arg(short, long, value_parser = ["markdown", "html"], default_value = "markdown")]
         output: String,
+        /// Figures the flow benchmark measured (`target/bench/flow.json`), shown beside the
+        /// price table's assumptions.
+        #[arg(long)]
+        measured: Option<PathBuf>,
     },
     /// Print the CRDs, or write them to a folder (`vardhub crd --write crds`).
     Crd {
@@ -288,11 +292,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             dirs,
             prices,
             output,
+            measured,
         } => {
-            let table: vardhub::compare::PriceTable = serde_yaml::from_str(
+            let mut table: vardhub::compare::PriceTable = serde_yaml::from_str(
                 &std::fs::read_to_string(&prices)
                     .map_err(|e| anyhow::anyhow!("reading {}: {e}", prices.display()))?,
             )?;
+            if let Some(path) = measured {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                table.measured = Some(serde_json::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!("{}: not the flow benchmark's figures: {e}", path.display())
+                })?);
+            }
             let mut alternatives = Vec::new();
             for dir in &dirs {
                 eprintln!("analysing {}", dir.display());
