@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::Serialize;
-use vardhub::flow::export::{Pseudonymiser, export};
+use vardhub::flow::export::Pseudonymiser;
 use vardhub::flow::omop::Omop;
 use vardhub::flow::synth::{self, Params};
 use vardhub::flow::{mapping, publish, report, standardise};
@@ -132,7 +132,6 @@ fn main() -> anyhow::Result<()> {
             rows(&omop),
             t.elapsed().as_secs_f64(),
         );
-        let _ = export; // the same step through the service: see the data_flow test
 
         let t = Instant::now();
         let landed = Omop::from_files(|name| {

@@ -542,19 +542,8 @@ pub fn diagram(a: &Alternative) -> Document {
 /// alternative.
 pub fn html(alternatives: &[Alternative], prices: &PriceTable) -> String {
     let md = markdown(alternatives, prices);
-    let mut body = String::new();
-    // Nothing taken from a manifest is markup: HTML in an annotation or a name is shown as
-    // text (escaped), never passed through.
-    let parser =
-        pulldown_cmark::Parser::new_ext(&md, pulldown_cmark::Options::ENABLE_TABLES).map(|event| {
-            match event {
-                pulldown_cmark::Event::Html(raw) | pulldown_cmark::Event::InlineHtml(raw) => {
-                    pulldown_cmark::Event::Text(raw)
-                }
-                other => other,
-            }
-        });
-    pulldown_cmark::html::push_html(&mut body, parser);
+    // Nothing taken from a manifest is markup (see `markup::html`).
+    let body = crate::markup::html(&md);
     let diagrams: String = alternatives
         .iter()
         .map(|a| diagram(a).to_string())

@@ -9,6 +9,7 @@
 //! - [`telemetry`]: metrics, health endpoints and logging.
 //! - [`crdgen`]: the generated CRDs and their drift check.
 //! - [`flow`]: the reference data flow, source data to report (synthetic data, OMOP, Parquet).
+//! - [`markup`]: Markdown to HTML for the self-contained pages.
 //! - [`jobs`]: the reference jobs a regional node's CronJobs run (`vardhub job`).
 //! - [`pseudonymisation`]: the pseudonymisation service (identifiers, pseudonyms).
 //! - [`render`]: the objects of a manifest directory, offline (`vardhub render`).
@@ -24,6 +25,7 @@ pub mod controller;
 pub mod crdgen;
 pub mod flow;
 pub mod jobs;
+pub mod markup;
 pub mod plan;
 pub mod pseudonymisation;
 pub mod render;

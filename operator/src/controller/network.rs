@@ -24,6 +24,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ListParams;
 use kube::{Api, Client};
 
+/// Name of the NetworkPolicy that opens a namespace's egress paths (its default-deny closes
+/// the rest).
+pub const ALLOW_EGRESS: &str = "allow-egress";
+
 /// A destination by address and TCP port.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Peer {
@@ -277,5 +281,8 @@ mod tests {
                 .iter()
                 .all(|r| r.to.as_ref().is_some_and(|t| !t.is_empty()))
         );
+        // Offline, a host name is not an address: no peer, so no rule at all.
+        assert!(literal("https://openbao.example.se:8200").is_empty());
+        assert_eq!(literal("http://10.0.0.5:8200").len(), 1);
     }
 }

@@ -141,17 +141,7 @@ pub fn html(product: &str, indicators: &[Indicators], threshold: u64) -> String 
             ));
         }
     }
-    let mut body = String::new();
-    let parser =
-        pulldown_cmark::Parser::new_ext(&md, pulldown_cmark::Options::ENABLE_TABLES).map(|event| {
-            match event {
-                pulldown_cmark::Event::Html(raw) | pulldown_cmark::Event::InlineHtml(raw) => {
-                    pulldown_cmark::Event::Text(raw)
-                }
-                other => other,
-            }
-        });
-    pulldown_cmark::html::push_html(&mut body, parser);
+    let body = crate::markup::html(&md);
     let series = |f: &dyn Fn(&Indicators) -> u64| -> Vec<(String, Option<f64>)> {
         indicators
             .iter()

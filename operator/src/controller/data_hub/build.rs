@@ -236,7 +236,7 @@ pub fn children(
     egress.extend(crate::controller::network::to_peers(&paths.s3));
     let allow_egress = NetworkPolicy {
         metadata: ObjectMeta {
-            name: Some("allow-egress".into()),
+            name: Some(crate::controller::network::ALLOW_EGRESS.into()),
             namespace: Some(ns.clone()),
             ..Default::default()
         },

@@ -28,7 +28,7 @@ pub const SERVICE_ACCOUNT: &str = "regional-node";
 /// Name of the node's default-deny NetworkPolicy.
 pub const DEFAULT_DENY: &str = "default-deny";
 /// Name of the NetworkPolicy that opens the node's few egress paths.
-pub const EGRESS: &str = "allow-egress";
+pub const EGRESS: &str = crate::controller::network::ALLOW_EGRESS;
 /// Label on the node's namespace naming the node.
 pub const NODE_LABEL: &str = "vardhub.io/regional-node";
 /// Label on the node's Jobs naming the job in the spec.
