@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: builds the vardhub image, brings the embedded local cluster up (with its real
 # node), installs the operator with its Helm chart (two replicas on the real node, pinned by
-# the digest just built), applies environments/local and waits until every resource is Ready.
+# the digest just built), applies environments/local and waits until every resource is Ready,
+# runs the reference flow once on the real node (mapping, export, standardisation,
+# publishing, in both storage modes) and shows where the data went and the report's address.
 # It then follows the leading operator's log until Ctrl-C (set VARDHUB_DEMO_EXIT=1 to stop
 # once everything is Ready). The cluster stays up; `make cluster-down` takes it down.
 set -euo pipefail
@@ -41,6 +43,66 @@ echo
 kubectl get datahub national -o go-template='{{range .status.regions}}{{printf "%-4s %-18s node %-20s %s\n" .code .region .node .dataLocation}}{{end}}'
 echo
 kubectl get datahub national -o go-template='{{range .status.zones}}{{printf "zone %-17s bucket %-32s %s, retention %s\n" .zone .bucket .layout .retention}}{{end}}'
+
+say "the hubs' pseudonymisation services (applied once the hubs have made their namespaces)"
+kubectl apply --server-side --field-manager=vardhub-demo -k environments/local/hub-services
+kubectl wait --for=condition=Ready --timeout=180s -n hub-national pseudonymisationservice/pseudonymisation
+kubectl wait --for=condition=Ready --timeout=180s -n hub-federated pseudonymisationservice/pseudonymisation
+
+# Runs CronJobs now, as `<namespace>/<cronjob>` pairs, all at once; waits for each to end and
+# prints the one JSON line its job prints (counts and addresses, never a row).
+run_jobs() {
+  local pair ns cj name started=$(date +%s) jobs=()
+  for pair in "$@"; do
+    ns=${pair%%/*} cj=${pair#*/} name="$cj-demo-$started"
+    kubectl -n "$ns" create job "$name" --from="cronjob/$cj" >/dev/null
+    jobs+=("$ns/$name")
+  done
+  for pair in "${jobs[@]}"; do
+    ns=${pair%%/*} name=${pair#*/}
+    for _ in $(seq 1 300); do
+      state=$(kubectl -n "$ns" get job "$name" -o jsonpath='{.status.succeeded}/{.status.failed}')
+      case $state in
+        1/*) break ;;
+        */[1-9]*) if [ "$(kubectl -n "$ns" get job "$name" -o jsonpath='{.status.conditions[?(@.type=="Failed")].status}')" = True ]; then
+                    echo "job $ns/$name failed:" >&2; kubectl -n "$ns" logs "job/$name" --tail=20 >&2; exit 1
+                  fi ;;
+      esac
+      sleep 1
+    done
+    [ "$state" != "${state#1/}" ] || { echo "job $ns/$name did not finish in 300 s" >&2; exit 1; }
+    printf '%-28s %s\n' "$ns" "$(kubectl -n "$ns" logs "job/$name" --tail=1)"
+  done
+}
+
+say "the reference flow on the real node, run now rather than at night: mapping in the regions"
+central=(stockholm vastra-gotaland sussa-mellansverige)
+federated=(skane ostergotland)
+maps=() exports=()
+for node in "${central[@]}" "${federated[@]}"; do
+  maps+=("region-$node/map-vardfakta")
+  exports+=("region-$node/export")
+done
+run_jobs "${maps[@]}"
+say "export through the hubs' pseudonymisation services"
+run_jobs "${exports[@]}"
+say "the hubs: standardisation (central mode) and publishing"
+run_jobs hub-national/standardise
+run_jobs hub-national/publish-hip-fracture hub-federated/publish-waiting-times
+
+say "where the data went (objects and bytes per bucket, counted by the S3 server)"
+export MC_HOST_vardhub="${VARDHUB_S3_ENDPOINT/:\/\//://$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY@}"
+for bucket in $("$VARDHUB_MC" ls vardhub/ --json | sed -n 's/.*"key":"\([^"]*\)\/".*/\1/p'); do
+  "$VARDHUB_MC" du vardhub/"$bucket" --json | sed -n 's/.*"size":\([0-9]*\).*"objects":\([0-9]*\).*/\1 \2/p' |
+    while read -r size objects; do printf '%-40s %6s objects %12s bytes\n' "$bucket" "$objects" "$size"; done
+done
+mkdir -p target/demo
+report=target/demo/hip-fracture-report.html
+"$VARDHUB_MC" cp --quiet vardhub/vardhub-hub-national-products/hip-fracture/report.html "$report" >/dev/null
+echo
+echo "Report (use case D): s3://vardhub-hub-national-products/hip-fracture/report.html"
+echo "  a copy to open in a browser: $PWD/$report"
+echo "Federated product (use case B): s3://vardhub-hub-federated-products/waiting-times/waiting_times.parquet"
 
 say "the data catalogue (DCAT-AP 3 / HealthDCAT-AP), generated from the Dataset resources"
 kubectl wait --for=condition=Ready --timeout=180s -n vardhub-catalog catalogservice/national

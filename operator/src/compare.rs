@@ -597,7 +597,7 @@ mod tests {
         let mut resources = local();
         let p = prices();
         let before = analyse("local", &resources, &p).expect("analyse");
-        assert_eq!(before.regions, 5);
+        assert_eq!(before.regions, 7);
         assert_eq!(before.identifiable_flows, Vec::<String>::new());
         assert!(before.cpu.1 > 0.0, "the regions' jobs request CPU");
         // A pseudonymisation service with replicas: the hub's CPU follows the replica count.

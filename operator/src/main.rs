@@ -473,7 +473,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Job { stage } => {
-            let settings = vardhub::jobs::Settings::from_lookup(|name| std::env::var(name).ok())?;
+            let settings =
+                vardhub::jobs::Settings::from_lookup(stage, |name| std::env::var(name).ok())?;
             let runtime = tokio::runtime::Runtime::new()?;
             let report = runtime.block_on(vardhub::jobs::run(stage, &settings))?;
             println!("{}", serde_json::to_string(&report)?);

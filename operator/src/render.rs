@@ -230,9 +230,17 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
         ..settings.cluster.clone()
     };
     for hub in &resources.hubs {
+        let (members, _) = data_hub::build::members(hub, &resources.nodes);
+        let inputs = Inputs {
+            openbao_addr: settings.openbao_addr.clone(),
+            s3_endpoint: settings.s3_endpoint.clone(),
+            paths: paths.clone(),
+            hub: None,
+            image: settings.image.clone(),
+        };
         out.extend(stamp(
             &Owner::of(hub),
-            data_hub::build::children(hub, &paths)?,
+            data_hub::build::children(hub, &members, &inputs)?,
         ));
     }
     for node in &resources.nodes {
@@ -311,8 +319,8 @@ mod tests {
     fn the_local_environment_renders_without_a_cluster() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments/local");
         let resources = load(&dir).expect("load");
-        assert_eq!(resources.nodes.len(), 3);
-        assert_eq!(resources.hubs.len(), 1);
+        assert_eq!(resources.nodes.len(), 5);
+        assert_eq!(resources.hubs.len(), 2);
         let objects = render(&resources, &settings()).expect("render");
         let kinds = |kind: &str| {
             objects
@@ -320,16 +328,17 @@ mod tests {
                 .filter(|o| o.object.types.as_ref().is_some_and(|t| t.kind == kind))
                 .count()
         };
-        // Hub: namespace, default-deny, allow-egress, ServiceAccount. Each node: namespace, two
+        // Each hub: namespace, default-deny, allow-egress, ServiceAccount, its jobs (central:
+        // standardise and publish; federated: publish). Each node: namespace, two
         // NetworkPolicies, ServiceAccount, a mapping CronJob and the export CronJob. The
         // catalogue: its component's Deployment, Service, NetworkPolicy, identity and Role.
-        assert_eq!(kinds("Namespace"), 4);
-        assert_eq!(kinds("NetworkPolicy"), 2 + 3 * 2 + 1);
+        assert_eq!(kinds("Namespace"), 2 + 5);
+        assert_eq!(kinds("NetworkPolicy"), 2 * 2 + 5 * 2 + 1);
         assert_eq!(
             (kinds("Deployment"), kinds("Role"), kinds("RoleBinding")),
             (1, 1, 1)
         );
-        assert_eq!(kinds("CronJob"), 3 * 2);
+        assert_eq!(kinds("CronJob"), 5 * 2 + 2 + 1);
         let yaml = to_yaml(&objects).expect("yaml");
         assert!(
             yaml.contains("vardhub-hub-national-landing"),

@@ -9,6 +9,8 @@
 //! same commands a platform engineer uses (`kubectl apply --server-side`, `helm upgrade
 //! --install`).
 
+pub mod flow;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{Context as _, Result};
-use chrono::Duration;
 use vardhub::adapters::openbao::Transit;
 use vardhub::adapters::s3::{Access, Grant, Storage, session_policy};
 use vardhub::flow::export::Pseudonymiser;
@@ -19,9 +18,9 @@ use vardhub::flow::omop::Omop;
 use vardhub::flow::run::{self, Destination, Input};
 use vardhub::flow::scan;
 use vardhub::flow::store::Bucket;
-use vardhub::flow::synth::{self, HIP_FRACTURE_ICD, HIP_FRACTURE_KVA, Params, Source, Vardform};
-use vardhub::pseudonymisation::identifier::parse_personal;
+use vardhub::flow::synth::{self, Params, Source};
 use vardhub::pseudonymisation::service::{Auth, Config, Service};
+use vardhub_tests::flow::{expected_indicators, scan_bucket};
 use vardhub_tests::{LocalCluster, free_port};
 
 const MOUNT: &str = "vardhub-test-flow";
@@ -64,58 +63,6 @@ fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
     }
 }
 
-/// The indicators of use case D, per county, computed from the extracts alone: admissions,
-/// operated within 24 h, within 36 h, dead within 30 days. A record the hub must refuse (an
-/// identity number with a wrong check digit, a stay that ends before it starts, a malformed
-/// diagnosis) is left out, as the standardisation's rules say.
-fn expected_indicators(sources: &[(&str, Source)]) -> BTreeMap<String, [u64; 4]> {
-    let mut out = BTreeMap::new();
-    for (county, source) in sources {
-        let mut figures = [0u64; 4];
-        for k in &source.kontakter {
-            let Some(patient) = source
-                .patients
-                .iter()
-                .find(|p| p.personnummer == k.personnummer)
-            else {
-                continue;
-            };
-            let hip = k
-                .huvuddiagnos
-                .as_deref()
-                .is_some_and(|d| HIP_FRACTURE_ICD.contains(&d));
-            if k.vardform != Vardform::Slutenvard
-                || !hip
-                || k.utskrivning < k.inskrivning
-                || parse_personal(&patient.personnummer, synth::YEAR).is_err()
-            {
-                continue;
-            }
-            figures[0] += 1;
-            let surgery = source
-                .atgarder
-                .iter()
-                .filter(|a| {
-                    a.kontakt_id == k.kontakt_id && HIP_FRACTURE_KVA.contains(&a.kva.as_str())
-                })
-                .map(|a| a.tidpunkt)
-                .min();
-            if let Some(s) = surgery {
-                figures[1] += u64::from(s - k.inskrivning <= Duration::hours(24));
-                figures[2] += u64::from(s - k.inskrivning <= Duration::hours(36));
-            }
-            let admitted = k.inskrivning.date();
-            figures[3] += u64::from(
-                patient
-                    .avliden
-                    .is_some_and(|d| d >= admitted && d - admitted <= Duration::days(30)),
-            );
-        }
-        out.insert((*county).to_owned(), figures);
-    }
-    out
-}
-
 struct Fixture {
     storage: Storage,
 }
@@ -139,18 +86,6 @@ fn grant(bucket: &str, prefix: Option<&str>, access: Access) -> Grant {
         prefix: prefix.map(str::to_owned),
         access,
     }
-}
-
-async fn scan_bucket(root: &aws_sdk_s3::Client, name: &str) -> Result<(usize, Vec<String>)> {
-    let bucket = Bucket::new(root.clone(), name);
-    let mut found = Vec::new();
-    let objects = bucket.list("").await?;
-    for (key, _) in &objects {
-        if let Some(finding) = scan::object(key, bucket.get(key).await?)? {
-            found.push(format!("s3://{name}/{key}: {finding:?}"));
-        }
-    }
-    Ok((objects.len(), found))
 }
 
 #[tokio::test]

@@ -294,6 +294,9 @@ const REGION_NS: &str = "realnode-region";
 const NODE: &str = "realnode-a";
 const OTHER_NODE: &str = "realnode-b";
 const HUB: &str = "realnode-hub";
+const FEDERATED_HUB: &str = "realnode-fed";
+const FLOW_PS: &str = "flow-ps";
+const PURPOSE: &str = "hip-fracture";
 
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
@@ -321,7 +324,15 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
     let hubs: Api<DataHub> = Api::all(admin.clone());
     let _ = nodes.delete(NODE, &DeleteParams::default()).await;
     let _ = nodes.delete(OTHER_NODE, &DeleteParams::default()).await;
+    let flow_services = [
+        Api::<PseudonymisationService>::namespaced(admin.clone(), &format!("hub-{HUB}")),
+        Api::<PseudonymisationService>::namespaced(admin.clone(), &format!("hub-{FEDERATED_HUB}")),
+    ];
+    for api in &flow_services {
+        let _ = api.delete(FLOW_PS, &DeleteParams::default()).await;
+    }
     let _ = hubs.delete(HUB, &DeleteParams::default()).await;
+    let _ = hubs.delete(FEDERATED_HUB, &DeleteParams::default()).await;
     let _ = services.delete("pseudo", &DeleteParams::default()).await;
     let gone = eventually(
         "the nodes, hub and service to be gone",
@@ -330,6 +341,9 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
             Ok((nodes.get_opt(NODE).await?.is_none()
                 && nodes.get_opt(OTHER_NODE).await?.is_none()
                 && hubs.get_opt(HUB).await?.is_none()
+                && hubs.get_opt(FEDERATED_HUB).await?.is_none()
+                && flow_services[0].get_opt(FLOW_PS).await?.is_none()
+                && flow_services[1].get_opt(FLOW_PS).await?.is_none()
                 && services.get_opt("pseudo").await?.is_none())
             .then_some(()))
         },
@@ -346,11 +360,19 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
         "120s",
     ])?;
     // Finalizers that only the uninstalled operator would have removed do not hold the test.
+    let (hub_ns, federated_ns) = (format!("hub-{HUB}"), format!("hub-{FEDERATED_HUB}"));
     for (kind, name, ns) in [
         ("regionalnode", NODE, None),
         ("regionalnode", OTHER_NODE, None),
         ("datahub", HUB, None),
+        ("datahub", FEDERATED_HUB, None),
         ("pseudonymisationservice", "pseudo", Some(HUB_NS)),
+        ("pseudonymisationservice", FLOW_PS, Some(hub_ns.as_str())),
+        (
+            "pseudonymisationservice",
+            FLOW_PS,
+            Some(federated_ns.as_str()),
+        ),
     ] {
         let mut args = vec![
             "patch",
@@ -367,7 +389,6 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
     }
     let region_ns = format!("region-{NODE}");
     let other_ns = format!("region-{OTHER_NODE}");
-    let hub_ns = format!("hub-{HUB}");
     delete_namespaces(
         admin,
         &[
@@ -377,6 +398,7 @@ async fn clean_up_installed_operator(admin: &Client) -> Result<()> {
             &region_ns,
             &other_ns,
             &hub_ns,
+            &federated_ns,
         ],
     )
     .await?;
@@ -667,6 +689,7 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
     );
 
     network_isolation(&admin, &node_name).await?;
+    flow_on_real_pods(&admin).await?;
 
     // OpenBao's own audit log witnesses how the operator used OpenBao: it logged in with its
     // ServiceAccount, again before the token expired, and every request that came from its
@@ -916,5 +939,269 @@ async fn network_isolation(admin: &Client, node_name: &str) -> Result<()> {
     )?;
     let _ = node_name;
     assert!(ok && text.contains("hello"), "the listener answers: {text}");
+    Ok(())
+}
+
+/// Runs a CronJob now and waits for its Job to succeed; a failure fails with the Job's log.
+async fn run_to_end(admin: &Client, ns: &str, cron_job: &str) -> Result<String> {
+    eventually(
+        &format!("the CronJob {ns}/{cron_job}"),
+        Duration::from_secs(60),
+        || async {
+            Ok(
+                Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(admin.clone(), ns)
+                    .get_opt(cron_job)
+                    .await?
+                    .map(|_| ()),
+            )
+        },
+    )
+    .await?;
+    let job = run_now(admin, ns, cron_job).await?;
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(admin.clone(), ns);
+    eventually(
+        &format!("the Job {ns}/{job} to succeed"),
+        Duration::from_secs(240),
+        || async {
+            let status = jobs.get(&job).await?.status.unwrap_or_default();
+            if status.succeeded.unwrap_or(0) > 0 {
+                return Ok(Some(()));
+            }
+            let failed = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Failed" && c.status == "True");
+            if failed {
+                let log = kubectl(&["logs", "-n", ns, &format!("job/{job}")]).unwrap_or_default();
+                bail!("{ns}/{job} failed: {log}");
+            }
+            Ok(None)
+        },
+    )
+    .await?;
+    Ok(job)
+}
+
+/// The reference flow, every step a Job of the operator's own CronJobs in a real pod: node A
+/// exports to a central hub, node B to a federated one, both through a pseudonymisation
+/// service in their hub's namespace that names only their region. The test then reads what
+/// the pods wrote, as the S3 server's root, and checks it against its own counts.
+async fn flow_on_real_pods(admin: &Client) -> Result<()> {
+    let cluster = LocalCluster::get();
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    let placement = on_real_node()?;
+    let columns = [
+        "person_id",
+        "region",
+        "age_group",
+        "hours_to_surgery",
+        "died_within_30_days",
+    ];
+    let product = |mode: &str| {
+        json!({"name": PURPOSE, "purpose": PURPOSE,
+               "build": {"product": "hipFracture", "schedule": "0 7 * * *",
+                         "columns": if mode == "central" { json!(columns) } else { json!([]) }}})
+    };
+    for (name, mode) in [(HUB, "central"), (FEDERATED_HUB, "federated")] {
+        let mut spec = json!({
+            "storageMode": mode,
+            "regionalNodeSelector": {"matchLabels": {"vardhub.io/hub": name}},
+            "zones": {"purposeSpecific": [product(mode)]},
+            "placement": placement,
+            "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
+        });
+        if mode == "central" {
+            spec["standardisation"] = json!({"schedule": "0 6 * * *"});
+        }
+        let hub: DataHub = serde_json::from_value(json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+            "metadata": {"name": name}, "spec": spec,
+        }))?;
+        hubs.patch(
+            name,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&hub),
+        )
+        .await?;
+    }
+    // Node A (already mapped) joins the central hub, node B the federated one.
+    for (name, region, hub) in [(NODE, "25", HUB), (OTHER_NODE, "24", FEDERATED_HUB)] {
+        let node: RegionalNode = serde_json::from_value(json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+            "metadata": {"name": name, "labels": {"vardhub.io/hub": hub}},
+            "spec": {"regions": [region], "placement": placement, "hub": {"name": hub},
+                     "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
+                     "mappingJobs": [{"name": "reference", "schedule": "0 3 * * *",
+                                      "sourceModel": "synthetic", "targetModel": {"name": "omop-cdm", "version": "5.4"}}],
+                     "export": {"pseudonymisation": {"name": FLOW_PS}, "domain": PURPOSE,
+                                "schedule": "0 4 * * *"}},
+        }))?;
+        nodes
+            .patch(
+                name,
+                &PatchParams::apply("vardhub-tests"),
+                &Patch::Apply(&node),
+            )
+            .await?;
+    }
+    for (hub, region_ns) in [
+        (HUB, format!("region-{NODE}")),
+        (FEDERATED_HUB, format!("region-{OTHER_NODE}")),
+    ] {
+        let hub_ns = format!("hub-{hub}");
+        eventually(
+            &format!("namespace {hub_ns}"),
+            Duration::from_secs(120),
+            || async {
+                Ok(Api::<Namespace>::all(admin.clone())
+                    .get_opt(&hub_ns)
+                    .await?
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+        let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), &hub_ns);
+        let svc: PseudonymisationService = serde_json::from_value(json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+            "metadata": {"name": FLOW_PS, "namespace": hub_ns},
+            "spec": {"mode": "local", "replicas": 1, "allowedNamespaces": [region_ns],
+                     "domains": [{"name": PURPOSE}], "placement": placement,
+                     "deletionPolicy": "Delete", "confirmKeyDeletion": true},
+        }))?;
+        services
+            .patch(
+                FLOW_PS,
+                &PatchParams::apply("vardhub-tests"),
+                &Patch::Apply(&svc),
+            )
+            .await?;
+    }
+    for hub in [HUB, FEDERATED_HUB] {
+        let services: Api<PseudonymisationService> =
+            Api::namespaced(admin.clone(), &format!("hub-{hub}"));
+        eventually(
+            &format!("the pseudonymisation service of {hub}"),
+            Duration::from_secs(180),
+            || async {
+                Ok(services
+                    .get(FLOW_PS)
+                    .await?
+                    .status
+                    .filter(|s| is_true(&s.common.conditions, types::READY))
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+    }
+
+    // Every step in a real pod, as the CronJobs would run it at night.
+    let (region_a, region_b) = (format!("region-{NODE}"), format!("region-{OTHER_NODE}"));
+    let (hub_ns, federated_ns) = (format!("hub-{HUB}"), format!("hub-{FEDERATED_HUB}"));
+    run_to_end(admin, &region_b, "map-reference").await?;
+    run_to_end(admin, &region_a, "export").await?;
+    run_to_end(admin, &region_b, "export").await?;
+    run_to_end(admin, &hub_ns, "standardise").await?;
+    let publish = format!("publish-{PURPOSE}");
+    let last = run_to_end(admin, &hub_ns, &publish).await?;
+    run_to_end(admin, &federated_ns, &publish).await?;
+    // The hub's status reports its jobs' last runs.
+    eventually(
+        "the publish run in the hub's status",
+        Duration::from_secs(60),
+        || async {
+            let jobs = hubs.get(HUB).await?.status.unwrap_or_default().jobs;
+            Ok(jobs
+                .iter()
+                .find(|j| j.cron_job == publish)
+                .and_then(|j| j.last_run.clone())
+                .filter(|r| r.job == last && r.result == "Succeeded")
+                .map(|_| ()))
+        },
+    )
+    .await?;
+
+    // What the pods wrote, read by the test as the S3 server's root.
+    let root = cluster.s3_root();
+    let bucket = |name: String| vardhub::flow::store::Bucket::new(root.clone(), name);
+    let a = vardhub::controller::storage::node_layout(&nodes.get(NODE).await?);
+    let b = vardhub::controller::storage::node_layout(&nodes.get(OTHER_NODE).await?);
+    let central = format!("vardhub-hub-{HUB}");
+    let federated = format!("vardhub-hub-{FEDERATED_HUB}");
+
+    // Conservation in the central hub: every row of the region's common model is in the
+    // hub's standardised zone or its quarantine, counted in the stored objects.
+    let (mapped, _) =
+        vardhub::flow::run::read_omop(&bucket(a.standardised.clone()), "omop").await?;
+    let hub_std = bucket(format!("{central}-standardised"));
+    let (kept, _) = vardhub::flow::run::read_omop(&hub_std, &format!("25/{PURPOSE}")).await?;
+    let (held, _) =
+        vardhub::flow::run::read_omop(&hub_std, &format!("quarantine/25/{PURPOSE}")).await?;
+    for (table, n) in mapped.counts() {
+        assert_eq!(
+            kept.counts()[table] + held.counts()[table],
+            n,
+            "rows of {table}: standardised + quarantined = mapped"
+        );
+    }
+    assert!(kept.counts()["person"] > 100, "{:?}", kept.counts());
+
+    // The reports' figures are the test's own, counted from each region's extract.
+    for (hub, county, landing) in [(&central, "25", &a.landing), (&federated, "24", &b.landing)] {
+        let source = vardhub::flow::run::read_source(&bucket(landing.clone())).await?;
+        let expected = vardhub_tests::flow::expected_indicators(&[(county, source)]);
+        let products = bucket(format!("{hub}-products"));
+        let got: Vec<vardhub::flow::report::Indicators> =
+            serde_json::from_slice(&products.get(&format!("{PURPOSE}/indicators.json")).await?)?;
+        let got: std::collections::BTreeMap<String, [u64; 4]> = got
+            .iter()
+            .map(|i| {
+                (
+                    i.region.clone(),
+                    [i.admissions, i.within_24h, i.within_36h, i.died_30d],
+                )
+            })
+            .collect();
+        assert_eq!(got, expected, "the report of {hub}");
+        let page = String::from_utf8(products.get(&format!("{PURPOSE}/report.html")).await?)?;
+        assert!(page.contains("<svg"), "the report has its charts");
+    }
+
+    // The individual-level product keeps only the columns it declares.
+    let rows = bucket(format!("{central}-products"))
+        .get(&format!("{PURPOSE}/hip_fracture.parquet"))
+        .await?;
+    let reader = parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(rows))?;
+    let schema = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .schema_descr_ptr();
+    let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, columns, "the product's columns");
+
+    // No identity number in any object of either hub; the federated hub holds the product
+    // and nothing else.
+    let mut hub_buckets = vec![format!("{federated}-products")];
+    for zone in ["landing", "standardised", "products"] {
+        hub_buckets.push(format!("{central}-{zone}"));
+    }
+    for name in &hub_buckets {
+        let (objects, found) = vardhub_tests::flow::scan_bucket(&root, name).await?;
+        assert!(objects > 0, "{name} holds the run's objects");
+        assert!(found.is_empty(), "identity numbers in the hub: {found:?}");
+    }
+    let held = bucket(format!("{federated}-products")).list("").await?;
+    assert!(
+        held.iter()
+            .all(|(key, _)| key.starts_with(&format!("{PURPOSE}/"))),
+        "the federated hub holds only its product: {held:?}"
+    );
+    // The federated region standardised its own export and kept its manifest.
+    let manifest: Value = serde_json::from_slice(
+        &bucket(b.standardised.clone())
+            .get(&format!("export/{PURPOSE}/manifest.json"))
+            .await?,
+    )?;
+    assert_eq!(manifest["region"], "24", "{manifest}");
     Ok(())
 }

@@ -37,6 +37,9 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[x_kube(validation = Rule::new(
     "has(self.bucketPrefix) == has(oldSelf.bucketPrefix) && (!has(self.bucketPrefix) || self.bucketPrefix == oldSelf.bucketPrefix)"
 ).message("spec.bucketPrefix cannot be changed after creation: the hub's buckets, and the data in them, keep the names they were created with"))]
+#[x_kube(validation = Rule::new(
+    "self.storageMode != 'federated' || !has(self.standardisation)"
+).message("spec.standardisation: a federated hub has no standardisation job; its regions standardise their exports in the region"))]
 #[serde(rename_all = "camelCase")]
 pub struct DataHubSpec {
     /// `central`: regions export copies into the hub's zones. `federated`: regional data stays
@@ -75,6 +78,13 @@ pub struct DataHubSpec {
     /// The catalogue service that publishes the hub's datasets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog: Option<ResourceRef>,
+
+    /// The hub's standardisation job (central mode): every region's export in the landing
+    /// zone is checked against the common model into the standardised zone, with failing rows
+    /// quarantined and a manifest per run. Federated hubs have none: their regions
+    /// standardise in the region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standardisation: Option<HubJob>,
 
     /// How consumers reach purpose-specific data.
     #[serde(default)]
@@ -153,6 +163,71 @@ pub struct DataProduct {
     /// Retention lock, as for the other zones.
     #[serde(default, flatten)]
     pub settings: ZoneSettings,
+    /// How the product is built from standardised data. Without it the hub makes the
+    /// product's prefix and credential, and a tool of the hub's own fills it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<ProductBuild>,
+}
+
+/// A scheduled job of the hub.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HubJob {
+    /// Cron schedule, for example `30 3 * * *`.
+    #[schemars(length(min = 9))]
+    pub schedule: String,
+    /// Container image, pinned by digest. Without it the job runs the project's reference
+    /// job (`vardhub job <step>`) from the operator's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+}
+
+/// The reference data products the project's publish job builds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ReferenceProduct {
+    /// Use case D, the hip-fracture care flow: one row per fracture admission (individual
+    /// level, pseudonymised), and a report of the share operated within 24 and 36 hours and
+    /// 30-day mortality per region.
+    HipFracture,
+    /// Use case B, waiting times from referral to first visit: an aggregate per region,
+    /// year and month, with small cells suppressed.
+    WaitingTimes,
+}
+
+/// How a data product is built.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.product == 'hipFracture' || !has(self.columns) || size(self.columns) == 0"
+).message("columns: only an individual-level product (hipFracture) declares its columns; an aggregate's cells are fixed"))]
+pub struct ProductBuild {
+    /// The reference product to build.
+    pub product: ReferenceProduct,
+    /// Cron schedule of the publish job.
+    #[schemars(length(min = 9))]
+    pub schedule: String,
+    /// The columns an individual-level product keeps; every other column is left out.
+    /// Omitted means all of the product's columns. A name the product does not have is
+    /// refused, naming it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    pub columns: Vec<String>,
+    /// Cells of an aggregate, and figures in a report, that count fewer people than this are
+    /// suppressed.
+    #[serde(default = "default_threshold")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub suppression_threshold: i32,
+    /// Container image of the hub's own publish tool, pinned by digest. Without it the job
+    /// runs the project's reference job (`vardhub job publish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub image: Option<String>,
+}
+
+fn default_threshold() -> i32 {
+    5
 }
 
 /// How consumers reach purpose-specific data.
@@ -191,6 +266,10 @@ pub struct DataHubStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["zone"]))]
     pub zones: Vec<ZoneStatus>,
+    /// The last run of each of the hub's scheduled jobs (standardisation, publishing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub jobs: Vec<super::JobStatus>,
 }
 
 /// A member region of the hub.

@@ -329,6 +329,16 @@ async fn run_controllers(
         .owns(Api::<Namespace>::all(client.clone()), owned("DataHub"))
         .owns(Api::<NetworkPolicy>::all(client.clone()), owned("DataHub"))
         .owns(Api::<ServiceAccount>::all(client.clone()), owned("DataHub"))
+        .owns(Api::<CronJob>::all(client.clone()), owned("DataHub"))
+        .watches(
+            Api::<Job>::all(client.clone()),
+            owned("DataHub"),
+            |job: Job| {
+                job.labels()
+                    .get(OWNER_NAME_LABEL)
+                    .map(|name| ObjectRef::<DataHub>::new(name))
+            },
+        )
         // A node's readiness and regions are the hub's region states.
         .watches(
             Api::<RegionalNode>::all(client.clone()),

@@ -1,15 +1,18 @@
 //! Pieces every workload the operator builds shares: the Pod Security "restricted" settings,
-//! when a Deployment counts as rolled out,
-//! and the placement knobs. Pure.
+//! when a Deployment counts as rolled out, the placement knobs, and the scheduled jobs of
+//! nodes and hubs (their pod, their OpenBao identity, their image). Pure.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, PodSecurityContext, ResourceRequirements, SeccompProfile, SecurityContext,
-    Toleration,
+    Capabilities, Container, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
+    ServiceAccountTokenProjection, Toleration, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::core::ObjectMeta;
 
 use crate::api::Placement;
 
@@ -136,5 +139,157 @@ mod tests {
         };
         assert!(!rolled_out(&deployment(3, unready)));
         assert!(!rolled_out(&Deployment::default()));
+    }
+}
+
+/// What a node's or hub's objects depend on besides the resource itself.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// OpenBao's address as workloads reach it.
+    pub openbao_addr: String,
+    /// The S3 endpoint as workloads reach it.
+    pub s3_endpoint: String,
+    /// Where the workloads may connect.
+    pub paths: crate::controller::network::Paths,
+    /// The hub a node exports to, when it exists (unused for a hub).
+    pub hub: Option<crate::api::DataHub>,
+    /// The project's own image, for jobs that name no image of their own.
+    pub image: String,
+}
+
+/// Where the projected ServiceAccount token is mounted in the operator's jobs.
+pub const TOKEN_DIR: &str = "/var/run/secrets/vardhub";
+
+/// Environment variables from name/value pairs.
+pub fn env_vars<const N: usize>(pairs: [(&str, String); N]) -> Vec<EnvVar> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| EnvVar {
+            name: name.into(),
+            value: Some(value),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// What every job needs to act as its owner: OpenBao's address, the Kubernetes auth role to
+/// log in with, the token file, where its S3 credential is kept (`<namespace>/<mount>/data/
+/// <path>`, a path, never the secret) and the S3 endpoint.
+pub fn job_identity(
+    openbao_addr: &str,
+    role: &str,
+    credentials: &str,
+    s3_endpoint: &str,
+) -> Vec<EnvVar> {
+    env_vars([
+        ("VAULT_ADDR", openbao_addr.into()),
+        (
+            "VARDHUB_OPENBAO_AUTH_MOUNT",
+            crate::controller::storage::AUTH_MOUNT.into(),
+        ),
+        ("VARDHUB_OPENBAO_ROLE", role.into()),
+        ("VARDHUB_OPENBAO_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
+        ("VARDHUB_S3_CREDENTIALS", credentials.into()),
+        ("VARDHUB_S3_ENDPOINT", s3_endpoint.into()),
+    ])
+}
+
+/// The image and arguments of a job: the owner's own image with its entrypoint, or the
+/// project's reference job (`vardhub job <stage>`) from the project's image.
+pub fn job_image(
+    own: Option<&String>,
+    stage: &str,
+    project_image: &str,
+) -> (String, Option<Vec<String>>) {
+    match own {
+        Some(image) => (image.clone(), None),
+        None => (
+            project_image.to_owned(),
+            Some(vec!["job".to_string(), stage.to_string()]),
+        ),
+    }
+}
+
+/// The pod of a scheduled job.
+pub struct JobPod<'a> {
+    /// Namespace of the CronJob.
+    pub namespace: String,
+    /// Name of the CronJob.
+    pub name: String,
+    /// Labels of its Jobs and pods.
+    pub labels: BTreeMap<String, String>,
+    /// The ServiceAccount it runs as.
+    pub service_account: &'a str,
+    /// Where it runs.
+    pub placement: &'a Placement,
+}
+
+/// A CronJob that runs `container` as the pod's ServiceAccount with a short-lived projected
+/// token for OpenBao (and no API token), meets Pod Security "restricted", one run at a time.
+pub fn cron_job(pod: &JobPod<'_>, schedule: &str, container: Container) -> CronJob {
+    let template_meta = ObjectMeta {
+        labels: Some(pod.labels.clone()),
+        ..Default::default()
+    };
+    let container = Container {
+        security_context: Some(restricted_container()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "openbao-token".into(),
+            mount_path: TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]),
+        ..container
+    };
+    let token = Volume {
+        name: "openbao-token".into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    path: "token".into(),
+                    expiration_seconds: Some(600),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    CronJob {
+        metadata: ObjectMeta {
+            name: Some(pod.name.clone()),
+            namespace: Some(pod.namespace.clone()),
+            ..Default::default()
+        },
+        spec: CronJobSpec {
+            schedule: schedule.into(),
+            concurrency_policy: Some("Forbid".into()),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(template_meta.clone()),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(2),
+                    template: PodTemplateSpec {
+                        metadata: Some(template_meta),
+                        spec: Some(PodSpec {
+                            restart_policy: Some("Never".into()),
+                            service_account_name: Some(pod.service_account.into()),
+                            automount_service_account_token: Some(false),
+                            containers: vec![container],
+                            volumes: Some(vec![token]),
+                            security_context: Some(restricted_pod()),
+                            node_selector: node_selector(pod.placement),
+                            tolerations: tolerations(pod.placement),
+                            ..Default::default()
+                        }),
+                    },
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
     }
 }

@@ -16,7 +16,7 @@ use svg::node::element::{Rectangle, Text};
 use super::publish::HipFracture;
 
 /// One region's indicators.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Indicators {
     /// County code.

@@ -17,6 +17,16 @@ use super::table::{Table as _, from_parquet, to_parquet};
 
 const PARQUET: &str = "application/vnd.apache.parquet";
 
+/// A product's indicators, next to its rows.
+pub const INDICATORS_FILE: &str = "indicators.json";
+/// A product's report page, next to its rows.
+pub const REPORT_FILE: &str = "report.html";
+
+/// The file name of a table's rows.
+pub fn rows_file<T: super::table::Table>() -> String {
+    format!("{}.parquet", T::NAME)
+}
+
 /// Metadata written into every Parquet file of a synthetic run.
 fn synthetic() -> Vec<(&'static str, String)> {
     vec![
@@ -222,7 +232,7 @@ pub async fn publish_hip_fracture(
     writer.close()?;
     products
         .put(
-            &layout::key(product, &format!("{}.parquet", HipFracture::NAME)),
+            &layout::key(product, &rows_file::<HipFracture>()),
             body,
             PARQUET,
         )
@@ -230,14 +240,14 @@ pub async fn publish_hip_fracture(
     let indicators = report::indicators(&rows, threshold);
     products
         .put(
-            &layout::key(product, "indicators.json"),
+            &layout::key(product, INDICATORS_FILE),
             serde_json::to_vec_pretty(&indicators)?,
             "application/json",
         )
         .await?;
     products
         .put(
-            &layout::key(product, "report.html"),
+            &layout::key(product, REPORT_FILE),
             report::html(product, &indicators, threshold).into_bytes(),
             "text/html; charset=utf-8",
         )
@@ -262,7 +272,7 @@ pub async fn publish_waiting_times(
     let cells = publish::waiting_times(regions.iter().map(|(c, o)| (c.as_str(), o)), threshold);
     products
         .put(
-            &layout::key(product, &format!("{}.parquet", WaitingTimes::NAME)),
+            &layout::key(product, &rows_file::<WaitingTimes>()),
             to_parquet(&cells, &synthetic())?,
             PARQUET,
         )
@@ -274,10 +284,7 @@ pub async fn publish_waiting_times(
 pub async fn read_waiting_times(products: &Bucket, product: &str) -> Result<Vec<WaitingTimes>> {
     from_parquet(
         products
-            .get(&layout::key(
-                product,
-                &format!("{}.parquet", WaitingTimes::NAME),
-            ))
+            .get(&layout::key(product, &rows_file::<WaitingTimes>()))
             .await?,
     )
 }

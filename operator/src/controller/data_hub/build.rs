@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{Container, Namespace, ServiceAccount};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
@@ -11,14 +12,20 @@ use kube::core::ObjectMeta;
 
 use crate::adapters::openbao::KubernetesRole;
 use crate::adapters::s3::BucketSpec;
-use crate::api::{DataHub, RegionalNode, StorageMode};
-use crate::controller::apply::{DesiredObject, OwnedKind};
-use crate::controller::storage::{self, TOKEN_TTL_SECONDS};
+use crate::api::{DataHub, DataProduct, ReferenceProduct, RegionalNode, StorageMode};
+use crate::controller::apply::{DesiredObject, OwnedKind, Owner};
+use crate::controller::regional_node::build::JOB_LABEL;
+use crate::controller::storage::{self, HubRole, TOKEN_TTL_SECONDS};
+use crate::controller::workload;
+pub use crate::controller::workload::Inputs;
+use crate::flow::layout;
 
 /// Name of the hub's ServiceAccount, the identity of its workloads.
 pub const SERVICE_ACCOUNT: &str = "data-hub";
 /// Label on the hub's namespace naming the hub.
 pub const HUB_LABEL: &str = "vardhub.io/data-hub";
+/// Name of the standardisation job's CronJob (and the job in the status).
+pub const STANDARDISE_JOB: &str = "standardise";
 
 pub use crate::controller::Invalid;
 
@@ -89,6 +96,26 @@ pub fn validate(hub: &DataHub, members: &[RegionalNode]) -> Result<(), Invalid> 
                     ),
                 });
             }
+        }
+    }
+    for product in &hub.spec.zones.purpose_specific {
+        let Some(build) = &product.build else {
+            continue;
+        };
+        if build.product != ReferenceProduct::HipFracture {
+            continue;
+        }
+        let schema = <crate::flow::publish::HipFracture as crate::flow::table::Table>::schema();
+        if let Some(unknown) = build.columns.iter().find(|c| schema.index_of(c).is_err()) {
+            let known: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(Invalid {
+                field: "spec.zones.purposeSpecific[].build.columns",
+                message: format!(
+                    "data product {}: hipFracture has no column {unknown:?}; its columns are {}",
+                    product.name,
+                    known.join(", ")
+                ),
+            });
         }
     }
     let prefix = hub.bucket_prefix();
@@ -190,14 +217,17 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
         OwnedKind::cluster::<Namespace>(),
         OwnedKind::namespaced::<NetworkPolicy>(),
         OwnedKind::namespaced::<ServiceAccount>(),
+        OwnedKind::namespaced::<CronJob>(),
     ]
 }
 
 /// Every object the hub owns in the cluster, in the order they must be applied.
 pub fn children(
     hub: &DataHub,
-    paths: &crate::controller::network::Paths,
+    members: &[RegionalNode],
+    inputs: &Inputs,
 ) -> Result<Vec<DesiredObject>, serde_json::Error> {
+    let paths = &inputs.paths;
     let ns = hub.workload_namespace();
     let namespace = Namespace {
         metadata: ObjectMeta {
@@ -256,12 +286,161 @@ pub fn children(
         automount_service_account_token: Some(false),
         ..Default::default()
     };
-    Ok(vec![
+    let mut objects = vec![
         DesiredObject::from_typed(&namespace)?,
         DesiredObject::from_typed(&deny)?,
         DesiredObject::from_typed(&allow_egress)?,
         DesiredObject::from_typed(&account)?,
-    ])
+    ];
+    for job in jobs(hub, members, inputs) {
+        objects.push(DesiredObject::from_typed(&job)?);
+    }
+    Ok(objects)
+}
+
+/// Name of a product's publish CronJob.
+pub fn publish_job_name(product: &DataProduct) -> String {
+    format!("publish-{}", product.name)
+}
+
+/// Where a product's input lies for each region, as `<county>=<bucket>/<prefix>`: every
+/// member node that exports for the product's purpose (and, when the product names regions,
+/// is one of them), under the node's first county code; in the hub's standardised zone in
+/// central mode, in the region's export prefix in federated mode. Pure.
+pub fn product_inputs(
+    hub: &DataHub,
+    members: &[RegionalNode],
+    product: &DataProduct,
+) -> Vec<String> {
+    let l = storage::hub_layout(hub);
+    members
+        .iter()
+        .filter(|n| {
+            n.spec
+                .export
+                .as_ref()
+                .is_some_and(|e| e.domain == product.purpose)
+        })
+        .filter_map(|n| {
+            let county = n.spec.regions.first()?;
+            if !product.regions.is_empty() && !product.regions.contains(county) {
+                return None;
+            }
+            let code = county.code();
+            Some(match hub.spec.storage_mode {
+                StorageMode::Central => format!(
+                    "{code}={}/{}",
+                    l.standardised,
+                    layout::standardised(code, &product.purpose)
+                ),
+                StorageMode::Federated => format!(
+                    "{code}={}/{}",
+                    storage::node_layout(n).standardised,
+                    layout::federated_export(&product.purpose)
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The hub's scheduled jobs: standardisation (central mode, when declared) and a publish job
+/// per product that declares its build. Each logs in as the hub's role and reads the
+/// credential of its own step, which holds exactly that step's grants.
+pub fn jobs(hub: &DataHub, members: &[RegionalNode], inputs: &Inputs) -> Vec<CronJob> {
+    let l = storage::hub_layout(hub);
+    let identity = |role: HubRole| {
+        workload::job_identity(
+            &inputs.openbao_addr,
+            &l.role,
+            &format!(
+                "{}/{}/data/{}",
+                l.openbao_namespace,
+                storage::KV_MOUNT,
+                storage::role_credentials_path(role)
+            ),
+            &inputs.s3_endpoint,
+        )
+    };
+    let cron_job = |name: String, schedule: &str, container: Container| {
+        let mut labels = Owner::of(hub).labels();
+        labels.insert(JOB_LABEL.into(), name.clone());
+        workload::cron_job(
+            &workload::JobPod {
+                namespace: hub.workload_namespace(),
+                name,
+                labels,
+                service_account: SERVICE_ACCOUNT,
+                placement: &hub.spec.placement,
+            },
+            schedule,
+            container,
+        )
+    };
+    let resources = workload::resources_or(&hub.spec.placement, "500m", "512Mi", "2Gi");
+    let mut out = Vec::new();
+    if let (StorageMode::Central, Some(job)) = (hub.spec.storage_mode, &hub.spec.standardisation) {
+        let mut env = identity(HubRole::Standardise);
+        env.extend(workload::env_vars([
+            ("VARDHUB_LANDING_BUCKET", l.landing.clone()),
+            ("VARDHUB_STANDARDISED_BUCKET", l.standardised.clone()),
+        ]));
+        let (image, args) = workload::job_image(job.image.as_ref(), STANDARDISE_JOB, &inputs.image);
+        out.push(cron_job(
+            STANDARDISE_JOB.into(),
+            &job.schedule,
+            Container {
+                name: STANDARDISE_JOB.into(),
+                image: Some(image),
+                args,
+                env: Some(env),
+                resources: Some(resources.clone()),
+                ..Default::default()
+            },
+        ));
+    }
+    for product in &hub.spec.zones.purpose_specific {
+        let Some(build) = &product.build else {
+            continue;
+        };
+        let mut env = identity(HubRole::Publish);
+        env.extend(workload::env_vars([
+            ("VARDHUB_PRODUCT", product.name.clone()),
+            ("VARDHUB_PRODUCT_PURPOSE", product.purpose.clone()),
+            (
+                "VARDHUB_REFERENCE_PRODUCT",
+                match build.product {
+                    ReferenceProduct::HipFracture => "hipFracture",
+                    ReferenceProduct::WaitingTimes => "waitingTimes",
+                }
+                .into(),
+            ),
+            ("VARDHUB_PRODUCT_COLUMNS", build.columns.join(",")),
+            (
+                "VARDHUB_SUPPRESSION_THRESHOLD",
+                build.suppression_threshold.to_string(),
+            ),
+            ("VARDHUB_PRODUCTS_BUCKET", l.products.clone()),
+            (
+                "VARDHUB_PRODUCT_INPUTS",
+                product_inputs(hub, members, product).join(","),
+            ),
+        ]));
+        env.retain(|e| e.value.as_deref().is_some_and(|v| !v.is_empty()));
+        let (image, args) = workload::job_image(build.image.as_ref(), "publish", &inputs.image);
+        out.push(cron_job(
+            publish_job_name(product),
+            &build.schedule,
+            Container {
+                name: "publish".into(),
+                image: Some(image),
+                args,
+                env: Some(env),
+                resources: Some(resources.clone()),
+                ..Default::default()
+            },
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -324,5 +503,117 @@ mod tests {
         let federated = zones(&hub(json!({"storageMode": "federated"})));
         assert_eq!(federated.len(), 1);
         assert_eq!(federated[0].zone, "purpose-specific");
+    }
+
+    fn exporting(name: &str, region: &str, domain: &str) -> RegionalNode {
+        let mut n = node(name, &[region], &[]);
+        n.spec.export = Some(
+            serde_json::from_value(json!({
+                "pseudonymisation": {"name": "ps"}, "domain": domain, "schedule": "0 4 * * *",
+            }))
+            .expect("export"),
+        );
+        n
+    }
+
+    fn env_of(job: &CronJob) -> BTreeMap<String, String> {
+        let pod = job
+            .spec
+            .job_template
+            .spec
+            .as_ref()
+            .expect("job")
+            .template
+            .spec
+            .as_ref();
+        pod.expect("pod").containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
+    fn products() -> serde_json::Value {
+        json!({"purposeSpecific": [
+            {"name": "hip-fracture", "purpose": "hip-fracture",
+             "build": {"product": "hipFracture", "schedule": "0 7 * * *", "columns": ["region", "age_group"]}},
+            {"name": "beds", "purpose": "beds"},
+        ]})
+    }
+
+    #[test]
+    fn a_central_hub_standardises_then_publishes_each_step_with_its_own_credential() {
+        let h = hub(json!({"standardisation": {"schedule": "0 6 * * *"}, "zones": products()}));
+        let members = [
+            exporting("a", "25", "hip-fracture"),
+            exporting("b", "24", "other-purpose"),
+        ];
+        let inputs = Inputs {
+            image: "vardhub:test".into(),
+            ..Default::default()
+        };
+        let jobs = jobs(&h, &members, &inputs);
+        let names: Vec<String> = jobs.iter().map(|j| j.name_any()).collect();
+        assert_eq!(names, ["standardise", "publish-hip-fracture"]);
+        let standardise = env_of(&jobs[0]);
+        assert_eq!(
+            standardise["VARDHUB_S3_CREDENTIALS"],
+            "hub-national/secrets/data/s3/roles/standardise"
+        );
+        assert_eq!(standardise["VARDHUB_OPENBAO_ROLE"], "vardhub-hub-national");
+        let publish = env_of(&jobs[1]);
+        assert_eq!(
+            publish["VARDHUB_S3_CREDENTIALS"],
+            "hub-national/secrets/data/s3/roles/publish"
+        );
+        // Only the region that exports for the product's purpose is an input.
+        assert_eq!(
+            publish["VARDHUB_PRODUCT_INPUTS"],
+            "25=vardhub-hub-national-standardised/25/hip-fracture"
+        );
+        assert_eq!(publish["VARDHUB_PRODUCT_COLUMNS"], "region,age_group");
+        assert_eq!(publish["VARDHUB_SUPPRESSION_THRESHOLD"], "5");
+        let container = &jobs[1]
+            .spec
+            .job_template
+            .spec
+            .as_ref()
+            .expect("job")
+            .template
+            .spec
+            .as_ref()
+            .expect("pod")
+            .containers[0];
+        assert_eq!(container.image.as_deref(), Some("vardhub:test"));
+        assert_eq!(
+            container.args.clone().unwrap_or_default(),
+            ["job", "publish"]
+        );
+    }
+
+    #[test]
+    fn a_federated_hub_publishes_from_the_regions_export_prefixes() {
+        let h = hub(json!({"storageMode": "federated", "zones": products()}));
+        let jobs = jobs(
+            &h,
+            &[exporting("a", "25", "hip-fracture")],
+            &Inputs::default(),
+        );
+        assert_eq!(jobs.len(), 1, "no standardisation in federated mode");
+        assert_eq!(
+            env_of(&jobs[0])["VARDHUB_PRODUCT_INPUTS"],
+            "25=vardhub-a-standardised/export/hip-fracture"
+        );
+    }
+
+    #[test]
+    fn a_column_the_product_has_not_is_refused_naming_it() {
+        let mut zones = products();
+        zones["purposeSpecific"][0]["build"]["columns"] = json!(["region", "personnummer"]);
+        let err = validate(&hub(json!({"zones": zones})), &[]).expect_err("unknown column");
+        assert_eq!(err.field, "spec.zones.purposeSpecific[].build.columns");
+        assert!(err.message.contains("\"personnummer\""), "{}", err.message);
+        assert!(err.message.contains("hours_to_surgery"), "{}", err.message);
     }
 }

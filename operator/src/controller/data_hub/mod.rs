@@ -50,6 +50,7 @@ struct Observed {
     regions: Vec<RegionState>,
     zones: Vec<ZoneStatus>,
     retention_gaps: Vec<String>,
+    jobs: Vec<crate::api::JobStatus>,
 }
 
 enum Step {
@@ -222,7 +223,14 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
     }
 
     // The hub's namespace in the cluster.
-    let desired = stamp(&Owner::of(hub), build::children(hub, &ctx.paths)?);
+    let inputs = build::Inputs {
+        openbao_addr: bao.workload_addr.clone(),
+        s3_endpoint: s3.endpoint().to_string(),
+        paths: ctx.paths.clone(),
+        hub: None,
+        image: ctx.image.clone(),
+    };
+    let desired = stamp(&Owner::of(hub), build::children(hub, &members, &inputs)?);
     let applier = ctx.applier(CONTROLLER);
     applier.apply_all(&desired).await.map_err(Error::Apply)?;
     applier
@@ -230,10 +238,14 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
         .await
         .map_err(Error::Apply)?;
 
+    let jobs = super::regional_node::job_statuses(&Owner::of(hub), &hub.workload_namespace(), ctx)
+        .await
+        .map_err(Error::Apply)?;
     Ok(Step::Converged(Observed {
         regions: region_states(hub, &members, &missing),
         zones: zone_status,
         retention_gaps,
+        jobs,
     }))
 }
 
@@ -364,9 +376,13 @@ fn next_status(
 ) -> DataHubStatus {
     let current = hub.status.clone().unwrap_or_default();
     let generation = hub.metadata.generation;
-    let (regions, zones) = match observed {
-        Some(o) => (o.regions.clone(), o.zones.clone()),
-        None => (current.regions.clone(), current.zones.clone()),
+    let (regions, zones, jobs) = match observed {
+        Some(o) => (o.regions.clone(), o.zones.clone(), o.jobs.clone()),
+        None => (
+            current.regions.clone(),
+            current.zones.clone(),
+            current.jobs.clone(),
+        ),
     };
     DataHubStatus {
         common: conditions::common_status(&current.common, conditions, generation, &now),
@@ -375,6 +391,7 @@ fn next_status(
         openbao_namespace: Some(storage::hub_layout(hub).openbao_namespace),
         regions,
         zones,
+        jobs,
     }
 }
 

@@ -3,11 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Namespace, PodSpec, PodTemplateSpec, ProjectedVolumeSource,
-    ResourceRequirements, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount,
-    VolumeProjection,
+    Container, EnvVar, Namespace, ResourceRequirements, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -20,7 +18,7 @@ use kube::core::ObjectMeta;
 use crate::adapters::openbao::KubernetesRole;
 use crate::api::{DataHub, MappingJob, Placement, RegionalNode, StorageMode};
 use crate::controller::apply::{DesiredObject, OwnedKind, Owner};
-use crate::controller::storage::{self, AUTH_MOUNT, TOKEN_TTL_SECONDS};
+use crate::controller::storage::{self, TOKEN_TTL_SECONDS};
 use crate::controller::workload;
 
 /// Name of the node's ServiceAccount, its workload identity towards OpenBao and S3.
@@ -35,34 +33,11 @@ pub const NODE_LABEL: &str = "vardhub.io/regional-node";
 pub const JOB_LABEL: &str = "vardhub.io/job";
 /// Name of the export job in the status.
 pub const EXPORT_JOB: &str = "export";
-/// Where the projected ServiceAccount token is mounted in the node's jobs.
-pub const TOKEN_DIR: &str = "/var/run/secrets/vardhub";
 
-/// What the node's objects depend on besides the node itself.
-#[derive(Clone, Debug, Default)]
-pub struct Inputs {
-    /// OpenBao's address as workloads reach it.
-    pub openbao_addr: String,
-    /// The S3 endpoint as workloads reach it.
-    pub s3_endpoint: String,
-    /// Where the node's workloads may connect.
-    pub paths: crate::controller::network::Paths,
-    /// The hub the node exports to, when it exists.
-    pub hub: Option<DataHub>,
-    /// The project's own image, for jobs that name no image of their own.
-    pub image: String,
-}
+pub use crate::controller::workload::Inputs;
 
-/// The image and arguments of a job: the region's own image with its entrypoint, or the
-/// project's reference job (`vardhub job <stage>`) from the project's image.
 fn job_image(own: Option<&String>, stage: &str, inputs: &Inputs) -> (String, Option<Vec<String>>) {
-    match own {
-        Some(image) => (image.clone(), None),
-        None => (
-            inputs.image.clone(),
-            Some(vec!["job".to_string(), stage.to_string()]),
-        ),
-    }
+    workload::job_image(own, stage, &inputs.image)
 }
 
 /// The kinds the controller creates, for pruning.
@@ -216,33 +191,25 @@ pub fn egress(node: &RegionalNode, inputs: &Inputs) -> NetworkPolicy {
 /// where its S3 credential is kept (a path, never the secret), its buckets.
 fn base_env(node: &RegionalNode, inputs: &Inputs) -> Vec<EnvVar> {
     let l = storage::node_layout(node);
-    let env = |name: &str, value: String| EnvVar {
-        name: name.into(),
-        value: Some(value),
-        ..Default::default()
-    };
-    vec![
-        env("VAULT_ADDR", inputs.openbao_addr.clone()),
-        env("VARDHUB_OPENBAO_AUTH_MOUNT", AUTH_MOUNT.into()),
-        env("VARDHUB_OPENBAO_ROLE", l.role.clone()),
-        env("VARDHUB_OPENBAO_TOKEN_FILE", format!("{TOKEN_DIR}/token")),
-        env(
-            "VARDHUB_S3_CREDENTIALS",
-            format!(
-                "{}/{}/data/{}",
-                l.openbao_namespace,
-                storage::KV_MOUNT,
-                l.credentials_path
-            ),
+    let mut env = workload::job_identity(
+        &inputs.openbao_addr,
+        &l.role,
+        &format!(
+            "{}/{}/data/{}",
+            l.openbao_namespace,
+            storage::KV_MOUNT,
+            l.credentials_path
         ),
-        env(
+        &inputs.s3_endpoint,
+    );
+    env.extend(workload::env_vars([
+        (
             "VARDHUB_REGION_KEY",
             format!("{}/{}/{}", l.openbao_namespace, storage::KEY_MOUNT, l.key),
         ),
-        env("VARDHUB_S3_ENDPOINT", inputs.s3_endpoint.clone()),
-        env("VARDHUB_LANDING_BUCKET", l.landing),
-        env("VARDHUB_STANDARDISED_BUCKET", l.standardised),
-        env(
+        ("VARDHUB_LANDING_BUCKET", l.landing),
+        ("VARDHUB_STANDARDISED_BUCKET", l.standardised),
+        (
             "VARDHUB_REGIONS",
             node.spec
                 .regions
@@ -251,15 +218,15 @@ fn base_env(node: &RegionalNode, inputs: &Inputs) -> Vec<EnvVar> {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
-    ]
+    ]));
+    env
 }
 
 fn default_resources(placement: &Placement) -> ResourceRequirements {
     workload::resources_or(placement, "500m", "512Mi", "2Gi")
 }
 
-/// A CronJob of the node: runs as the node's ServiceAccount with a short-lived projected
-/// token for OpenBao, meets Pod Security "restricted", one run at a time.
+/// A CronJob of the node, as its ServiceAccount, labelled with the node and the job.
 fn cron_job(
     node: &RegionalNode,
     name: &str,
@@ -269,73 +236,17 @@ fn cron_job(
 ) -> CronJob {
     let mut labels = Owner::of(node).labels();
     labels.insert(JOB_LABEL.into(), job.into());
-    let template_meta = ObjectMeta {
-        labels: Some(labels),
-        ..Default::default()
-    };
-    let placement = &node.spec.placement;
-    let container = Container {
-        security_context: Some(workload::restricted_container()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "openbao-token".into(),
-            mount_path: TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        }]),
-        ..container
-    };
-    CronJob {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(node.workload_namespace()),
-            ..Default::default()
+    workload::cron_job(
+        &workload::JobPod {
+            namespace: node.workload_namespace(),
+            name: name.into(),
+            labels,
+            service_account: SERVICE_ACCOUNT,
+            placement: &node.spec.placement,
         },
-        spec: CronJobSpec {
-            schedule: schedule.into(),
-            concurrency_policy: Some("Forbid".into()),
-            successful_jobs_history_limit: Some(3),
-            failed_jobs_history_limit: Some(3),
-            job_template: JobTemplateSpec {
-                metadata: Some(template_meta.clone()),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    template: PodTemplateSpec {
-                        metadata: Some(template_meta),
-                        spec: Some(PodSpec {
-                            restart_policy: Some("Never".into()),
-                            service_account_name: Some(SERVICE_ACCOUNT.into()),
-                            automount_service_account_token: Some(false),
-                            containers: vec![container],
-                            volumes: Some(vec![Volume {
-                                name: "openbao-token".into(),
-                                projected: Some(ProjectedVolumeSource {
-                                    sources: Some(vec![VolumeProjection {
-                                        service_account_token: Some(
-                                            ServiceAccountTokenProjection {
-                                                path: "token".into(),
-                                                expiration_seconds: Some(600),
-                                                ..Default::default()
-                                            },
-                                        ),
-                                        ..Default::default()
-                                    }]),
-                                    ..Default::default()
-                                }),
-                                ..Default::default()
-                            }]),
-                            security_context: Some(workload::restricted_pod()),
-                            node_selector: workload::node_selector(placement),
-                            tolerations: workload::tolerations(placement),
-                            ..Default::default()
-                        }),
-                    },
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+        schedule,
+        container,
+    )
 }
 
 /// Name of a mapping job's CronJob.
@@ -411,10 +322,7 @@ pub fn export_cron_job(node: &RegionalNode, inputs: &Inputs) -> Option<CronJob> 
     let mut extra = vec![
         (
             "VARDHUB_PSEUDONYMISATION_URL",
-            format!(
-                "http://{svc}.{hub_ns}.svc:{port}/v1/domains/{}/pseudonyms",
-                export.domain
-            ),
+            format!("http://{svc}.{hub_ns}.svc:{port}"),
         ),
         ("VARDHUB_EXPORT_DOMAIN", export.domain.clone()),
         ("VARDHUB_EXPORT_BUCKET", bucket),

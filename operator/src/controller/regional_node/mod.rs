@@ -219,7 +219,9 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
         .await
         .map_err(Error::Apply)?;
 
-    let jobs = job_statuses(node, ctx).await.map_err(Error::Apply)?;
+    let jobs = job_statuses(&Owner::of(node), &node.workload_namespace(), ctx)
+        .await
+        .map_err(Error::Apply)?;
     let hub = node.spec.hub.as_ref().map(|r| match &hub {
         Some(h) => Ok(format!(
             "exports to hub {} ({} mode)",
@@ -234,15 +236,14 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
     Ok(Step::Converged(Observed { hub, jobs }))
 }
 
-/// The last run of each of the node's scheduled jobs, from its CronJobs and Jobs.
-async fn job_statuses(node: &RegionalNode, ctx: &Context) -> kube::Result<Vec<JobStatus>> {
-    let ns = node.workload_namespace();
-    let selector = Owner::of(node).selector();
+/// The last run of each of an owner's scheduled jobs in `ns`, from its CronJobs and Jobs.
+pub async fn job_statuses(owner: &Owner, ns: &str, ctx: &Context) -> kube::Result<Vec<JobStatus>> {
+    let selector = owner.selector();
     let params = ListParams::default().labels(&selector);
-    let cron_jobs = Api::<CronJob>::namespaced(ctx.client.clone(), &ns)
+    let cron_jobs = Api::<CronJob>::namespaced(ctx.client.clone(), ns)
         .list(&params)
         .await?;
-    let jobs = Api::<Job>::namespaced(ctx.client.clone(), &ns)
+    let jobs = Api::<Job>::namespaced(ctx.client.clone(), ns)
         .list(&params)
         .await?;
     Ok(summarise_jobs(&cron_jobs.items, &jobs.items))
