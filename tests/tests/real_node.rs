@@ -1196,6 +1196,72 @@ async fn flow_on_real_pods(admin: &Client) -> Result<()> {
             .all(|(key, _)| key.starts_with(&format!("{PURPOSE}/"))),
         "the federated hub holds only its product: {held:?}"
     );
+    // The product's Dataset: the operator fills its distributions with what the run wrote,
+    // as the S3 server lists it, and links the report as a distribution of its own.
+    let mut dataset = vardhub::render::load(&repo_root().join("environments/local/catalog"))?
+        .datasets
+        .into_iter()
+        .find(|d| d.metadata.name.as_deref() == Some("hip-fracture-product"))
+        .context("the local hip-fracture product's Dataset")?;
+    dataset.metadata = kube::core::ObjectMeta {
+        name: Some("flow-product".into()),
+        namespace: Some(HUB_NS.into()),
+        ..Default::default()
+    };
+    dataset.spec.location.data_hub = Some(vardhub::api::ResourceRef { name: HUB.into() });
+    dataset.spec.derived_from.clear();
+    let datasets: Api<vardhub::api::Dataset> = Api::namespaced(admin.clone(), HUB_NS);
+    datasets
+        .patch(
+            "flow-product",
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&dataset),
+        )
+        .await?;
+    let distributions = eventually(
+        "the product's distributions with the run's figures",
+        Duration::from_secs(60),
+        || async {
+            let d = datasets
+                .get("flow-product")
+                .await?
+                .status
+                .unwrap_or_default();
+            Ok((d.distributions.len() == 2).then_some(d.distributions))
+        },
+    )
+    .await?;
+    let listed = bucket(format!("{central}-products"))
+        .list(&format!("{PURPOSE}/"))
+        .await?;
+    let data = &distributions[0];
+    assert_eq!(data.objects, Some(listed.len() as i64), "{data:?}");
+    assert_eq!(
+        data.byte_size,
+        Some(listed.iter().map(|(_, size)| size).sum::<i64>()),
+        "{data:?}"
+    );
+    let admissions: u64 = vardhub_tests::flow::expected_indicators(&[(
+        "25",
+        vardhub::flow::run::read_source(&bucket(a.landing.clone())).await?,
+    )])
+    .values()
+    .map(|f| f[0])
+    .sum();
+    assert_eq!(data.rows, Some(admissions as i64), "one row per admission");
+    assert_eq!(
+        data.media_type.as_deref(),
+        Some("application/vnd.apache.parquet")
+    );
+    assert!(data.modified.is_some(), "{data:?}");
+    assert_eq!(
+        distributions[1].access_url,
+        format!("s3://{central}-products/{PURPOSE}/report.html")
+    );
+    datasets
+        .delete("flow-product", &DeleteParams::default())
+        .await?;
+
     // The federated region standardised its own export and kept its manifest.
     let manifest: Value = serde_json::from_slice(
         &bucket(b.standardised.clone())

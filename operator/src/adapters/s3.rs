@@ -409,6 +409,52 @@ impl Storage {
         Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
     }
 
+    /// The row count a Parquet object carries in its metadata (`x-amz-meta-rows`), if any.
+    pub async fn object_rows(&self, name: &str, key: &str) -> Result<Option<i64>, Error> {
+        let head = self
+            .s3
+            .head_object()
+            .bucket(name)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| call_error("HeadObject", name, e))?;
+        Ok(head
+            .metadata()
+            .and_then(|m| m.get(crate::flow::store::ROWS_METADATA))
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// The current objects under `prefix`: key, size and when each was written, all pages.
+    pub async fn list_objects(
+        &self,
+        name: &str,
+        prefix: &str,
+    ) -> Result<Vec<(String, i64, Option<k8s_openapi::jiff::Timestamp>)>, Error> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(name)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| call_error("ListObjectsV2", name, e))?;
+            for o in page.contents() {
+                let modified = o.last_modified().and_then(|t| {
+                    k8s_openapi::jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()
+                });
+                out.push((
+                    o.key().unwrap_or_default().to_owned(),
+                    o.size().unwrap_or(0),
+                    modified,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Deletes every object version and the bucket itself, bypassing governance retention.
     /// Only for a resource whose deletion policy asks for it with every confirmation. An object
     /// the server keeps (a legal hold, compliance-mode retention) stops the purge with

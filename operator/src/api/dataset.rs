@@ -74,6 +74,11 @@ pub struct DatasetSpec {
     pub keywords: Vec<LocalizedText>,
     /// Access rights, from the EU access-right vocabulary.
     pub access_rights: AccessRights,
+    /// The licence under which the data may be used once access is granted, as a URI (for
+    /// an open aggregate, `http://publications.europa.eu/resource/authority/licence/CC_BY_4_0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://\S+$"))]
+    pub license: Option<String>,
     /// Legislation that applies, as ELI URIs; health data for secondary use names the EHDS
     /// regulation (`http://data.europa.eu/eli/reg/2025/327/oj`). At least one.
     #[schemars(length(min = 1))]
@@ -323,7 +328,7 @@ pub struct DatasetStatus {
 }
 
 /// One way to reach a dataset's data.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Distribution {
     /// Short name of the distribution within the dataset (for example `s3`).
@@ -334,12 +339,33 @@ pub struct Distribution {
     pub access_url: String,
     /// Title in English, for the catalogue.
     pub title: String,
+    /// How long the distribution is planned to be available, from the EU
+    /// planned-availability vocabulary: `TEMPORARY` for a landing zone, `AVAILABLE` for
+    /// standardised data, `STABLE` for a data product.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<String>,
+    /// IANA media type of its data files, when the last look found them all of one type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    /// Bytes stored under the address at the last look, as the S3 server lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub byte_size: Option<i64>,
+    /// Objects under the address at the last look.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<i64>,
+    /// Rows in its Parquet files at the last look, as each file records them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<i64>,
+    /// When the newest object under the address was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// How a distribution is reached.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DistributionKind {
     /// An S3 bucket and prefix.
+    #[default]
     S3,
     /// An HTTP API.
     Api,

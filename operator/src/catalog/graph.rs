@@ -361,8 +361,44 @@ pub fn dataset(out: &mut Triples, cat: CatalogRef<'_>, ds: DatasetRef<'_>) -> Na
         out.add(dns.clone(), dcat::ACCESS_URL, iri(&d.access_url));
         out.add(dns.clone(), dct::ACCESS_RIGHTS, rights.clone());
         legislation(out, &dns, &spec.applicable_legislation);
+        run_figures(out, &dns, d);
+        if let Some(license) = &spec.license {
+            let l = iri(license);
+            out.add(dns.clone(), dct::LICENSE, l.clone());
+            typed(out, &l, dct::LICENSE_DOCUMENT);
+        }
     }
     node
+}
+
+/// What the operator's last look at a distribution's objects found, in DCAT-AP's terms:
+/// planned availability, media type and format, size and when it was last written.
+fn run_figures(out: &mut Triples, dns: &NamedOrBlankNode, d: &Distribution) {
+    if let Some(a) = &d.availability {
+        let node = iri(&format!("{}{a}", vocab::PLANNED_AVAILABILITY));
+        out.add(dns.clone(), dcatap::AVAILABILITY, node.clone());
+        concept(out, &node, &a.to_lowercase(), None);
+    }
+    if let Some(m) = &d.media_type {
+        let node = iri(&format!("{}{m}", vocab::MEDIA_TYPES));
+        out.add(dns.clone(), dcat::MEDIA_TYPE, node.clone());
+        typed(out, &node, dct::MEDIA_TYPE_CLASS);
+        if let Some(code) = vocab::file_type(m) {
+            let node = iri(&format!("{}{code}", vocab::FILE_TYPE));
+            out.add(dns.clone(), dct::FORMAT, node.clone());
+            typed(out, &node, dct::MEDIA_TYPE_OR_EXTENT);
+        }
+    }
+    if let Some(bytes) = d.byte_size {
+        out.add(dns.clone(), dcat::BYTE_SIZE, non_negative(bytes));
+    }
+    if let Some(modified) = &d.modified {
+        out.add(
+            dns.clone(),
+            dct::MODIFIED,
+            Literal::new_typed_literal(modified.0.to_string(), xsd::DATE_TIME),
+        );
+    }
 }
 
 fn distribution_note(kind: crate::api::DistributionKind) -> &'static str {

@@ -26,7 +26,14 @@ pub struct Unresolved {
     pub message: String,
 }
 
-fn s3(bucket: &str, prefix: Option<&str>, title: String) -> Distribution {
+/// Planned availability (EU vocabulary) of a landing zone's extracts.
+pub const TEMPORARY: &str = "TEMPORARY";
+/// Planned availability of standardised data.
+pub const AVAILABLE: &str = "AVAILABLE";
+/// Planned availability of a data product.
+pub const STABLE: &str = "STABLE";
+
+fn s3(bucket: &str, prefix: Option<&str>, title: String, availability: &str) -> Distribution {
     let path = prefix
         .map(|p| format!("{}/", p.trim_matches('/')))
         .unwrap_or_default();
@@ -35,7 +42,105 @@ fn s3(bucket: &str, prefix: Option<&str>, title: String) -> Distribution {
         kind: DistributionKind::S3,
         access_url: format!("s3://{bucket}/{path}"),
         title,
+        availability: Some(availability.into()),
+        ..Default::default()
     }
+}
+
+/// Splits `s3://<bucket>/<prefix>` into bucket and prefix. Pure.
+pub fn s3_location(access_url: &str) -> Option<(&str, &str)> {
+    let rest = access_url.strip_prefix("s3://")?;
+    Some(rest.split_once('/').unwrap_or((rest, "")))
+}
+
+/// IANA media types of the files the flow writes, by extension.
+pub fn media_type(key: &str) -> Option<&'static str> {
+    let ext = key.rsplit_once('.')?.1;
+    Some(match ext {
+        "parquet" => "application/vnd.apache.parquet",
+        "csv" => "text/csv",
+        "json" => "application/json",
+        "html" => "text/html",
+        _ => return None,
+    })
+}
+
+/// A report page found next to a product's data.
+pub const REPORT: &str = "report.html";
+
+/// What the S3 server lists under a distribution's address: `(key, size, modified)`.
+pub type Listing = [(String, i64, Option<k8s_openapi::jiff::Timestamp>)];
+
+/// What the last look found under one address: the objects, and the rows the Parquet files
+/// among them record (`None` when none records any).
+pub type Look = (
+    Vec<(String, i64, Option<k8s_openapi::jiff::Timestamp>)>,
+    Option<i64>,
+);
+
+/// The distributions of `resolved` with what the last look at their objects found: bytes,
+/// objects, the newest write, the data files' media type (manifests, indicators and reports
+/// beside the data do not count), and, for a prefix holding a report page, that page as a
+/// distribution of its own. `list` gives the objects under a distribution's address. Pure.
+pub fn with_figures(
+    resolved: Vec<Distribution>,
+    list: impl Fn(&str, &str) -> Option<Look>,
+) -> Vec<Distribution> {
+    let mut out = Vec::new();
+    for mut d in resolved {
+        let Some((bucket, prefix)) =
+            s3_location(&d.access_url).map(|(b, p)| (b.to_owned(), p.to_owned()))
+        else {
+            out.push(d);
+            continue;
+        };
+        let Some((objects, rows)) = list(&bucket, &prefix) else {
+            out.push(d);
+            continue;
+        };
+        d.rows = rows;
+        let newest = |o: &Listing| {
+            o.iter()
+                .filter_map(|(_, _, m)| *m)
+                .max()
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time)
+        };
+        d.objects = Some(objects.len() as i64);
+        d.byte_size = Some(objects.iter().map(|(_, size, _)| size).sum());
+        d.modified = newest(&objects);
+        let data: std::collections::BTreeSet<&str> = objects
+            .iter()
+            .filter(|(key, _, _)| !(key.ends_with(".json") || key.ends_with(".html")))
+            .filter_map(|(key, _, _)| media_type(key))
+            .collect();
+        d.media_type = (data.len() == 1)
+            .then(|| data.iter().next().map(|m| (*m).to_owned()))
+            .flatten();
+        let report_key = format!("{prefix}{REPORT}");
+        let report: Vec<_> = objects
+            .iter()
+            .filter(|(key, _, _)| *key == report_key)
+            .cloned()
+            .collect();
+        let availability = d.availability.clone();
+        out.push(d);
+        if !report.is_empty() {
+            out.push(Distribution {
+                name: "report".into(),
+                kind: DistributionKind::S3,
+                access_url: format!("s3://{bucket}/{report_key}"),
+                title: "Report: the use case's indicators per region, a self-contained HTML page"
+                    .into(),
+                availability,
+                media_type: Some("text/html".into()),
+                byte_size: Some(report.iter().map(|(_, s, _)| s).sum()),
+                objects: Some(1),
+                rows: None,
+                modified: newest(&report),
+            });
+        }
+    }
+    out
 }
 
 /// The distributions of a dataset at `location`, held by `holder` (`None` when the
@@ -75,11 +180,13 @@ pub fn distributions(
                     &layout.landing,
                     l.data_product.as_deref(),
                     "Regional extracts in the region's own storage".into(),
+                    TEMPORARY,
                 )]),
                 Stage::Standardised => Ok(vec![s3(
                     &layout.standardised,
                     l.data_product.as_deref(),
                     "Common data model in the region's own storage".into(),
+                    AVAILABLE,
                 )]),
                 Stage::PurposeSpecific => Err(Unresolved {
                     field: "spec.location.regionalNode",
@@ -106,6 +213,7 @@ pub fn distributions(
                     &layout.standardised,
                     l.data_product.as_deref(),
                     "Common data model in the hub's standardised zone".into(),
+                    AVAILABLE,
                 )]),
                 Stage::PurposeSpecific => {
                     let product = l.data_product.as_deref().ok_or(Unresolved {
@@ -136,6 +244,7 @@ pub fn distributions(
                         &layout.products,
                         Some(product),
                         format!("Data product {product} in the hub's purpose-specific zone"),
+                        STABLE,
                     )])
                 }
             }
@@ -204,5 +313,47 @@ mod tests {
         assert_eq!(e.field, "spec.location.dataHub");
         let e = distributions(&at(Stage::Standardised, false, None), None).expect_err("refused");
         assert_eq!(e.field, "spec.location.regionalNode");
+    }
+
+    #[test]
+    fn a_run_s_objects_give_size_newest_write_media_type_and_the_report() {
+        let product = s3(
+            "hub-products",
+            Some("hip-fracture"),
+            "product".into(),
+            STABLE,
+        );
+        let t = |secs: i64| k8s_openapi::jiff::Timestamp::from_second(secs).ok();
+        let listed = vec![
+            ("hip-fracture/hip_fracture.parquet".to_owned(), 1000, t(100)),
+            ("hip-fracture/indicators.json".to_owned(), 50, t(101)),
+            ("hip-fracture/report.html".to_owned(), 400, t(102)),
+        ];
+        let out = with_figures(vec![product], |bucket, prefix| {
+            assert_eq!((bucket, prefix), ("hub-products", "hip-fracture/"));
+            Some((listed.clone(), Some(1234)))
+        });
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].byte_size, Some(1450));
+        assert_eq!(out[0].objects, Some(3));
+        assert_eq!(out[0].rows, Some(1234));
+        assert_eq!(
+            out[0].media_type.as_deref(),
+            Some("application/vnd.apache.parquet"),
+            "the data files' type; the indicators and report beside them do not count"
+        );
+        assert_eq!(out[0].modified.as_ref().map(|m| m.0), t(102));
+        assert_eq!(
+            out[1].access_url,
+            "s3://hub-products/hip-fracture/report.html"
+        );
+        assert_eq!(out[1].media_type.as_deref(), Some("text/html"));
+        assert_eq!(out[1].availability.as_deref(), Some(STABLE));
+        // Nothing listed (no S3 server configured, or the listing failed): no figures.
+        let bare = with_figures(vec![s3("b", None, "t".into(), AVAILABLE)], |_, _| None);
+        assert_eq!(
+            (bare[0].byte_size, bare[0].media_type.clone()),
+            (None, None)
+        );
     }
 }

@@ -25,6 +25,7 @@ terms!(
         DATASET_PROP = "dataset", DISTRIBUTION_PROP = "distribution", ACCESS_URL = "accessURL",
         CONTACT_POINT = "contactPoint", THEME = "theme", THEME_TAXONOMY = "themeTaxonomy",
         KEYWORD = "keyword", START_DATE = "startDate", END_DATE = "endDate",
+        MEDIA_TYPE = "mediaType", BYTE_SIZE = "byteSize",
     }
 );
 terms!(
@@ -36,11 +37,16 @@ terms!(
         CONFORMS_TO = "conformsTo", RIGHTS_STATEMENT = "RightsStatement",
         LINGUISTIC_SYSTEM = "LinguisticSystem", LOCATION = "Location",
         PERIOD_OF_TIME = "PeriodOfTime", PROVENANCE_STATEMENT = "ProvenanceStatement",
+        FORMAT = "format", MODIFIED = "modified", LICENSE = "license",
+        LICENSE_DOCUMENT = "LicenseDocument", MEDIA_TYPE_CLASS = "MediaType",
+        MEDIA_TYPE_OR_EXTENT = "MediaTypeOrExtent",
     }
 );
 terms!(
     /// DCAT-AP's own terms.
-    dcatap = "http://data.europa.eu/r5r/" { APPLICABLE_LEGISLATION = "applicableLegislation" }
+    dcatap = "http://data.europa.eu/r5r/" {
+        APPLICABLE_LEGISLATION = "applicableLegislation", AVAILABILITY = "availability",
+    }
 );
 terms!(
     /// HealthDCAT-AP.
@@ -117,6 +123,24 @@ pub const LANGUAGE: &str = "http://publications.europa.eu/resource/authority/lan
 /// Base of the ADMS publisher-type vocabulary.
 pub const PUBLISHER_TYPE: &str = "http://purl.org/adms/publishertype/";
 /// Sweden in the EU country vocabulary.
+/// EU file types (DCAT-AP's recommended `dct:format` values).
+pub const FILE_TYPE: &str = "http://publications.europa.eu/resource/authority/file-type/";
+/// EU planned availability (DCAT-AP's `dcatap:availability`).
+pub const PLANNED_AVAILABILITY: &str =
+    "http://publications.europa.eu/resource/authority/planned-availability/";
+/// IANA media types (DCAT-AP's `dcat:mediaType`).
+pub const MEDIA_TYPES: &str = "https://www.iana.org/assignments/media-types/";
+/// The EU file-type code of an IANA media type the flow writes.
+pub fn file_type(media_type: &str) -> Option<&'static str> {
+    Some(match media_type {
+        "application/vnd.apache.parquet" => "PARQUET",
+        "text/csv" => "CSV",
+        "application/json" => "JSON",
+        "text/html" => "HTML",
+        _ => return None,
+    })
+}
+
 pub const SWEDEN: &str = "http://publications.europa.eu/resource/authority/country/SWE";
 /// Base of Eurostat's NUTS codes.
 pub const NUTS: &str = "http://data.europa.eu/nuts/code/";

@@ -15,7 +15,7 @@ use super::store::{Bucket, sha256};
 use super::synth::{self, Source};
 use super::table::{Table as _, from_parquet, to_parquet};
 
-const PARQUET: &str = "application/vnd.apache.parquet";
+use super::store::PARQUET;
 
 /// A product's indicators, next to its rows.
 pub const INDICATORS_FILE: &str = "indicators.json";

@@ -23,6 +23,19 @@ where
 }
 
 /// The SHA-256 of `bytes`, in hex.
+/// The media type of the flow's Parquet files.
+pub const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// The object metadata (`x-amz-meta-rows`) holding a Parquet file's row count.
+pub const ROWS_METADATA: &str = "rows";
+
+/// The number of rows of a Parquet file, from its footer. Pure.
+pub fn parquet_rows(bytes: bytes::Bytes) -> Result<i64> {
+    use parquet::file::reader::FileReader as _;
+    let reader = parquet::file::reader::SerializedFileReader::new(bytes)?;
+    Ok(reader.metadata().file_metadata().num_rows())
+}
+
 pub fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
@@ -44,13 +57,23 @@ impl Bucket {
         format!("s3://{}/{key}", self.name)
     }
 
-    /// Writes one object.
+    /// Writes one object. A Parquet file carries its row count, read from its own footer, as
+    /// the object's metadata [`ROWS_METADATA`], so that a catalogue can count rows without
+    /// reading the data.
     pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<()> {
+        let bytes = bytes::Bytes::from(bytes);
+        let rows = (content_type == PARQUET)
+            .then(|| parquet_rows(bytes.clone()))
+            .transpose()
+            .with_context(|| format!("s3://{}/{key} is not a Parquet file", self.name))?;
         self.client
             .put_object()
             .bucket(&self.name)
             .key(key)
             .content_type(content_type)
+            .set_metadata(rows.map(|n| {
+                std::collections::HashMap::from([(ROWS_METADATA.to_owned(), n.to_string())])
+            }))
             .body(ByteStream::from(bytes))
             .send()
             .await

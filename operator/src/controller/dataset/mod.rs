@@ -1,8 +1,10 @@
 //! The `Dataset` controller: resolves where the dataset's data lives into distributions
 //! (from its stage and the hub or node holding it) and reports them in the status, where
-//! the catalogue picks them up. It never touches the data.
+//! the catalogue picks them up, with what the last look at their objects found.
 //!
-//! Pipeline: dereference the holder (I/O) → [`locate::distributions`] (pure) → status.
+//! Pipeline: dereference the holder (I/O) → [`locate::distributions`] (pure) → list what the
+//! S3 server holds under each address (I/O, read only) → [`locate::with_figures`] (pure) →
+//! status. It never reads or writes the data itself.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +16,7 @@ use kube::{Api, ResourceExt};
 use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
-use crate::api::{DataHub, Dataset, DatasetStatus, RegionalNode};
+use crate::api::{DataHub, Dataset, DatasetStatus, Distribution, RegionalNode};
 use crate::catalog::locate::{self, Holder};
 
 /// Name of the controller: its field manager is `vardhub-dataset`.
@@ -65,7 +67,10 @@ pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Er
     } else {
         None
     };
-    let resolved = locate::distributions(location, holder);
+    let resolved = match locate::distributions(location, holder) {
+        Ok(d) => Ok(figures(d, &ctx).await),
+        Err(e) => Err(e),
+    };
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     let (desired, distributions) = match resolved {
         Ok(d) => (
@@ -101,8 +106,50 @@ pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Er
     status::update(&ctx, CONTROLLER, ds.as_ref(), &new)
         .await
         .map_err(Error::Status)?;
-    // A missing holder is watched: its creation triggers a reconcile.
-    Ok(Action::await_change())
+    // A missing holder is watched: its creation triggers a reconcile. The objects a run
+    // writes are not: they are looked at again on this period.
+    Ok(if ctx.storage.is_some() {
+        Action::requeue(FIGURES_PERIOD)
+    } else {
+        Action::await_change()
+    })
+}
+
+/// How often a dataset's distributions are looked at again for what runs wrote.
+pub const FIGURES_PERIOD: Duration = Duration::from_secs(300);
+
+/// The distributions with what the S3 server lists under their addresses, read with the
+/// operator's own S3 identity. A listing that fails leaves that distribution without figures
+/// (and says so in the log) rather than failing the dataset.
+async fn figures(resolved: Vec<Distribution>, ctx: &Context) -> Vec<Distribution> {
+    let Some(storage) = ctx.storage.as_ref() else {
+        return resolved;
+    };
+    let mut listings = std::collections::HashMap::new();
+    for d in &resolved {
+        let Some((bucket, prefix)) = locate::s3_location(&d.access_url) else {
+            continue;
+        };
+        match storage.list_objects(bucket, prefix).await {
+            Ok(objects) => {
+                let mut rows = None;
+                for (key, _, _) in objects.iter().filter(|(k, _, _)| k.ends_with(".parquet")) {
+                    if let Ok(Some(n)) = storage.object_rows(bucket, key).await {
+                        *rows.get_or_insert(0) += n;
+                    }
+                }
+                listings.insert((bucket.to_owned(), prefix.to_owned()), (objects, rows));
+            }
+            Err(e) => {
+                tracing::debug!(bucket, error = %e, "listing a distribution's objects");
+            }
+        }
+    }
+    locate::with_figures(resolved, |bucket, prefix| {
+        listings
+            .get(&(bucket.to_owned(), prefix.to_owned()))
+            .cloned()
+    })
 }
 
 /// Backoff after a failed reconcile.
