@@ -143,7 +143,7 @@ fn compare_reports_the_four_environments_with_computed_figures() -> Result<()> {
             on_prem.regions,
             hybrid.regions
         ),
-        (5, 21, 21, 21)
+        (7, 21, 21, 21)
     );
     assert!(
         alternatives
