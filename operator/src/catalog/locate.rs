@@ -78,7 +78,8 @@ pub type Look = (
     Option<i64>,
 );
 
-/// The distributions of `resolved` with what the last look at their objects found: bytes,
+/// The distributions of `resolved` with what the last look at their objects found, once a run
+/// has written any: bytes,
 /// objects, the newest write, the data files' media type (manifests, indicators and reports
 /// beside the data do not count), and, for a prefix holding a report page, that page as a
 /// distribution of its own. `list` gives the objects under a distribution's address. Pure.
@@ -94,7 +95,9 @@ pub fn with_figures(
             out.push(d);
             continue;
         };
-        let Some((objects, rows)) = list(&bucket, &prefix) else {
+        // No run has written here yet: nothing to say beyond the address (and the catalogue
+        // stays the one rendered offline from the same directory).
+        let Some((objects, rows)) = list(&bucket, &prefix).filter(|(o, _)| !o.is_empty()) else {
             out.push(d);
             continue;
         };

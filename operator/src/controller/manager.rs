@@ -339,14 +339,16 @@ async fn run_controllers(
                     .map(|name| ObjectRef::<DataHub>::new(name))
             },
         )
-        // A node's readiness and regions are the hub's region states.
+        // A node's readiness and regions are the hub's region states: a node event wakes the
+        // hubs it belongs to, names, or (by their status) belonged to until now.
         .watches(
             Api::<RegionalNode>::all(client.clone()),
             watcher::Config::default(),
-            move |_node: RegionalNode| {
+            move |node: RegionalNode| {
                 hub_store
                     .state()
                     .into_iter()
+                    .filter(|h| data_hub::build::concerns(h, &node))
                     .map(|h| ObjectRef::from_obj(h.as_ref()))
                     .collect::<Vec<_>>()
             },

@@ -50,6 +50,26 @@ pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, Stri
     labels_ok && expressions_ok
 }
 
+/// Whether an event of `node` concerns `hub`: the hub names or selects it, the node names
+/// the hub, or the hub's status still lists it (so that a node leaving is noticed). Pure.
+pub fn concerns(hub: &DataHub, node: &RegionalNode) -> bool {
+    let name = node.name_any();
+    let named = hub.spec.regional_nodes.iter().any(|r| r.name == name);
+    let selected = hub.spec.regional_node_selector.as_ref().is_some_and(|s| {
+        selector_matches(s, node.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+    });
+    let points_here = node
+        .spec
+        .hub
+        .as_ref()
+        .is_some_and(|h| h.name == hub.name_any());
+    let listed = hub
+        .status
+        .as_ref()
+        .is_some_and(|s| s.regions.iter().any(|r| r.node == name));
+    named || selected || points_here || listed
+}
+
 /// The hub's member nodes among `nodes` (named in `spec.regionalNodes` or selected by
 /// `spec.regionalNodeSelector`), sorted by name, and the named nodes that do not exist.
 pub fn members(hub: &DataHub, nodes: &[RegionalNode]) -> (Vec<RegionalNode>, Vec<String>) {
@@ -615,5 +635,22 @@ mod tests {
         assert_eq!(err.field, "spec.zones.purposeSpecific[].build.columns");
         assert!(err.message.contains("\"personnummer\""), "{}", err.message);
         assert!(err.message.contains("hours_to_surgery"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_node_event_concerns_only_the_hubs_it_belongs_to_or_left() {
+        let mut h = hub(json!({"regionalNodeSelector": {"matchLabels": {"hub": "national"}}}));
+        assert!(concerns(&h, &node("a", &["01"], &[("hub", "national")])));
+        assert!(!concerns(&h, &node("b", &["14"], &[("hub", "other")])));
+        // A node that just left is still in the hub's status: the hub hears of it.
+        h.status = Some(crate::api::DataHubStatus {
+            regions: vec![crate::api::RegionState {
+                code: "14".into(),
+                node: "b".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        assert!(concerns(&h, &node("b", &["14"], &[("hub", "other")])));
     }
 }
