@@ -174,6 +174,41 @@ fn the_local_catalogue_validates_against_dcat_ap_and_healthdcat_ap() -> Result<(
         "{public} {restricted} {non_public}"
     );
 
+    // The same catalogue once a run has written: every distribution carries what the S3
+    // server would list (Parquet data, and a report beside it), in DCAT-AP's recommended
+    // properties, and every dataset still conforms.
+    let mut after_run = catalogue.clone();
+    let written = k8s_openapi::jiff::Timestamp::from_second(1_790_000_000).ok();
+    for e in &mut after_run.datasets {
+        e.distributions =
+            vardhub::catalog::locate::with_figures(e.distributions.clone(), |_, prefix| {
+                Some((
+                    vec![
+                        (format!("{prefix}person.parquet"), 2048, written),
+                        (format!("{prefix}report.html"), 512, written),
+                    ],
+                    Some(100),
+                ))
+            });
+    }
+    let run_dir = tempdir()?;
+    validate_catalogue(&after_run, &run_dir)?;
+    let turtle = String::from_utf8(serialize(&after_run.all(), Format::Turtle)?)?;
+    for property in [
+        "dcat:byteSize",
+        "dcat:mediaType",
+        "dct:format",
+        "dct:modified",
+        "dcatap:availability",
+        "dct:license",
+        "/report.html",
+    ] {
+        assert!(
+            turtle.contains(property),
+            "the catalogue after a run has {property}"
+        );
+    }
+
     // Every stage is there, each with a distribution where its data really lives.
     let urls: Vec<&str> = catalogue
         .datasets
