@@ -42,6 +42,10 @@ pub enum Error {
     Unexpected(String),
 }
 
+/// The longest any one OpenBao call may take: a hung server fails the call (and the reconcile
+/// reports it) instead of holding it forever.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A client of OpenBao at `address`, with a token or (to log in) without.
 fn client(address: &str, token: Option<&str>) -> Result<VaultClient, Error> {
     client_in(address, token, None)
@@ -56,6 +60,7 @@ fn client_in(
     let mut settings = VaultClientSettingsBuilder::default();
     settings.address(address);
     settings.namespace(namespace.map(str::to_string));
+    settings.timeout(Some(CALL_TIMEOUT));
     if let Some(token) = token {
         settings.token(token);
     }

@@ -133,6 +133,19 @@ pub struct IssuedCredentials {
 
 /// An S3 client at `endpoint` acting with `credentials`; path-style addressing, as MinIO and
 /// most on-premises servers need.
+/// How long to wait for a connection to the S3 server.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long to wait for the first byte of an answer: a hung server fails the call instead of
+/// holding the reconcile (or a job) forever; large uploads are not cut short by it.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn timeouts() -> aws_sdk_s3::config::timeout::TimeoutConfig {
+    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .build()
+}
+
 fn s3_client(
     endpoint: &str,
     region: &str,
@@ -144,6 +157,7 @@ fn s3_client(
         .region(aws_sdk_s3::config::Region::new(region.to_string()))
         .credentials_provider(credentials)
         .force_path_style(true)
+        .timeout_config(timeouts())
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -196,6 +210,12 @@ impl Storage {
             .endpoint_url(&settings.endpoint)
             .region(aws_sdk_sts::config::Region::new(settings.region.clone()))
             .credentials_provider(credentials)
+            .timeout_config(
+                aws_sdk_sts::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .read_timeout(READ_TIMEOUT)
+                    .build(),
+            )
             .build();
         Self {
             s3,

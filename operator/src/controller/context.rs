@@ -39,6 +39,8 @@ pub struct Context {
     pub storage: Option<Arc<crate::adapters::s3::Storage>>,
     /// Where workloads may connect (DNS, the API server, OpenBao, S3), resolved at start.
     pub paths: super::network::Paths,
+    /// Failures in a row per object, for the requeue after the next.
+    pub backoff: Arc<super::backoff::Backoff>,
 }
 
 impl Context {
@@ -55,6 +57,7 @@ impl Context {
             openbao: None,
             storage: None,
             paths: Default::default(),
+            backoff: Default::default(),
             image: default_image(),
         }
     }

@@ -22,7 +22,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::apply::{OWNER_KIND_LABEL, OWNER_NAME_LABEL};
 use super::context::{Context, OpenBaoAccess};
-use super::{catalog_service, data_hub, dataset, pseudonymisation_service, regional_node};
+use super::{backoff, catalog_service, data_hub, dataset, pseudonymisation_service, regional_node};
 use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
 use crate::telemetry::{Health, Metrics, serve};
 
@@ -60,6 +60,10 @@ pub struct OpenBaoSettings {
 
 /// Logs in to OpenBao, trying again every five seconds while it does not answer (it may be
 /// down when leadership begins); `None` when the operator is told to stop meanwhile.
+/// How long reconciles in flight (and the health server) get to finish when the operator
+/// stops or loses its Lease.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 async fn login_until_stopped(
     settings: &OpenBaoSettings,
     mut stop: watch::Receiver<bool>,
@@ -223,9 +227,20 @@ pub async fn run(
         let ctx = Arc::new(ctx);
         let until =
             futures::future::select(Box::pin(wait_for(stop_rx.clone())), Box::pin(lost.clone()))
-                .map(|_| ());
+                .map(|_| ())
+                .shared();
         if !stopping {
-            run_controllers(client.clone(), ctx, until).await;
+            // Reconciles in flight get SHUTDOWN_GRACE to finish once the term ends; then they
+            // are cancelled (each write is one idempotent call, taken up again by the next
+            // leader), so a hung call cannot keep a replica that lost its Lease running.
+            let deadline = until.clone().then(|_| tokio::time::sleep(SHUTDOWN_GRACE));
+            tokio::select! {
+                _ = run_controllers(client.clone(), ctx, until) => {}
+                _ = deadline => tracing::warn!(
+                    grace = ?SHUTDOWN_GRACE,
+                    "reconciles did not finish in time; cancelled"
+                ),
+            }
         }
         if let Some(task) = renewal {
             task.abort();
@@ -247,7 +262,10 @@ pub async fn run(
     }
     health.set_ready(false);
     let _ = stop_tx.send(true);
-    let _ = server.await;
+    // The health server waits for open connections to close, for a bounded time.
+    if tokio::time::timeout(SHUTDOWN_GRACE, server).await.is_err() {
+        tracing::warn!("the health server did not stop in time");
+    }
     Ok(stopped)
 }
 
@@ -316,7 +334,7 @@ async fn run_controllers(
         )
         .graceful_shutdown_on(until.clone())
         .run(
-            regional_node::reconcile,
+            |o, c| backoff::tracked(o, c, regional_node::reconcile),
             regional_node::error_policy,
             ctx.clone(),
         )
@@ -354,7 +372,11 @@ async fn run_controllers(
             },
         )
         .graceful_shutdown_on(until.clone())
-        .run(data_hub::reconcile, data_hub::error_policy, ctx.clone())
+        .run(
+            |o, c| backoff::tracked(o, c, data_hub::reconcile),
+            data_hub::error_policy,
+            ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "datahub controller");
@@ -372,7 +394,7 @@ async fn run_controllers(
     .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned(kind))
     .graceful_shutdown_on(until.clone())
     .run(
-        pseudonymisation_service::reconcile,
+        |o, c| backoff::tracked(o, c, pseudonymisation_service::reconcile),
         pseudonymisation_service::error_policy,
         ctx.clone(),
     )
@@ -424,7 +446,11 @@ async fn run_controllers(
             },
         )
         .graceful_shutdown_on(until.clone())
-        .run(dataset::reconcile, dataset::error_policy, ctx.clone())
+        .run(
+            |o, c| backoff::tracked(o, c, dataset::reconcile),
+            dataset::error_policy,
+            ctx.clone(),
+        )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "dataset controller");
@@ -461,7 +487,7 @@ async fn run_controllers(
         )
         .graceful_shutdown_on(until)
         .run(
-            catalog_service::reconcile,
+            |o, c| backoff::tracked(o, c, catalog_service::reconcile),
             catalog_service::error_policy,
             ctx,
         )

@@ -16,6 +16,7 @@
 //! - [`catalog_service`]: the `CatalogService` controller (the served catalogue).
 
 pub mod apply;
+pub mod backoff;
 pub mod catalog_service;
 pub mod conditions;
 pub mod context;

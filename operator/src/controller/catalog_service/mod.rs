@@ -213,6 +213,6 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
 }
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(_svc: Arc<CatalogService>, _error: &Error, _ctx: Arc<Context>) -> Action {
-    Action::requeue(Duration::from_secs(30))
+pub fn error_policy(svc: Arc<CatalogService>, _error: &Error, ctx: Arc<Context>) -> Action {
+    crate::controller::backoff::requeue(svc.as_ref(), &ctx)
 }

@@ -455,6 +455,6 @@ async fn delete_data(hub: &DataHub, ctx: &Context) -> Result<(), Error> {
 }
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(_hub: Arc<DataHub>, _error: &Error, _ctx: Arc<Context>) -> Action {
-    Action::requeue(Duration::from_secs(30))
+pub fn error_policy(hub: Arc<DataHub>, _error: &Error, ctx: Arc<Context>) -> Action {
+    crate::controller::backoff::requeue(hub.as_ref(), &ctx)
 }

@@ -153,7 +153,7 @@ async fn figures(resolved: Vec<Distribution>, ctx: &Context) -> Vec<Distribution
 }
 
 /// Backoff after a failed reconcile.
-pub fn error_policy(_ds: Arc<Dataset>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(ds: Arc<Dataset>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_error(
         CONTROLLER,
         match error {
@@ -161,5 +161,5 @@ pub fn error_policy(_ds: Arc<Dataset>, error: &Error, ctx: Arc<Context>) -> Acti
             Error::Status(_) => "StatusUpdateFailed",
         },
     );
-    Action::requeue(Duration::from_secs(30))
+    crate::controller::backoff::requeue(ds.as_ref(), &ctx)
 }

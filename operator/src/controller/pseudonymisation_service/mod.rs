@@ -335,11 +335,11 @@ async fn set_finalizer(
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.
 pub fn error_policy(
-    _svc: Arc<PseudonymisationService>,
+    svc: Arc<PseudonymisationService>,
     _error: &Error,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
-    Action::requeue(Duration::from_secs(30))
+    crate::controller::backoff::requeue(svc.as_ref(), &ctx)
 }
 
 #[cfg(test)]

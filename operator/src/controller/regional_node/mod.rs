@@ -422,6 +422,6 @@ async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, 
 }
 
 /// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(_node: Arc<RegionalNode>, _error: &Error, _ctx: Arc<Context>) -> Action {
-    Action::requeue(Duration::from_secs(30))
+pub fn error_policy(node: Arc<RegionalNode>, _error: &Error, ctx: Arc<Context>) -> Action {
+    crate::controller::backoff::requeue(node.as_ref(), &ctx)
 }
