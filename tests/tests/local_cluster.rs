@@ -675,6 +675,72 @@ async fn fields_that_name_stored_data_or_keys_cannot_change() -> Result<()> {
         .await
         .expect_err("a changed mode is refused");
     refused(e, "spec.mode");
+    // A domain's reversibility, and its pinned key version going down or away; a new
+    // domain beside it is still accepted.
+    let with_domains =
+        |domains: serde_json::Value| -> Result<vardhub::api::PseudonymisationService> {
+            Ok(serde_json::from_value(serde_json::json!({
+                "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+                "metadata": {"name": "pseudo", "namespace": ns},
+                "spec": {"mode": "local", "domains": domains},
+            }))?)
+        };
+    services
+        .patch(
+            "pseudo",
+            &apply,
+            &Patch::Apply(with_domains(
+                serde_json::json!([{"name": "purpose-a", "keyVersion": 2}]),
+            )?),
+        )
+        .await?;
+    let e = services
+        .patch(
+            "pseudo",
+            &apply,
+            &Patch::Apply(with_domains(
+                serde_json::json!([{"name": "purpose-a", "keyVersion": 2, "reversible": true}]),
+            )?),
+        )
+        .await
+        .expect_err("a domain made reversible is refused");
+    refused(e, "spec.domains[].reversible");
+    for (domain, what) in [
+        (
+            serde_json::json!({"name": "purpose-a", "keyVersion": 1}),
+            "lowered",
+        ),
+        (serde_json::json!({"name": "purpose-a"}), "removed"),
+    ] {
+        let e = services
+            .patch(
+                "pseudo",
+                &apply,
+                &Patch::Apply(with_domains(serde_json::json!([domain]))?),
+            )
+            .await
+            .expect_err("a pinned key version going down or away is refused");
+        match e {
+            kube::Error::Api(status) if status.code == 422 => assert!(
+                status
+                    .message
+                    .contains("spec.domains[].keyVersion cannot be lowered or removed"),
+                "{what}: {}",
+                status.message
+            ),
+            other => panic!("{what}: expected 422, got {other:?}"),
+        }
+    }
+    services
+        .patch(
+            "pseudo",
+            &apply,
+            &Patch::Apply(with_domains(serde_json::json!([
+                {"name": "purpose-a", "keyVersion": 3},
+                {"name": "purpose-b", "reversible": true},
+            ]))?),
+        )
+        .await?;
     services.delete("pseudo", &DeleteParams::default()).await?;
     let namespaces = Api::<Namespace>::all(admin.clone());
     namespaces.delete(ns, &DeleteParams::default()).await?;

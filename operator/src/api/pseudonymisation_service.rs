@@ -96,7 +96,13 @@ pub enum PseudonymisationMode {
 }
 
 /// A pseudonym domain: one purpose, one key.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "(has(self.reversible) && self.reversible) == (has(oldSelf.reversible) && oldSelf.reversible)"
+).message("spec.domains[].reversible cannot be changed after creation: the domain's key was made for one kind of pseudonym; add a domain under a new name"))]
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.keyVersion) || (has(self.keyVersion) && self.keyVersion >= oldSelf.keyVersion)"
+).message("spec.domains[].keyVersion cannot be lowered or removed: pseudonyms issued under the pinned version would no longer be reproduced"))]
 #[serde(rename_all = "camelCase")]
 pub struct PseudonymDomain {
     /// Name of the domain, for example `region-export-01` or `permit-2026-0042`.
