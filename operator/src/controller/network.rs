@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
-    IPBlock, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -227,6 +228,24 @@ pub fn dns(paths: &Paths) -> NetworkPolicyEgressRule {
     NetworkPolicyEgressRule {
         to: Some(to),
         ports: Some(vec![port(53, "UDP"), port(53, "TCP")]),
+    }
+}
+
+/// The `allow-egress` NetworkPolicy of namespace `ns`: every pod there may open `rules` (its
+/// default-deny closes the rest).
+pub fn allow_egress(ns: &str, rules: Vec<NetworkPolicyEgressRule>) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: kube::core::ObjectMeta {
+            name: Some(ALLOW_EGRESS.into()),
+            namespace: Some(ns.into()),
+            ..Default::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Egress".into()]),
+            egress: Some(rules),
+            ..Default::default()
+        }),
     }
 }
 

@@ -284,19 +284,7 @@ pub fn children(
     let mut egress = vec![crate::controller::network::dns(paths)];
     egress.extend(crate::controller::network::to_peers(&paths.openbao));
     egress.extend(crate::controller::network::to_peers(&paths.s3));
-    let allow_egress = NetworkPolicy {
-        metadata: ObjectMeta {
-            name: Some(crate::controller::network::ALLOW_EGRESS.into()),
-            namespace: Some(ns.clone()),
-            ..Default::default()
-        },
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Egress".into()]),
-            egress: Some(egress),
-            ..Default::default()
-        }),
-    };
+    let allow_egress = crate::controller::network::allow_egress(&ns, egress);
     let account = ServiceAccount {
         metadata: ObjectMeta {
             name: Some(SERVICE_ACCOUNT.into()),

@@ -172,19 +172,7 @@ pub fn egress(node: &RegionalNode, inputs: &Inputs) -> NetworkPolicy {
             }]),
         });
     }
-    NetworkPolicy {
-        metadata: ObjectMeta {
-            name: Some(EGRESS.into()),
-            namespace: Some(node.workload_namespace()),
-            ..Default::default()
-        },
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector::default()),
-            policy_types: Some(vec!["Egress".into()]),
-            egress: Some(rules),
-            ..Default::default()
-        }),
-    }
+    crate::controller::network::allow_egress(&node.workload_namespace(), rules)
 }
 
 /// The environment every job of the node gets: where OpenBao is, which role to log in with,
