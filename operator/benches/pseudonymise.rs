@@ -8,7 +8,9 @@
 //! Sweden's population (10.5 million identifiers) through the service in `local` mode as one
 //! NDJSON stream, and in process, with peak memory.
 //!
-//! Client and server share the machine's cores, as they would on one node.
+//! Client and server share the machine's cores, as they would on one node. The service runs
+//! as in production: every request carries a ServiceAccount token that the service verifies
+//! against the local cluster's published keys (KUBECONFIG, from the cluster's `env`).
 
 use std::time::Instant;
 
@@ -47,11 +49,72 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// The audience of the benchmarked service.
+const AUDIENCE: &str = "vardhub.io/pseudonymisation/default/vardhub-bench";
+
+/// Authentication as in production: the client presents a ServiceAccount token for the
+/// service's audience, which the service verifies against the API server's published keys
+/// (once per request) and meets with its grants.
+struct Authenticated {
+    access: vardhub::pseudonymisation::service::Access,
+    client: reqwest::Client,
+}
+
+/// A ServiceAccount `default/vardhub-bench` of the cluster KUBECONFIG names, its token, and
+/// a grant of the `bench` domain to it.
+async fn authenticated() -> anyhow::Result<Authenticated> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Patch, PatchParams};
+    use vardhub::pseudonymisation::access::{Grants, Verifier};
+    let kube = kube::Client::try_default().await?;
+    let accounts = kube::Api::<ServiceAccount>::namespaced(kube.clone(), "default");
+    let account: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "vardhub-bench"}}))?;
+    accounts
+        .patch(
+            "vardhub-bench",
+            &PatchParams::apply("vardhub-bench"),
+            &Patch::Apply(&account),
+        )
+        .await?;
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: Some(vec![AUDIENCE.into()]),
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = accounts
+        .create_token_request("vardhub-bench", &Default::default(), &request)
+        .await?
+        .status
+        .and_then(|s| s.token)
+        .ok_or_else(|| anyhow::anyhow!("no token issued"))?;
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+    bearer.set_sensitive(true);
+    let client = reqwest::Client::builder()
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            bearer,
+        )]))
+        .build()?;
+    Ok(Authenticated {
+        access: vardhub::pseudonymisation::service::Access {
+            verifier: std::sync::Arc::new(Verifier::discover(kube, AUDIENCE).await?),
+            grants: Grants::parse(&["bench=default/vardhub-bench"]).map_err(anyhow::Error::msg)?,
+        },
+        client,
+    })
+}
+
 async fn start_service(
     addr: &str,
     token: &str,
     version: u64,
     local: bool,
+    auth: &Authenticated,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     use vardhub::pseudonymisation::service::{Auth, Config, Service};
     let service = Service::start(Config {
@@ -61,6 +124,7 @@ async fn start_service(
         local,
         reversible: Vec::new(),
         domains: vec![("bench".into(), "bench".into(), version)],
+        access: auth.access.clone(),
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -78,9 +142,10 @@ async fn http_rate(
     version: u64,
     local: bool,
     written: &[String],
+    auth: &Authenticated,
 ) -> anyhow::Result<f64> {
-    let (base, server) = start_service(addr, token, version, local).await?;
-    let http = reqwest::Client::new();
+    let (base, server) = start_service(addr, token, version, local, auth).await?;
+    let http = auth.client.clone();
     let url = format!("{base}/v1/domains/bench/pseudonyms");
     let bodies: Vec<Vec<u8>> = written
         .chunks(10_000)
@@ -168,9 +233,10 @@ fn main() -> anyhow::Result<()> {
             let b = b4.max(b);
 
             let written: Vec<String> = sample[..200_000].iter().map(|c| format!("{}-{}", &c[2..8], &c[8..])).collect();
-            let c = http_rate(&addr, &token, version, false, &written).await?;
+            let auth = authenticated().await?;
+            let c = http_rate(&addr, &token, version, false, &written, &auth).await?;
             println!("(c) service, transit mode, HTTP:          {c:>12.0} records/s");
-            let d = http_rate(&addr, &token, version, true, &written).await?;
+            let d = http_rate(&addr, &token, version, true, &written, &auth).await?;
             println!("(d) service, local mode, HTTP:            {d:>12.0} records/s");
             println!(
                 "    ratios: d/a = {:.2} (target >= 0.5 per core used), d/b = {:.1} (target >= 10), c/b = {:.2} (target >= 0.8), b/e = {:.0}",
@@ -190,9 +256,10 @@ fn main() -> anyhow::Result<()> {
                 body.push_str("\"\n");
             }
             drop(population);
-            let (base, server) = start_service(&addr, &token, version, true).await?;
+            let (base, server) = start_service(&addr, &token, version, true, &auth).await?;
             let started = Instant::now();
-            let answer = reqwest::Client::new()
+            let answer = auth
+                .client
                 .post(format!("{base}/v1/domains/bench/pseudonyms"))
                 .header("content-type", "application/x-ndjson")
                 .body(body)

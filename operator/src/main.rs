@@ -112,6 +112,14 @@ enum Command {
             default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
         )]
         token_path: PathBuf,
+        /// The audience callers' ServiceAccount tokens must carry; their signatures are
+        /// checked against the keys the API server publishes.
+        #[arg(long)]
+        audience: String,
+        /// Who may use a domain: `DOMAIN=NAMESPACE` (every ServiceAccount of the namespace)
+        /// or `DOMAIN=NAMESPACE/SERVICEACCOUNT`. A domain without a grant serves no one.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
     },
     /// Serve the catalogue of a `CatalogService` over HTTP: it follows the resource and the
     /// `Dataset`s of its namespace through the API server (read-only) and answers in
@@ -490,8 +498,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             auth_role,
             auth_mount,
             token_path,
+            audience,
+            grants,
         } => {
-            use vardhub::pseudonymisation::service::{Auth, Config, Service, parse_domain};
+            use vardhub::pseudonymisation::access::{Grants, Verifier};
+            use vardhub::pseudonymisation::service::{Access, Auth, Config, Service, parse_domain};
             let auth = match auth_role {
                 Some(role) => Auth::Kubernetes {
                     mount: auth_mount,
@@ -507,16 +518,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .map(|d| parse_domain(d))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
-            let config = Config {
-                openbao_addr,
-                auth,
-                transit_mount,
-                local: mode == "local",
-                domains,
-                reversible,
-            };
+            let grants = Grants::parse(&grants).map_err(anyhow::Error::msg)?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                let verifier = Verifier::discover(client, &audience).await?;
+                let config = Config {
+                    openbao_addr,
+                    auth,
+                    transit_mount,
+                    local: mode == "local",
+                    domains,
+                    reversible,
+                    access: Access {
+                        verifier: std::sync::Arc::new(verifier),
+                        grants,
+                    },
+                };
                 let service = Service::start(config).await?;
                 let listener = tokio::net::TcpListener::bind(listen).await?;
                 tracing::info!(%listen, "serving the pseudonymisation API");

@@ -420,6 +420,45 @@ impl LocalCluster {
 }
 
 impl LocalCluster {
+    /// Who may call a pseudonymisation service run in the test process: tokens for
+    /// `audience`, verified against the local cluster's published keys, and `grants`
+    /// (`DOMAIN=NAMESPACE[/SERVICEACCOUNT]`).
+    pub async fn pseudonymisation_access(
+        &self,
+        audience: &str,
+        grants: &[String],
+    ) -> Result<vardhub::pseudonymisation::service::Access> {
+        use vardhub::pseudonymisation::access::{Grants, Verifier};
+        let verifier = Verifier::discover(self.admin_client().await?, audience).await?;
+        Ok(vardhub::pseudonymisation::service::Access {
+            verifier: std::sync::Arc::new(verifier),
+            grants: Grants::parse(grants).map_err(anyhow::Error::msg)?,
+        })
+    }
+
+    /// An HTTP client that presents a token of the ServiceAccount `namespace/name` (created
+    /// if missing) for `audience` with every request, as a pod's projected token would be.
+    pub async fn caller(
+        &self,
+        namespace: &str,
+        name: &str,
+        audience: &str,
+    ) -> Result<reqwest::Client> {
+        self.ensure_service_account(namespace, name).await?;
+        let token = self
+            .service_account_token(namespace, name, Some(audience))
+            .await?;
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+        value.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
+}
+
+impl LocalCluster {
     /// A client of OpenBao with the dev server's root token.
     pub fn openbao_root(&self) -> Result<vaultrs::client::VaultClient> {
         let settings = vaultrs::client::VaultClientSettingsBuilder::default()

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use anyhow::{Context as _, Result};
 use vardhub::adapters::openbao::Transit;
 use vardhub::adapters::s3::{Access, Grant, Storage, session_policy};
+use vardhub::controller::regional_node::build::SERVICE_ACCOUNT;
 use vardhub::flow::export::Pseudonymiser;
 use vardhub::flow::layout;
 use vardhub::flow::omop::Omop;
@@ -19,6 +20,7 @@ use vardhub::flow::run::{self, Destination, Input};
 use vardhub::flow::scan;
 use vardhub::flow::store::Bucket;
 use vardhub::flow::synth::{self, Params, Source};
+use vardhub::pseudonymisation::access::Grants;
 use vardhub::pseudonymisation::service::{Auth, Config, Service};
 use vardhub_tests::flow::{expected_indicators, scan_bucket};
 use vardhub_tests::{LocalCluster, free_port};
@@ -113,7 +115,21 @@ async fn data_flows_from_three_regions_to_a_report_in_both_storage_modes() -> Re
     for b in all_buckets() {
         storage.purge_bucket(&b).await?;
     }
+    let _ = std::fs::remove_file(token_file());
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(cluster.admin_client().await?)
+        .delete(CALLER_NS, &Default::default())
+        .await?;
     outcome
+}
+
+/// The namespace of the regions' export jobs, the only caller the service admits.
+const CALLER_NS: &str = "vardhub-test-flow";
+/// The audience of the service under test.
+const AUDIENCE: &str = "vardhub.io/pseudonymisation/vardhub-test-flow/pseudonymisation";
+
+/// Where the export jobs' token is kept, as a projected token would be.
+fn token_file() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("vardhub-test-flow-token-{}", std::process::id()))
 }
 
 async fn flow(cluster: &LocalCluster, fx: &Fixture, root: &aws_sdk_s3::Client) -> Result<()> {
@@ -138,8 +154,24 @@ async fn flow(cluster: &LocalCluster, fx: &Fixture, root: &aws_sdk_s3::Client) -
             ("waiting-times".into(), "waiting-times".into(), wait),
         ],
         reversible: Vec::new(),
+        access: cluster
+            .pseudonymisation_access(
+                AUDIENCE,
+                &[
+                    Grants::entry("hip-fracture", CALLER_NS, Some(SERVICE_ACCOUNT)),
+                    Grants::entry("waiting-times", CALLER_NS, Some(SERVICE_ACCOUNT)),
+                ],
+            )
+            .await?,
     })
     .await?;
+    cluster
+        .ensure_service_account(CALLER_NS, SERVICE_ACCOUNT)
+        .await?;
+    let token = cluster
+        .service_account_token(CALLER_NS, SERVICE_ACCOUNT, Some(AUDIENCE))
+        .await?;
+    std::fs::write(token_file(), token)?;
     let port = free_port()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let server = tokio::spawn(async move {
@@ -148,6 +180,7 @@ async fn flow(cluster: &LocalCluster, fx: &Fixture, root: &aws_sdk_s3::Client) -
     let pseudonymiser = Pseudonymiser::Service {
         url: format!("http://127.0.0.1:{port}"),
         client: reqwest::Client::new(),
+        token_file: token_file(),
     };
 
     let params = Params {

@@ -40,8 +40,9 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
         "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
         "metadata": {"name": "pseudo", "namespace": NS},
-        "spec": {"mode": "local", "replicas": 2, "allowedNamespaces": ["region-stockholm"],
-                 "domains": [{"name": "region-export"}, {"name": "permit-42"}, {"name": "linkable", "reversible": true}]},
+        "spec": {"mode": "local", "replicas": 2,
+                 "domains": [{"name": "region-export", "callers": [{"namespace": "region-stockholm", "serviceAccount": "regional-node"}]},
+                             {"name": "permit-42"}, {"name": "linkable", "reversible": true}]},
     }))?;
     services
         .patch("pseudo", &apply, &Patch::Apply(&svc))
@@ -131,7 +132,11 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         container
             .args
             .as_ref()
-            .is_some_and(|a| a.contains(&"--mode=local".to_string()))
+            .is_some_and(|a| a.contains(&"--mode=local".to_string())
+                && a.contains(&"--grant=region-export=region-stockholm/regional-node".to_string())
+                && a.contains(&format!(
+                    "--audience=vardhub.io/pseudonymisation/{NS}/pseudo"
+                )))
     );
     Api::<Service>::namespaced(admin.clone(), NS)
         .get("pseudo")

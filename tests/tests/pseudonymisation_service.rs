@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use vardhub::adapters::openbao::{KubernetesRole, Transit};
+use vardhub::pseudonymisation::access::Grants;
 use vardhub::pseudonymisation::identifier::luhn_check_digit;
-use vardhub::pseudonymisation::service::{Auth, Config, Service};
+use vardhub::pseudonymisation::service::{Access, Auth, Config, Service};
 use vardhub_tests::{LocalCluster, free_port};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
@@ -99,6 +100,25 @@ async fn serve(config: Config) -> Result<(String, tokio::task::JoinHandle<()>)> 
     Ok((format!("http://127.0.0.1:{port}"), task))
 }
 
+/// The audience of the service the tests run in process.
+const AUDIENCE: &str = "vardhub.io/pseudonymisation/vardhub-test-pseudo/test";
+/// The ServiceAccount the tests call the service as.
+const CALLER: &str = "export";
+
+/// Grants `domains` to the tests' caller.
+async fn access(cluster: &LocalCluster, domains: &[&str]) -> Result<Access> {
+    let grants: Vec<String> = domains
+        .iter()
+        .map(|d| Grants::entry(d, NS, Some(CALLER)))
+        .collect();
+    cluster.pseudonymisation_access(AUDIENCE, &grants).await
+}
+
+/// An HTTP client that presents the tests' caller's token.
+async fn caller(cluster: &LocalCluster) -> Result<reqwest::Client> {
+    cluster.caller(NS, CALLER, AUDIENCE).await
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_identifier_in_logs()
@@ -107,6 +127,7 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
 
     let cluster = LocalCluster::get();
     let (token_path, version_a, version_b) = prepare(cluster, "batches").await?;
+    let access = access(cluster, &["a", "b"]).await?;
     let config = |local: bool| Config {
         openbao_addr: cluster.vault_addr.clone(),
         auth: Auth::Kubernetes {
@@ -121,8 +142,9 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
             ("a".into(), "domain-a".into(), version_a),
             ("b".into(), "domain-b".into(), version_b),
         ],
+        access: access.clone(),
     };
-    let http = reqwest::Client::new();
+    let http = caller(cluster).await?;
     let ids: Vec<String> = (0..1200).map(personnummer).collect();
     let bad_check = {
         let good = personnummer(5);
@@ -187,7 +209,11 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
         .json(&serde_json::json!({}))
         .send()
         .await?;
-    assert_eq!(unknown.status(), 404);
+    assert_eq!(
+        unknown.status(),
+        403,
+        "a domain without a grant is refused whether or not it exists"
+    );
     let malformed = http
         .post(format!("{base}/v1/domains/a/pseudonyms"))
         .header("content-type", "application/json")
@@ -266,6 +292,7 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
         logs.contains(r.as_str()) || logs.contains(&digits) || logs.contains(&format!("19{digits}"))
     });
     assert!(!leaked, "no identifier appears in any log line");
+    assert!(!logs.contains("eyJ"), "no token appears in any log line");
     let _ = std::fs::remove_file(token_path);
     Ok(())
 }
@@ -337,7 +364,7 @@ async fn private_openbao() -> Result<PrivateOpenBao> {
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal() -> Result<()> {
-    let _cluster = LocalCluster::get();
+    let cluster = LocalCluster::get();
     let mut bao = private_openbao().await?;
     let transit = Transit::new(&bao.addr, PRIVATE_ROOT, "transit")?;
     transit.ensure_mount().await?;
@@ -349,9 +376,10 @@ async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal
         local: false,
         reversible: Vec::new(),
         domains: vec![("a".into(), "domain-a".into(), version)],
+        access: access(cluster, &["a"]).await?,
     };
     let (base, task) = serve(config).await?;
-    let http = reqwest::Client::new();
+    let http = caller(cluster).await?;
     let body = serde_json::json!({"kind": "personnummer", "identifiers": [personnummer(1), personnummer(2)]});
     let url = format!("{base}/v1/domains/a/pseudonyms");
     let before: serde_json::Value = http.post(&url).json(&body).send().await?.json().await?;
@@ -415,6 +443,7 @@ async fn migration_pairs_old_and_new_pseudonyms_across_a_rotation() -> Result<()
         transit.rotate("epochs").await?;
         version = transit.ensure_key("epochs", true).await?.latest_version;
     }
+    let access = access(cluster, &["d"]).await?;
     let config = |pinned: u64, local: bool| Config {
         openbao_addr: cluster.vault_addr.clone(),
         auth: Auth::Token(cluster.vault_token.clone()),
@@ -422,8 +451,9 @@ async fn migration_pairs_old_and_new_pseudonyms_across_a_rotation() -> Result<()
         local,
         reversible: Vec::new(),
         domains: vec![("d".into(), "epochs".into(), pinned)],
+        access: access.clone(),
     };
-    let http = reqwest::Client::new();
+    let http = caller(cluster).await?;
     let ids: Vec<String> = (0..50).map(personnummer).collect();
     let pseudonyms = |base: String| {
         let http = http.clone();
@@ -536,9 +566,10 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
         local: false,
         reversible: vec!["r".into()],
         domains: vec![("r".into(), "r".into(), version)],
+        access: access(cluster, &["r"]).await?,
     })
     .await?;
-    let http = reqwest::Client::new();
+    let http = caller(cluster).await?;
     let ids: Vec<String> = (0..20).map(personnummer).collect();
     let body = serde_json::json!({"kind": "personnummer", "identifiers": ids});
     let url = format!("{base}/v1/domains/r/pseudonyms");
@@ -555,7 +586,7 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
     assert_eq!(
         anonymous.status(),
         401,
-        "a caller without a token is refused"
+        "a caller without an OpenBao token is refused"
     );
     let refused = http
         .post(&reidentify)
@@ -640,9 +671,10 @@ async fn service_logs_in_again_before_its_token_expires() -> Result<()> {
         local: false,
         reversible: Vec::new(),
         domains: vec![("a".into(), "domain-a".into(), version_a)],
+        access: access(cluster, &["a"]).await?,
     })
     .await?;
-    let http = reqwest::Client::new();
+    let http = caller(cluster).await?;
     let body = serde_json::json!({"kind": "personnummer", "identifiers": [personnummer(9)]});
     for _ in 0..3 {
         tokio::time::sleep(std::time::Duration::from_secs(4)).await;
@@ -658,5 +690,193 @@ async fn service_logs_in_again_before_its_token_expires() -> Result<()> {
         );
     }
     task.abort();
+    Ok(())
+}
+
+/// Posts one batch as `http`, with `token` as the bearer when given; answers the status.
+async fn status_of(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> Result<u16> {
+    let mut request = http.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    Ok(request.send().await?.status().as_u16())
+}
+
+/// An attacker who can reach the service (the NetworkPolicy admits its namespace) tries it
+/// without a token, with real tokens meant for someone else, with a forged token, from a
+/// namespace without a grant, and for a domain granted to another caller. Each attempt gets
+/// its specific refusal and leaves an audit line naming who tried; the granted callers get
+/// through; no token reaches a log line.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> Result<()> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    const OTHER_NS: &str = "vardhub-test-pseudo-other";
+    let captured = captured_logs();
+    let cluster = LocalCluster::get();
+    let (token_path, version_a, version_b) = prepare(cluster, "access").await?;
+    let grants = vec![
+        Grants::entry("a", NS, Some(CALLER)),
+        Grants::entry("b", OTHER_NS, Some(CALLER)),
+    ];
+    let (base, task) = serve(Config {
+        openbao_addr: cluster.vault_addr.clone(),
+        auth: Auth::Kubernetes {
+            mount: "kubernetes".into(),
+            role: "vardhub-test-pseudonymiser".into(),
+            jwt_path: token_path.clone(),
+        },
+        transit_mount: MOUNT.into(),
+        local: true,
+        reversible: Vec::new(),
+        domains: vec![
+            ("a".into(), "domain-a".into(), version_a),
+            ("b".into(), "domain-b".into(), version_b),
+        ],
+        access: cluster.pseudonymisation_access(AUDIENCE, &grants).await?,
+    })
+    .await?;
+    let url = |domain: &str| format!("{base}/v1/domains/{domain}/pseudonyms");
+    let body = serde_json::json!({"kind": "personnummer", "identifiers": [personnummer(1)]});
+    let plain = reqwest::Client::new();
+
+    let granted = caller(cluster).await?;
+    assert_eq!(status_of(&granted, &url("a"), None, &body).await?, 200);
+
+    let anonymous = plain.post(url("a")).json(&body).send().await?;
+    assert_eq!(anonymous.status(), 401, "no token");
+    assert_eq!(
+        anonymous
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    let for_the_api = cluster.service_account_token(NS, CALLER, None).await?;
+    assert_eq!(
+        status_of(&plain, &url("a"), Some(&for_the_api), &body).await?,
+        401,
+        "a real token of the granted ServiceAccount, but for the API server"
+    );
+    let for_another_service = cluster
+        .service_account_token(NS, CALLER, Some("vardhub.io/pseudonymisation/hub-x/pseudo"))
+        .await?;
+    assert_eq!(
+        status_of(&plain, &url("a"), Some(&for_another_service), &body).await?,
+        401,
+        "a real token of the granted ServiceAccount, but for another pseudonymisation service"
+    );
+
+    // A tenant with its own valid token rewrites the claims to name the granted caller and
+    // keeps its signature.
+    cluster.ensure_service_account(OTHER_NS, "mapping").await?;
+    let own = cluster
+        .service_account_token(OTHER_NS, "mapping", Some(AUDIENCE))
+        .await?;
+    let parts: Vec<&str> = own.split('.').collect();
+    anyhow::ensure!(parts.len() == 3, "a JWT has three parts");
+    let mut claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1])?)?;
+    claims["kubernetes.io"]["namespace"] = NS.into();
+    claims["kubernetes.io"]["serviceaccount"]["name"] = CALLER.into();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims)?),
+        parts[2]
+    );
+    assert_eq!(
+        status_of(&plain, &url("a"), Some(&forged), &body).await?,
+        401,
+        "a token whose claims were rewritten"
+    );
+    assert_eq!(
+        status_of(&plain, &url("a"), Some(&own), &body).await?,
+        403,
+        "a valid token of a ServiceAccount without a grant"
+    );
+
+    assert_eq!(
+        status_of(&granted, &url("b"), None, &body).await?,
+        403,
+        "a granted caller asking for a domain granted to another namespace"
+    );
+    assert_eq!(
+        status_of(&granted, &url("no-such-domain"), None, &body).await?,
+        403,
+        "a domain that does not exist is refused like one without a grant"
+    );
+    let other_exporter = cluster.caller(OTHER_NS, CALLER, AUDIENCE).await?;
+    assert_eq!(
+        status_of(&other_exporter, &url("b"), None, &body).await?,
+        200
+    );
+    assert_eq!(
+        status_of(&other_exporter, &url("a"), None, &body).await?,
+        403
+    );
+
+    // Limits: a batch of more rows than the service takes, and an over-long NDJSON line.
+    let ones = vec!["1"; vardhub::pseudonymisation::service::MAX_ROWS + 1];
+    let too_many = serde_json::json!({"kind": "local", "identifiers": ones});
+    assert_eq!(status_of(&granted, &url("a"), None, &too_many).await?, 413);
+    let long = format!("\"{}\"\n\"{}\"\n", "7".repeat(2000), personnummer(2));
+    let streamed = granted
+        .post(url("a"))
+        .header("content-type", "application/x-ndjson")
+        .body(long)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let lines: Vec<serde_json::Value> = streamed
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("longer than"))
+    );
+    assert!(lines[1]["pseudonym"].is_string());
+    task.abort();
+
+    let logs =
+        String::from_utf8_lossy(&captured.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
+            .into_owned();
+    let audit: Vec<&str> = logs.lines().filter(|l| l.contains("audit=true")).collect();
+    assert!(
+        audit.iter().any(|l| l.contains("no grant")
+            && l.contains(&format!("{OTHER_NS}/mapping"))
+            && l.contains("domain=a")),
+        "the refusal names the caller and the domain"
+    );
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains("pseudonymisation") && l.contains(&format!("{NS}/{CALLER}"))),
+        "every served request names its caller"
+    );
+    assert!(
+        audit
+            .iter()
+            .filter(|l| l.contains("not authenticated"))
+            .count()
+            >= 4,
+        "every unauthenticated attempt is recorded"
+    );
+    assert!(!logs.contains("eyJ"), "no token appears in any log line");
+
+    use k8s_openapi::api::core::v1::Namespace;
+    kube::Api::<Namespace>::all(cluster.admin_client().await?)
+        .delete(OTHER_NS, &Default::default())
+        .await?;
+    let _ = std::fs::remove_file(token_path);
     Ok(())
 }

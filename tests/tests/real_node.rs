@@ -141,7 +141,21 @@ fn wget(
     header: &str,
     post: Option<&str>,
 ) -> Result<(bool, String)> {
-    let mut args = vec!["wget", "-q", "-O", "-", "--header", header];
+    wget_with(ns, pod, url, &[header], post)
+}
+
+/// [`wget`] with several headers.
+fn wget_with(
+    ns: &str,
+    pod: &str,
+    url: &str,
+    headers: &[&str],
+    post: Option<&str>,
+) -> Result<(bool, String)> {
+    let mut args = vec!["wget", "-q", "-O", "-"];
+    for header in headers {
+        args.extend(["--header", header]);
+    }
     if let Some(body) = post {
         args.extend(["--post-data", body]);
     }
@@ -513,8 +527,9 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
     let svc: PseudonymisationService = serde_json::from_value(json!({
         "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
         "metadata": {"name": "pseudo", "namespace": HUB_NS},
-        "spec": {"mode": "local", "replicas": 1, "allowedNamespaces": [REGION_NS],
-                 "domains": [{"name": "region-export"}], "placement": on_real_node()?,
+        "spec": {"mode": "local", "replicas": 1,
+                 "domains": [{"name": "region-export", "callers": [{"namespace": REGION_NS}]}],
+                 "placement": on_real_node()?,
                  "deletionPolicy": "Delete", "confirmKeyDeletion": true},
     }))?;
     services
@@ -556,17 +571,35 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
         "the service's pod runs on the real node: {service_pods:?}"
     );
 
-    // A pod in the allowed region namespace gets pseudonyms through the Service's name.
+    // A pod of the granted region namespace gets pseudonyms through the Service's name, with
+    // a token of its ServiceAccount for the service's audience (from the status); without
+    // one, the NetworkPolicy lets it through and the service refuses it.
     toolbox(&admin, REGION_NS, "client").await?;
     let body = json!({"kind": "personnummer", "identifiers": ["19121212-1212"]}).to_string();
     let url = format!(
         "http://pseudo.{HUB_NS}.svc.cluster.local:8080/v1/domains/region-export/pseudonyms"
     );
-    let (ok, text) = wget(
+    let json_type = "Content-Type: application/json";
+    let (ok, text) = wget(REGION_NS, "client", &url, json_type, Some(&body))?;
+    assert!(
+        !ok && text.contains("401"),
+        "a caller without a token is refused: {text}"
+    );
+    let audience = services
+        .get("pseudo")
+        .await?
+        .status
+        .and_then(|s| s.audience)
+        .context("the status names the audience")?;
+    let token = cluster
+        .service_account_token(REGION_NS, "default", Some(&audience))
+        .await?;
+    let bearer = format!("Authorization: Bearer {token}");
+    let (ok, text) = wget_with(
         REGION_NS,
         "client",
         &url,
-        "Content-Type: application/json",
+        &[json_type, &bearer],
         Some(&body),
     )?;
     assert!(ok, "the service answered through its Service: {text}");
@@ -1066,8 +1099,10 @@ async fn flow_on_real_pods(admin: &Client) -> Result<()> {
         let svc: PseudonymisationService = serde_json::from_value(json!({
             "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
             "metadata": {"name": FLOW_PS, "namespace": hub_ns},
-            "spec": {"mode": "local", "replicas": 1, "allowedNamespaces": [region_ns],
-                     "domains": [{"name": PURPOSE}], "placement": placement,
+            "spec": {"mode": "local", "replicas": 1,
+                     "domains": [{"name": PURPOSE, "callers": [
+                         {"namespace": region_ns, "serviceAccount": "regional-node"}]}],
+                     "placement": placement,
                      "deletionPolicy": "Delete", "confirmKeyDeletion": true},
         }))?;
         services

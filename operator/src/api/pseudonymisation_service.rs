@@ -53,11 +53,6 @@ pub struct PseudonymisationServiceSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub domains: Vec<PseudonymDomain>,
 
-    /// Namespaces whose pods may call the service (NetworkPolicy).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "set"))]
-    pub allowed_namespaces: Vec<String>,
-
     /// Number of service replicas.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 50))]
@@ -120,6 +115,31 @@ pub struct PseudonymDomain {
     /// separate OpenBao policy and are audited.
     #[serde(default)]
     pub reversible: bool,
+    /// Who may use the domain. A caller proves who it is with a projected ServiceAccount
+    /// token whose audience is `status.audience`; the service answers 401 without one and
+    /// 403 to a caller listed under no grant of the domain. The callers' namespaces are also
+    /// the only ones the service's NetworkPolicy admits. A domain without callers serves no
+    /// one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub callers: Vec<DomainCaller>,
+}
+
+/// A ServiceAccount, or every ServiceAccount of a namespace, allowed to use a domain.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainCaller {
+    /// The caller's namespace, for example a regional node's `region-stockholm`.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    pub namespace: String,
+    /// The caller's ServiceAccount; omitted admits every ServiceAccount of the namespace.
+    /// A regional node's jobs run as `regional-node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
+        length(max = 253)
+    )]
+    pub service_account: Option<String>,
 }
 
 /// Observed state of a pseudonymisation service.
@@ -132,4 +152,7 @@ pub struct PseudonymisationServiceStatus {
     /// Number of domains whose keys are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domains: Option<i32>,
+    /// The audience a caller's ServiceAccount token must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }

@@ -222,7 +222,12 @@ pub struct JobPod<'a> {
     pub service_account: &'a str,
     /// Where it runs.
     pub placement: &'a Placement,
+    /// Further tokens in [`TOKEN_DIR`], each for one audience: (file name, audience).
+    pub audience_tokens: Vec<(String, String)>,
 }
+
+/// The file, in [`TOKEN_DIR`], of the token a job presents to a pseudonymisation service.
+pub const PSEUDONYMISATION_TOKEN: &str = "pseudonymisation-token";
 
 /// A CronJob that runs `container` as the pod's ServiceAccount with a short-lived projected
 /// token for OpenBao (and no API token), meets Pod Security "restricted", one run at a time.
@@ -241,17 +246,24 @@ pub fn cron_job(pod: &JobPod<'_>, schedule: &str, container: Container) -> CronJ
         }]),
         ..container
     };
+    let projection = |path: &str, audience: Option<&String>| VolumeProjection {
+        service_account_token: Some(ServiceAccountTokenProjection {
+            path: path.into(),
+            audience: audience.cloned(),
+            expiration_seconds: Some(600),
+        }),
+        ..Default::default()
+    };
+    let mut sources = vec![projection("token", None)];
+    sources.extend(
+        pod.audience_tokens
+            .iter()
+            .map(|(path, audience)| projection(path, Some(audience))),
+    );
     let token = Volume {
         name: "openbao-token".into(),
         projected: Some(ProjectedVolumeSource {
-            sources: Some(vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    path: "token".into(),
-                    expiration_seconds: Some(600),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }]),
+            sources: Some(sources),
             ..Default::default()
         }),
         ..Default::default()

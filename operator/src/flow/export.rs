@@ -35,6 +35,9 @@ pub enum Pseudonymiser {
         url: String,
         /// The HTTP client.
         client: reqwest::Client,
+        /// The file holding the caller's ServiceAccount token for the service, read before
+        /// every request so that a renewed token is used.
+        token_file: std::path::PathBuf,
     },
 }
 
@@ -68,15 +71,25 @@ impl Pseudonymiser {
                     })
                     .collect())
             }
-            Pseudonymiser::Service { url, client } => {
+            Pseudonymiser::Service {
+                url,
+                client,
+                token_file,
+            } => {
                 let endpoint = format!(
                     "{}/v1/domains/{purpose}/pseudonyms",
                     url.trim_end_matches('/')
                 );
                 let mut out = Vec::with_capacity(identifiers.len());
                 for chunk in identifiers.chunks(REQUEST_ROWS) {
+                    let token = tokio::fs::read_to_string(token_file)
+                        .await
+                        .with_context(|| {
+                            format!("reading the service token at {}", token_file.display())
+                        })?;
                     let response = client
                         .post(&endpoint)
+                        .bearer_auth(token.trim())
                         .json(&Request {
                             kind: "personnummer",
                             identifiers: chunk,

@@ -126,6 +126,9 @@ pub struct Export {
     pub purpose: String,
     /// The pseudonymisation service's base URL.
     pub pseudonymisation_url: String,
+    /// The file holding the job's token for the pseudonymisation service (read per request,
+    /// since the kubelet renews it).
+    pub pseudonymisation_token: PathBuf,
     /// Central mode: the hub's landing bucket and where the node's ingest credential is kept.
     /// `None`: federated mode.
     pub central: Option<(String, String)>,
@@ -184,6 +187,7 @@ impl Settings {
                     .context("VARDHUB_REGIONS names no county")?,
                 purpose: get("VARDHUB_EXPORT_DOMAIN")?,
                 pseudonymisation_url: get("VARDHUB_PSEUDONYMISATION_URL")?,
+                pseudonymisation_token: get("VARDHUB_PSEUDONYMISATION_TOKEN_FILE")?.into(),
                 central: match lookup("VARDHUB_EXPORT_CREDENTIALS").filter(|v| !v.is_empty()) {
                     Some(path) => Some((get("VARDHUB_EXPORT_BUCKET")?, path)),
                     None => None,
@@ -427,6 +431,7 @@ pub async fn run(stage: Stage, settings: &Settings) -> Result<Report> {
             let pseudonymiser = Pseudonymiser::Service {
                 url: e.pseudonymisation_url.clone(),
                 client: reqwest::Client::new(),
+                token_file: e.pseudonymisation_token.clone(),
             };
             let landing = match &e.central {
                 Some((hub_landing, path)) => {

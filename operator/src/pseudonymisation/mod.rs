@@ -1,7 +1,9 @@
 //! The pseudonymisation service's core: identifier validation and pseudonym derivation.
 //!
-//! [`identifier`] and [`pseudonym`] are pure; [`service`] is the HTTP service (I/O).
+//! [`identifier`] and [`pseudonym`] are pure; [`access`] verifies callers and holds their
+//! grants; [`service`] is the HTTP service (I/O).
 
+pub mod access;
 pub mod identifier;
 pub mod pseudonym;
 pub mod service;

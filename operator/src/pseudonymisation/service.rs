@@ -8,6 +8,14 @@
 //!   batches so that files with millions of rows never sit in memory whole.
 //! - `/healthz`, `/readyz` (OpenBao reachable and unsealed, token valid), `/metrics`.
 //!
+//! Every `/v1` request is authenticated and authorised before its body is read (see
+//! [`super::access`]): no or an invalid token → 401, a caller without a grant for the domain
+//! → 403, whether or not the domain exists. Each request leaves one audit line naming the
+//! caller, the domain and the row count.
+//!
+//! Limits fit the pod's memory: a JSON body of at most [`MAX_BODY`] bytes and
+//! [`MAX_ROWS`] rows, NDJSON lines of at most [`MAX_LINE`] bytes.
+//!
 //! Identifiers never reach a log line, a metric or an error message: rows are referred to by
 //! their index.
 
@@ -16,12 +24,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Router, routing::MethodRouter};
 use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -31,6 +40,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
+use super::access::{Caller, Grants, Verifier};
 use super::identifier::{Invalid, parse_local, parse_personal};
 use super::pseudonym::LocalKey;
 use crate::adapters::openbao::{self, MAX_BATCH, Transit};
@@ -143,8 +153,24 @@ impl Default for ServiceMetrics {
 /// Where the service's OpenBao token comes from.
 pub use crate::adapters::openbao::Auth;
 
+/// The largest JSON body accepted, in bytes.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The most rows in one JSON batch.
+pub const MAX_ROWS: usize = 100_000;
+/// The longest NDJSON line accepted, in bytes.
+pub const MAX_LINE: usize = 1024;
+
+/// Who may call the service: how tokens are verified, and the grants per domain.
+#[derive(Clone)]
+pub struct Access {
+    /// Verifies callers' tokens.
+    pub verifier: Arc<Verifier>,
+    /// Who may use which domain.
+    pub grants: Grants,
+}
+
 /// Settings of the service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     /// OpenBao's address.
     pub openbao_addr: String,
@@ -158,6 +184,8 @@ pub struct Config {
     pub domains: Vec<(String, String, u64)>,
     /// Names of the domains whose pseudonyms are reversible (convergent encryption).
     pub reversible: Vec<String>,
+    /// Who may call the service.
+    pub access: Access,
 }
 
 /// The running service's state.
@@ -335,10 +363,19 @@ impl Service {
 
     /// The HTTP routes.
     pub fn router(self: &Arc<Self>) -> Router {
+        let guarded = |handler: MethodRouter<Arc<Service>>| {
+            handler.route_layer(middleware::from_fn_with_state(self.clone(), authorise))
+        };
         Router::new()
-            .route("/v1/domains/{domain}/pseudonyms", post(pseudonymise))
-            .route("/v1/domains/{domain}/migrations", post(migrate))
-            .route("/v1/domains/{domain}/reidentifications", post(reidentify))
+            .route(
+                "/v1/domains/{domain}/pseudonyms",
+                guarded(post(pseudonymise)),
+            )
+            .route("/v1/domains/{domain}/migrations", guarded(post(migrate)))
+            .route(
+                "/v1/domains/{domain}/reidentifications",
+                guarded(post(reidentify)),
+            )
             .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/readyz",
@@ -364,6 +401,45 @@ impl Service {
             )
             .with_state(self.clone())
     }
+}
+
+/// Authenticates the caller of a `/v1` request and checks its grant for the domain, before
+/// anything else is read. The caller is handed on to the handler for its audit line.
+async fn authorise(
+    State(service): State<Arc<Service>>,
+    Path(domain): Path<String>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let caller = match token {
+        None => Err(super::access::Refusal::Missing),
+        Some(token) => service.config.access.verifier.verify(token).await,
+    };
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            tracing::warn!(audit = true, domain = %domain, reason = %refusal, "request refused: not authenticated");
+            let mut response = problem(StatusCode::UNAUTHORIZED, &refusal.to_string());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    };
+    if !service.config.access.grants.allows(&domain, &caller) {
+        tracing::warn!(audit = true, caller = %caller, domain = %domain, "request refused: no grant for the domain");
+        let detail = format!("{caller} has no grant for pseudonym domain {domain}");
+        return problem(StatusCode::FORBIDDEN, &detail);
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 /// Parses a domain given as `NAME=KEY@VERSION`.
@@ -394,6 +470,7 @@ fn problem(status: StatusCode, detail: &str) -> Response {
 async fn pseudonymise(
     State(service): State<Arc<Service>>,
     Path(domain): Path<String>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -414,7 +491,7 @@ async fn pseudonymise(
             Some("local") => IdentifierKind::Local,
             _ => IdentifierKind::Personnummer,
         };
-        return stream_ndjson(service, domain, kind, body);
+        return stream_ndjson(service, domain, caller, kind, body);
     }
     let bytes = match read_body(body).await {
         Ok(b) => b,
@@ -424,6 +501,9 @@ async fn pseudonymise(
         Ok(r) => r,
         Err(response) => return *response,
     };
+    if let Err(response) = within_rows(request.identifiers.len()) {
+        return *response;
+    }
     let Rows {
         valid,
         positions,
@@ -444,7 +524,7 @@ async fn pseudonymise(
     for (p, index) in out.into_iter().zip(positions) {
         pseudonyms[index] = Some(p);
     }
-    tracing::debug!(domain = %domain, rows = pseudonyms.len(), errors = errors.len(), "batch");
+    tracing::info!(audit = true, caller = %caller, domain = %domain, rows = pseudonyms.len(), errors = errors.len(), "pseudonymisation");
     axum::Json(BatchResponse {
         domain,
         key_version: version,
@@ -498,14 +578,24 @@ fn rows(
     out
 }
 
-/// Reads a whole request body of at most 256 MiB.
+/// Reads a whole request body of at most [`MAX_BODY`] bytes.
 async fn read_body(body: Body) -> Result<axum::body::Bytes, Box<Response>> {
-    axum::body::to_bytes(body, 256 * 1024 * 1024)
-        .await
-        .map_err(|_| {
-            let detail = "the body is larger than 256 MiB; split it, or stream NDJSON";
-            Box::new(problem(StatusCode::PAYLOAD_TOO_LARGE, detail))
-        })
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        let detail = format!(
+            "the body is larger than {} MiB; split it, or stream NDJSON",
+            MAX_BODY >> 20
+        );
+        Box::new(problem(StatusCode::PAYLOAD_TOO_LARGE, &detail))
+    })
+}
+
+/// Refuses a batch of more than [`MAX_ROWS`] rows.
+fn within_rows(rows: usize) -> Result<(), Box<Response>> {
+    if rows > MAX_ROWS {
+        let detail = format!("a batch holds at most {MAX_ROWS} rows; split it, or stream NDJSON");
+        return Err(Box::new(problem(StatusCode::PAYLOAD_TOO_LARGE, &detail)));
+    }
+    Ok(())
 }
 
 /// Parses a JSON body; the error names the position, never a value.
@@ -548,6 +638,7 @@ struct MigrationResponse {
 async fn migrate(
     State(service): State<Arc<Service>>,
     Path(domain): Path<String>,
+    Extension(caller): Extension<Caller>,
     body: Body,
 ) -> Response {
     let d = match service.domain(&domain) {
@@ -562,6 +653,9 @@ async fn migrate(
         Ok(r) => r,
         Err(response) => return *response,
     };
+    if let Err(response) = within_rows(request.identifiers.len()) {
+        return *response;
+    }
     if request.from_version == 0 || request.from_version >= d.version {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -594,7 +688,7 @@ async fn migrate(
     for ((old, new), index) in old.into_iter().zip(new).zip(positions) {
         pairs[index] = Some(Pair { old, new });
     }
-    tracing::info!(domain = %domain, from = request.from_version, to = d.version, rows = pairs.len(), "migration batch");
+    tracing::info!(audit = true, caller = %caller, domain = %domain, from = request.from_version, to = d.version, rows = pairs.len(), "migration batch");
     axum::Json(MigrationResponse {
         domain,
         from_version: request.from_version,
@@ -622,6 +716,7 @@ struct ReidentifyResponse {
 async fn reidentify(
     State(service): State<Arc<Service>>,
     Path(domain): Path<String>,
+    Extension(caller_sa): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -650,7 +745,7 @@ async fn reidentify(
         Err(_) => return problem(StatusCode::UNAUTHORIZED, "unusable OpenBao token"),
     };
     let Ok(name) = caller.caller().await else {
-        tracing::warn!(audit = true, domain = %domain, "re-identification refused: token not accepted by OpenBao");
+        tracing::warn!(audit = true, caller = %caller_sa, domain = %domain, "re-identification refused: token not accepted by OpenBao");
         return problem(
             StatusCode::UNAUTHORIZED,
             "OpenBao does not accept this token",
@@ -664,13 +759,16 @@ async fn reidentify(
         Ok(r) => r,
         Err(response) => return *response,
     };
+    if let Err(response) = within_rows(request.pseudonyms.len()) {
+        return *response;
+    }
     let pseudonyms: Vec<&str> = request.pseudonyms.iter().map(String::as_str).collect();
     match caller
         .decrypt_batch(key, domain.as_bytes(), &pseudonyms)
         .await
     {
         Ok(plain) => {
-            tracing::info!(audit = true, caller = %name, domain = %domain, rows = plain.len(), "re-identification");
+            tracing::info!(audit = true, caller = %caller_sa, openbao_entity = %name, domain = %domain, rows = plain.len(), "re-identification");
             let identifiers = plain
                 .into_iter()
                 .map(|p| String::from_utf8_lossy(&p).into_owned())
@@ -680,14 +778,14 @@ async fn reidentify(
         Err(openbao::Error::Request(vaultrs::error::ClientError::APIError {
             code: 403, ..
         })) => {
-            tracing::warn!(audit = true, caller = %name, domain = %domain, "re-identification refused by OpenBao policy");
+            tracing::warn!(audit = true, caller = %caller_sa, openbao_entity = %name, domain = %domain, "re-identification refused by OpenBao policy");
             problem(
                 StatusCode::FORBIDDEN,
                 "your OpenBao token may not re-identify in this domain",
             )
         }
         Err(e) => {
-            tracing::warn!(audit = true, caller = %name, domain = %domain, error = %e, "re-identification failed");
+            tracing::warn!(audit = true, caller = %caller_sa, openbao_entity = %name, domain = %domain, error = %e, "re-identification failed");
             problem(
                 StatusCode::BAD_REQUEST,
                 "OpenBao could not decrypt the pseudonyms of this batch",
@@ -706,6 +804,7 @@ enum Line {
 fn stream_ndjson(
     service: Arc<Service>,
     domain: String,
+    caller: Caller,
     kind: IdentifierKind,
     body: Body,
 ) -> Response {
@@ -727,6 +826,15 @@ fn stream_ndjson(
             let complete = match pending.iter().rposition(|b| *b == b'\n') {
                 Some(last) => last + 1,
                 None if done => pending.len(),
+                None if pending.len() > MAX_LINE => {
+                    tracing::warn!(audit = true, caller = %caller, domain = %domain, rows = index, "NDJSON stream ended: a line is longer than the limit");
+                    let _ = tx
+                        .send(Err(std::io::Error::other(
+                            "a line is longer than the limit",
+                        )))
+                        .await;
+                    return;
+                }
                 None => continue,
             };
             let tail = pending.split_off(complete);
@@ -737,9 +845,15 @@ fn stream_ndjson(
                 if text.is_empty() {
                     continue;
                 }
-                let row = match serde_json::from_str::<String>(text) {
-                    Ok(value) => Service::canonical(kind, &value, year).map_err(|e| e.to_string()),
-                    Err(_) => Err("not a JSON string".to_string()),
+                let row = if line.len() > MAX_LINE {
+                    Err(format!("longer than {MAX_LINE} bytes"))
+                } else {
+                    match serde_json::from_str::<String>(text) {
+                        Ok(value) => {
+                            Service::canonical(kind, &value, year).map_err(|e| e.to_string())
+                        }
+                        Err(_) => Err("not a JSON string".to_string()),
+                    }
                 };
                 batch.push((index, row));
                 index += 1;
@@ -750,7 +864,9 @@ fn stream_ndjson(
                 }
             }
         }
-        let _ = flush(&service, &domain, &mut batch, &tx).await;
+        if flush(&service, &domain, &mut batch, &tx).await.is_ok() {
+            tracing::info!(audit = true, caller = %caller, domain = %domain, rows = index, "pseudonymisation stream");
+        }
     });
     let body = Body::from_stream(tokio_stream_from(rx));
     Response::builder()

@@ -379,6 +379,7 @@ pub fn jobs(hub: &DataHub, members: &[RegionalNode], inputs: &Inputs) -> Vec<Cro
                 labels,
                 service_account: SERVICE_ACCOUNT,
                 placement: &hub.spec.placement,
+                audience_tokens: Vec::new(),
             },
             schedule,
             container,

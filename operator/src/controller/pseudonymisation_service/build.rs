@@ -21,6 +21,7 @@ use crate::adapters::openbao::KubernetesRole;
 use crate::api::{PseudonymisationMode, PseudonymisationService};
 use crate::controller::apply::{DesiredObject, OwnedKind};
 use crate::controller::workload;
+use crate::pseudonymisation::access::{self, Grants};
 
 /// Port of the service's HTTP API.
 pub const PORT: i32 = 8080;
@@ -56,6 +57,11 @@ pub fn names(svc: &PseudonymisationService) -> Names {
         role: format!("vardhub-pseudonymisation-{ns}-{name}"),
         reidentify_policy: format!("vardhub-pseudonymisation-{ns}-{name}-reidentify"),
     }
+}
+
+/// The audience callers' tokens must carry for this service.
+pub fn audience(svc: &PseudonymisationService) -> String {
+    access::audience(&svc.namespace().unwrap_or_default(), &svc.name_any())
 }
 
 /// The key version each domain is pinned to: the spec's, else 1 (the version the operator
@@ -214,6 +220,13 @@ pub fn deployment(
     );
     let reversible = svc.spec.domains.iter().filter(|d| d.reversible);
     args.extend(reversible.map(|d| format!("--reversible-domain={}", d.name)));
+    args.push(format!("--audience={}", audience(svc)));
+    args.extend(svc.spec.domains.iter().flat_map(|d| {
+        d.callers.iter().map(|c| {
+            let grant = Grants::entry(&d.name, &c.namespace, c.service_account.as_deref());
+            format!("--grant={grant}")
+        })
+    }));
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -296,9 +309,14 @@ fn service(svc: &PseudonymisationService) -> Service {
     }
 }
 
-/// Admits only pods of the namespaces the resource names (and its own), on the API port.
+/// Admits only pods of the callers' namespaces (and its own), on the API port.
 pub fn network_policy(svc: &PseudonymisationService) -> NetworkPolicy {
-    let mut namespaces = svc.spec.allowed_namespaces.clone();
+    let mut namespaces: Vec<String> = svc
+        .spec
+        .domains
+        .iter()
+        .flat_map(|d| d.callers.iter().map(|c| c.namespace.clone()))
+        .collect();
     namespaces.extend(svc.namespace());
     namespaces.sort();
     namespaces.dedup();
@@ -360,8 +378,11 @@ mod tests {
             "pseudo",
             serde_json::from_value(serde_json::json!({
                 "mode": mode, "replicas": replicas,
-                "domains": [{"name": "region-export"}, {"name": "permit-42", "keyVersion": 3}],
-                "allowedNamespaces": ["region-stockholm"],
+                "domains": [
+                    {"name": "region-export", "callers": [{"namespace": "region-stockholm"}]},
+                    {"name": "permit-42", "keyVersion": 3,
+                     "callers": [{"namespace": "research", "serviceAccount": "permit-42"}]},
+                ],
             }))
             .expect("spec"),
         );
@@ -398,6 +419,9 @@ mod tests {
         let args = args.unwrap_or_default();
         assert!(args.contains(&"--domain=permit-42=permit-42@3".to_string()));
         assert!(args.contains(&"--mode=local".to_string()));
+        assert!(args.contains(&"--audience=vardhub.io/pseudonymisation/hub/pseudo".to_string()));
+        assert!(args.contains(&"--grant=region-export=region-stockholm".to_string()));
+        assert!(args.contains(&"--grant=permit-42=research/permit-42".to_string()));
     }
 
     #[test]
@@ -405,6 +429,7 @@ mod tests {
         let np = network_policy(&svc("transit", 1));
         let text = serde_json::to_string(&np).expect("json");
         assert!(text.contains("region-stockholm") && text.contains("\"hub\""));
+        assert!(text.contains("\"research\""));
     }
 
     #[test]

@@ -173,6 +173,7 @@ pub async fn reconcile(
             &Time(k8s_openapi::jiff::Timestamp::now()),
         ),
         domains: Some(svc.spec.domains.len() as i32),
+        audience: Some(build::audience(&svc)),
     };
     status::update(&ctx, CONTROLLER, svc.as_ref(), &new)
         .await

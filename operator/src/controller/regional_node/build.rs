@@ -221,6 +221,7 @@ fn cron_job(
     job: &str,
     schedule: &str,
     container: Container,
+    audience_tokens: Vec<(String, String)>,
 ) -> CronJob {
     let mut labels = Owner::of(node).labels();
     labels.insert(JOB_LABEL.into(), job.into());
@@ -231,6 +232,7 @@ fn cron_job(
             labels,
             service_account: SERVICE_ACCOUNT,
             placement: &node.spec.placement,
+            audience_tokens,
         },
         schedule,
         container,
@@ -282,6 +284,7 @@ pub fn mapping_cron_job(node: &RegionalNode, job: &MappingJob, inputs: &Inputs) 
         &job.name,
         &job.schedule,
         container,
+        Vec::new(),
     )
 }
 
@@ -307,10 +310,15 @@ pub fn export_cron_job(node: &RegionalNode, inputs: &Inputs) -> Option<CronJob> 
     let svc = &export.pseudonymisation.name;
     let hub_ns = hub.workload_namespace();
     let port = crate::controller::pseudonymisation_service::build::PORT;
+    let token = workload::PSEUDONYMISATION_TOKEN;
     let mut extra = vec![
         (
             "VARDHUB_PSEUDONYMISATION_URL",
             format!("http://{svc}.{hub_ns}.svc:{port}"),
+        ),
+        (
+            "VARDHUB_PSEUDONYMISATION_TOKEN_FILE",
+            format!("{}/{token}", workload::TOKEN_DIR),
         ),
         ("VARDHUB_EXPORT_DOMAIN", export.domain.clone()),
         ("VARDHUB_EXPORT_BUCKET", bucket),
@@ -347,12 +355,14 @@ pub fn export_cron_job(node: &RegionalNode, inputs: &Inputs) -> Option<CronJob> 
         resources: Some(default_resources(&node.spec.placement)),
         ..Default::default()
     };
+    let audience = crate::pseudonymisation::access::audience(&hub_ns, svc);
     Some(cron_job(
         node,
         EXPORT_JOB,
         EXPORT_JOB,
         &export.schedule,
         container,
+        vec![(token.to_string(), audience)],
     ))
 }
 

@@ -1,0 +1,336 @@
+//! Who may call the pseudonymisation service, and for which domains.
+//!
+//! A caller presents a projected ServiceAccount token whose audience is the service
+//! (`Authorization: Bearer …`). The token's signature is checked against the keys the API
+//! server publishes for its ServiceAccount issuer (`/openid/v1/jwks`, readable by every
+//! ServiceAccount by default), and so are its issuer, audience and lifetime. The namespace and
+//! ServiceAccount the token names then meet the grants the resource lists per domain.
+//!
+//! Verification costs one signature check per request, never per row. A key the service has
+//! not seen (the API server rotated its signing key) makes it read the published keys again,
+//! at most once every [`REFRESH_INTERVAL`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde::Deserialize;
+
+/// The least time between two reads of the API server's published keys.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Clock skew tolerated on a token's expiry and not-before times, in seconds.
+pub const LEEWAY_SECONDS: u64 = 30;
+
+/// The audience a caller's token must carry to be accepted by the service `name` in
+/// `namespace`. Unique per service, so that a token for one service is refused by another.
+pub fn audience(namespace: &str, name: &str) -> String {
+    format!("vardhub.io/pseudonymisation/{namespace}/{name}")
+}
+
+/// An authenticated caller: a ServiceAccount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The ServiceAccount's namespace.
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub service_account: String,
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.service_account)
+    }
+}
+
+/// Who a grant admits: every ServiceAccount of a namespace, or one of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// The namespace.
+    pub namespace: String,
+    /// The ServiceAccount; `None` admits every ServiceAccount of the namespace.
+    pub service_account: Option<String>,
+}
+
+impl Subject {
+    fn admits(&self, caller: &Caller) -> bool {
+        self.namespace == caller.namespace
+            && self
+                .service_account
+                .as_ref()
+                .is_none_or(|sa| *sa == caller.service_account)
+    }
+}
+
+/// The grants of a service: per domain, who may use it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants(HashMap<String, Vec<Subject>>);
+
+impl Grants {
+    /// Parses grants written `DOMAIN=NAMESPACE` or `DOMAIN=NAMESPACE/SERVICEACCOUNT`.
+    pub fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, String> {
+        let mut grants = Self::default();
+        for entry in entries {
+            let text = entry.as_ref();
+            let err = || format!("grant {text:?} is not DOMAIN=NAMESPACE[/SERVICEACCOUNT]");
+            let (domain, who) = text.split_once('=').ok_or_else(err)?;
+            let (namespace, service_account) = match who.split_once('/') {
+                Some((ns, sa)) => (ns, Some(sa)),
+                None => (who, None),
+            };
+            let bad = |s: &str| s.is_empty() || s.contains(['/', '=']);
+            if bad(domain) || bad(namespace) || service_account.is_some_and(bad) {
+                return Err(err());
+            }
+            grants.0.entry(domain.into()).or_default().push(Subject {
+                namespace: namespace.into(),
+                service_account: service_account.map(Into::into),
+            });
+        }
+        Ok(grants)
+    }
+
+    /// One grant as [`Grants::parse`] reads it.
+    pub fn entry(domain: &str, namespace: &str, service_account: Option<&str>) -> String {
+        match service_account {
+            Some(sa) => format!("{domain}={namespace}/{sa}"),
+            None => format!("{domain}={namespace}"),
+        }
+    }
+
+    /// Whether `caller` may use `domain`.
+    pub fn allows(&self, domain: &str, caller: &Caller) -> bool {
+        self.0
+            .get(domain)
+            .is_some_and(|subjects| subjects.iter().any(|s| s.admits(caller)))
+    }
+}
+
+/// Why a request was not authenticated. The text never repeats the token.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Refusal {
+    /// No bearer token.
+    #[error("send a ServiceAccount token with this service's audience in Authorization: Bearer")]
+    Missing,
+    /// The token did not verify.
+    #[error("the token is not valid for this service: {0}")]
+    Invalid(String),
+    /// The token verified but names no ServiceAccount.
+    #[error("the token names no ServiceAccount")]
+    NotServiceAccount,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(rename = "kubernetes.io")]
+    kubernetes: KubernetesClaims,
+}
+
+#[derive(Deserialize)]
+struct KubernetesClaims {
+    namespace: String,
+    serviceaccount: Named,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// Errors while reading the API server's published keys.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The API server refused or could not be reached.
+    #[error("reading the ServiceAccount issuer's keys: {0}")]
+    Kube(#[from] kube::Error),
+    /// The keys could not be used.
+    #[error("the ServiceAccount issuer's keys are unusable: {0}")]
+    Keys(String),
+}
+
+/// Verifies callers' tokens.
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
+    client: Option<kube::Client>,
+    refreshed: Mutex<Instant>,
+}
+
+impl Verifier {
+    /// Reads the issuer and its keys from the API server `client` talks to.
+    pub async fn discover(client: kube::Client, audience: &str) -> Result<Self, DiscoveryError> {
+        let (issuer, keys) = Self::fetch(&client).await?;
+        Ok(Self {
+            issuer,
+            audience: audience.into(),
+            keys: RwLock::new(keys),
+            client: Some(client),
+            refreshed: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// A verifier with fixed keys (a key set the operator of the service provides).
+    pub fn with_keys(issuer: &str, audience: &str, jwks: &JwkSet) -> Result<Self, DiscoveryError> {
+        Ok(Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            keys: RwLock::new(decoding_keys(jwks)?),
+            client: None,
+            refreshed: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The audience tokens must carry.
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    async fn fetch(
+        client: &kube::Client,
+    ) -> Result<(String, HashMap<String, (Algorithm, DecodingKey)>), DiscoveryError> {
+        let get = |path: &str| {
+            axum::http::Request::get(path)
+                .body(Vec::new())
+                .map_err(|e| DiscoveryError::Keys(e.to_string()))
+        };
+        let discovery: Discovery = client
+            .request(get("/.well-known/openid-configuration")?)
+            .await?;
+        // The API server publishes its keys at a path of its own; the discovery document's
+        // `jwks_uri` may name an external host, so only its path is used.
+        let path = discovery
+            .jwks_uri
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_string()))
+            .unwrap_or_else(|| "/openid/v1/jwks".into());
+        let jwks: JwkSet = client.request(get(&path)?).await?;
+        Ok((discovery.issuer, decoding_keys(&jwks)?))
+    }
+
+    /// Reads the keys again when the last read is older than [`REFRESH_INTERVAL`].
+    async fn refresh(&self) {
+        let Some(client) = &self.client else { return };
+        {
+            let Ok(mut last) = self.refreshed.lock() else {
+                return;
+            };
+            if last.elapsed() < REFRESH_INTERVAL {
+                return;
+            }
+            *last = Instant::now();
+        }
+        match Self::fetch(client).await {
+            Ok((_, keys)) => {
+                if let Ok(mut held) = self.keys.write() {
+                    *held = keys;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the ServiceAccount issuer's keys"),
+        }
+    }
+
+    fn key(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        self.keys.read().ok()?.get(kid).cloned()
+    }
+
+    /// The caller a bearer token proves, or why it proves none.
+    pub async fn verify(&self, token: &str) -> Result<Caller, Refusal> {
+        let header = decode_header(token).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let kid = header.kid.unwrap_or_default();
+        let (alg, key) = match self.key(&kid) {
+            Some(found) => found,
+            None => {
+                self.refresh().await;
+                self.key(&kid)
+                    .ok_or_else(|| Refusal::Invalid("signed with an unknown key".into()))?
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.set_audience(&[&self.audience]);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        let claims = decode::<serde_json::Value>(token, &key, &validation)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?
+            .claims;
+        let claims: Claims =
+            serde_json::from_value(claims).map_err(|_| Refusal::NotServiceAccount)?;
+        Ok(Caller {
+            namespace: claims.kubernetes.namespace,
+            service_account: claims.kubernetes.serviceaccount.name,
+        })
+    }
+}
+
+/// The signature keys of a key set by key id, each with the one algorithm it may verify.
+/// Keys without an id or algorithm, and encryption keys, are left out.
+fn decoding_keys(
+    jwks: &JwkSet,
+) -> Result<HashMap<String, (Algorithm, DecodingKey)>, DiscoveryError> {
+    let mut out = HashMap::new();
+    for jwk in &jwks.keys {
+        let (Some(kid), Some(alg)) = (&jwk.common.key_id, &jwk.common.key_algorithm) else {
+            continue;
+        };
+        let Ok(alg) = Algorithm::from_str(&alg.to_string()) else {
+            continue;
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| DiscoveryError::Keys(e.to_string()))?;
+        out.insert(kid.clone(), (alg, key));
+    }
+    if out.is_empty() {
+        return Err(DiscoveryError::Keys(
+            "no signature key with an id and an algorithm".into(),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(ns: &str, sa: &str) -> Caller {
+        Caller {
+            namespace: ns.into(),
+            service_account: sa.into(),
+        }
+    }
+
+    #[test]
+    fn grants_admit_a_namespace_or_one_service_account_of_it() {
+        let grants = Grants::parse(&["a=region-one", "b=region-two/export"]).expect("grants");
+        assert!(grants.allows("a", &caller("region-one", "anything")));
+        assert!(!grants.allows("a", &caller("region-two", "export")));
+        assert!(grants.allows("b", &caller("region-two", "export")));
+        assert!(!grants.allows("b", &caller("region-two", "mapping")));
+        assert!(!grants.allows("c", &caller("region-one", "anything")));
+    }
+
+    #[test]
+    fn malformed_grants_are_refused() {
+        for bad in ["a", "=ns", "a=", "a=ns/", "a=ns/sa/x", "a=/sa"] {
+            assert!(Grants::parse(&[bad]).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Grants::parse(&[Grants::entry("d", "ns", Some("sa"))]),
+            Grants::parse(&["d=ns/sa"])
+        );
+    }
+
+    #[test]
+    fn audiences_differ_per_service() {
+        assert_ne!(audience("hub-a", "pseudo"), audience("hub-b", "pseudo"));
+    }
+}
