@@ -533,6 +533,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     access: Access {
                         verifier: std::sync::Arc::new(verifier),
                         grants,
+                        audit: Default::default(),
                     },
                 };
                 let service = Service::start(config).await?;

@@ -198,7 +198,8 @@ impl LocalCluster {
     }
 
     /// Writes to the Kubernetes API by `username` recorded in the audit log after `after`
-    /// (RFC 3339), leaving out leader-election Lease renewals.
+    /// (RFC 3339), leaving out leader-election Lease renewals; each as
+    /// `verb resource/subresource namespace/name` (`name` alone for cluster objects).
     pub fn audited_writes(&self, username: &str, after: &str) -> Result<Vec<String>> {
         let text = std::fs::read_to_string(&self.audit_log)?;
         let after = after.parse::<k8s_openapi::jiff::Timestamp>()?;
@@ -224,13 +225,17 @@ impl LocalCluster {
                 .parse::<k8s_openapi::jiff::Timestamp>()
                 .is_ok_and(|t| t > after)
             {
+                let name = event["objectRef"]["name"].as_str().unwrap_or_default();
+                let at = match event["objectRef"]["namespace"].as_str() {
+                    Some(ns) => format!("{ns}/{name}"),
+                    None => name.to_string(),
+                };
                 writes.push(format!(
-                    "{verb} {}/{} {}",
+                    "{verb} {}/{} {at}",
                     event["objectRef"]["resource"].as_str().unwrap_or_default(),
                     event["objectRef"]["subresource"]
                         .as_str()
                         .unwrap_or_default(),
-                    event["objectRef"]["name"].as_str().unwrap_or_default()
                 ));
             }
         }
@@ -433,6 +438,8 @@ impl LocalCluster {
         Ok(vardhub::pseudonymisation::service::Access {
             verifier: std::sync::Arc::new(verifier),
             grants: Grants::parse(grants).map_err(anyhow::Error::msg)?,
+            // Tests that check the audit trail set a writer of their own.
+            audit: vardhub::pseudonymisation::audit::AuditLog::to(std::io::sink()),
         })
     }
 

@@ -751,3 +751,248 @@ async fn fields_that_name_stored_data_or_keys_cannot_change() -> Result<()> {
     )
     .await
 }
+
+/// Someone allowed to create a `RegionalNode` names a namespace that exists already (here one
+/// holding another party's ConfigMap). The operator does not take it over: the node reports
+/// `Degraded` with reason `Conflict`, naming the namespace and the field; the namespace gets
+/// no owner reference and keeps its labels; the API server's audit log shows no write by the
+/// operator to the namespace or inside it; deleting the node leaves both in place. An object
+/// that copies a node's owner labels without its owner reference is never pruned.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_node_never_takes_over_a_namespace_it_did_not_create() -> Result<()> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    const FOREIGN: &str = "vardhub-test-foreign";
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let name = "test-takeover";
+    let _ = nodes.delete(name, &DeleteParams::default()).await;
+    wait_gone::<RegionalNode>(&nodes, name).await?;
+
+    let other = PatchParams::apply("someone-else");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": FOREIGN, "labels": {"team": "platform"}}
+    }))?;
+    namespaces
+        .patch(FOREIGN, &other, &Patch::Apply(&ns))
+        .await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), FOREIGN);
+    // It even carries the node's owner labels, as a copy would, but no owner reference.
+    let precious: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "precious", "namespace": FOREIGN, "labels": {
+            "app.kubernetes.io/managed-by": "vardhub-operator", "app.kubernetes.io/part-of": "vardhub",
+            "vardhub.io/owner-kind": "RegionalNode", "vardhub.io/owner-name": name}},
+        "data": {"kept": "yes"}
+    }))?;
+    config_maps
+        .patch("precious", &other, &Patch::Apply(&precious))
+        .await?;
+
+    let since = k8s_openapi::jiff::Timestamp::now().to_string();
+    let operator = RunningOperator::start(cluster, "test-takeover").await?;
+    let node: RegionalNode = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+        "metadata": {"name": name},
+        "spec": {"regions": ["20"], "namespace": FOREIGN,
+                 "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true},
+    }))?;
+    nodes.create(&PostParams::default(), &node).await?;
+    let message = eventually(
+        "the node to report the conflict",
+        Duration::from_secs(60),
+        || async {
+            let n = nodes.get(name).await?;
+            let conditions = n.status.map(|s| s.common.conditions).unwrap_or_default();
+            Ok(conditions
+                .into_iter()
+                .find(|c| {
+                    c.type_ == types::DEGRADED && c.status == "True" && c.reason == "Conflict"
+                })
+                .map(|c| c.message))
+        },
+    )
+    .await?;
+    assert!(
+        message.contains(&format!("Namespace {FOREIGN}")) && message.contains("spec.namespace"),
+        "the condition names the namespace and the field: {message}"
+    );
+    let n = nodes.get(name).await?;
+    let conditions = n.status.map(|s| s.common.conditions).unwrap_or_default();
+    assert!(!is_true(&conditions, types::READY), "never Ready");
+
+    let ns = namespaces.get(FOREIGN).await?;
+    assert!(ns.owner_references().is_empty(), "no owner reference");
+    assert_eq!(
+        ns.labels().get("team").map(String::as_str),
+        Some("platform")
+    );
+    assert!(!ns.labels().contains_key("app.kubernetes.io/managed-by"));
+    let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
+    let touched: Vec<String> = cluster
+        .audited_writes(&user, &since)?
+        .into_iter()
+        .filter(|w| w.contains(FOREIGN))
+        .collect();
+    assert!(
+        touched.is_empty(),
+        "the audit log shows the operator writing to the foreign namespace: {touched:?}"
+    );
+
+    nodes.delete(name, &DeleteParams::foreground()).await?;
+    wait_gone::<RegionalNode>(&nodes, name).await?;
+    let ns = namespaces.get(FOREIGN).await?;
+    assert!(
+        ns.metadata.deletion_timestamp.is_none(),
+        "deleting the node left the namespace alone"
+    );
+    let kept = config_maps.get("precious").await?;
+    assert_eq!(
+        kept.data.and_then(|d| d.get("kept").cloned()).as_deref(),
+        Some("yes")
+    );
+    operator.stop().await?;
+    namespaces.delete(FOREIGN, &DeleteParams::default()).await?;
+    Ok(())
+}
+
+/// Whether `result` is the API server's 403 from the operator's scope policy.
+fn refused_by_scope<T: std::fmt::Debug>(result: kube::Result<T>, attempt: &str) -> Result<()> {
+    match result {
+        Err(kube::Error::Api(status))
+            if status.code == 403 && status.message.contains("vardhub-operator-scope") =>
+        {
+            Ok(())
+        }
+        other => {
+            anyhow::bail!("{attempt}: expected 403 from vardhub-operator-scope, got {other:?}")
+        }
+    }
+}
+
+/// Someone holding the operator's ServiceAccount token (stolen from its pod) tries what RBAC
+/// alone would allow it: deleting a namespace it did not create, adopting another party's
+/// object, writing in kube-system, writing an object no vardhub resource owns, scheduling a
+/// privileged pod and binding a ClusterRole. The chart's admission policy refuses each with
+/// 403, and the other party's objects are untouched.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn the_operators_token_reaches_only_what_the_operator_created() -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    const NS: &str = "vardhub-test-scope";
+    let cluster = LocalCluster::get();
+    let admin = cluster.admin_client().await?;
+    let stolen = cluster.operator_client().await?;
+    let theirs = PatchParams::apply("someone-else");
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .patch(NS, &theirs, &Patch::Apply(&ns))
+        .await?;
+    let sa: ServiceAccount = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "theirs", "namespace": NS}}),
+    )?;
+    Api::<ServiceAccount>::namespaced(admin.clone(), NS)
+        .patch("theirs", &theirs, &Patch::Apply(&sa))
+        .await?;
+
+    // What the operator's own objects carry, copied by the attacker.
+    let owned = |extra: serde_json::Value| {
+        let mut meta = serde_json::json!({
+            "labels": {"app.kubernetes.io/managed-by": "vardhub-operator"},
+            "ownerReferences": [{"apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+                "name": "any", "uid": "6b1f0c52-0000-4000-8000-000000000000", "controller": true}],
+        });
+        if let (Some(m), serde_json::Value::Object(e)) = (meta.as_object_mut(), extra) {
+            m.extend(e);
+        }
+        meta
+    };
+    let as_operator = PatchParams::apply("vardhub-regionalnode").force();
+
+    refused_by_scope(
+        Api::<Namespace>::all(stolen.clone())
+            .delete(NS, &DeleteParams::default())
+            .await,
+        "deleting a namespace the operator did not create",
+    )?;
+    let adopt: ServiceAccount = serde_json::from_value(serde_json::json!({
+        "metadata": owned(serde_json::json!({"name": "theirs", "namespace": NS}))
+    }))?;
+    refused_by_scope(
+        Api::<ServiceAccount>::namespaced(stolen.clone(), NS)
+            .patch("theirs", &as_operator, &Patch::Apply(&adopt))
+            .await,
+        "adopting another party's ServiceAccount",
+    )?;
+    let bare: ServiceAccount = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "unowned", "namespace": NS}}),
+    )?;
+    refused_by_scope(
+        Api::<ServiceAccount>::namespaced(stolen.clone(), NS)
+            .create(&PostParams::default(), &bare)
+            .await,
+        "creating an object no vardhub resource owns",
+    )?;
+    let deployment = |namespace: &str, privileged: bool| -> Result<Deployment> {
+        Ok(serde_json::from_value(serde_json::json!({
+            "metadata": owned(serde_json::json!({"name": "implant", "namespace": namespace})),
+            "spec": {"selector": {"matchLabels": {"app": "implant"}},
+                     "template": {"metadata": {"labels": {"app": "implant"}},
+                                  "spec": {"hostPID": privileged, "containers": [{
+                                      "name": "c", "image": "implant@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                                      "securityContext": {"privileged": privileged}}]}}}
+        }))?)
+    };
+    refused_by_scope(
+        Api::<Deployment>::namespaced(stolen.clone(), "kube-system")
+            .create(&PostParams::default(), &deployment("kube-system", false)?)
+            .await,
+        "a workload in kube-system",
+    )?;
+    refused_by_scope(
+        Api::<Deployment>::namespaced(stolen.clone(), NS)
+            .create(&PostParams::default(), &deployment(NS, true)?)
+            .await,
+        "a privileged pod on the host's PID namespace",
+    )?;
+    // The operator's own ClusterRole, so that RBAC's escalation check passes and the policy
+    // is what refuses.
+    let role = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone())
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/name=vardhub-operator"))
+        .await?
+        .items
+        .into_iter()
+        .find_map(|r| r.metadata.name)
+        .ok_or_else(|| anyhow::anyhow!("the chart's ClusterRole"))?;
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": owned(serde_json::json!({"name": "escalate", "namespace": NS})),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "theirs", "namespace": NS}],
+    }))?;
+    refused_by_scope(
+        Api::<RoleBinding>::namespaced(stolen.clone(), NS)
+            .create(&PostParams::default(), &binding)
+            .await,
+        "binding a ClusterRole",
+    )?;
+
+    let left = Api::<ServiceAccount>::namespaced(admin.clone(), NS)
+        .get("theirs")
+        .await?;
+    assert!(left.owner_references().is_empty(), "not adopted");
+    assert!(
+        Api::<Namespace>::all(admin.clone())
+            .get(NS)
+            .await?
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+    Api::<Namespace>::all(admin)
+        .delete(NS, &DeleteParams::default())
+        .await?;
+    Ok(())
+}

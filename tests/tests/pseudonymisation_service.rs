@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Result;
 use vardhub::adapters::openbao::{KubernetesRole, Transit};
 use vardhub::pseudonymisation::access::Grants;
+use vardhub::pseudonymisation::audit::AuditLog;
 use vardhub::pseudonymisation::identifier::luhn_check_digit;
 use vardhub::pseudonymisation::service::{Access, Auth, Config, Service};
 use vardhub_tests::{LocalCluster, free_port};
@@ -558,6 +559,7 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
     let service_token = token("vardhub-test-reversible-service", "pseudonymiser").await?;
     let holder = token("vardhub-test-reversible-reidentify", "permit-holder").await?;
     let stranger = token("default", "stranger").await?;
+    let trail = Captured::default();
 
     let (base, task) = serve(Config {
         openbao_addr: cluster.vault_addr.clone(),
@@ -566,7 +568,10 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
         local: false,
         reversible: vec!["r".into()],
         domains: vec![("r".into(), "r".into(), version)],
-        access: access(cluster, &["r"]).await?,
+        access: Access {
+            audit: AuditLog::to(trail.clone()),
+            ..access(cluster, &["r"]).await?
+        },
     })
     .await?;
     let http = caller(cluster).await?;
@@ -624,18 +629,30 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
     let logs =
         String::from_utf8_lossy(&captured.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
             .into_owned();
-    let audit: Vec<&str> = logs.lines().filter(|l| l.contains("audit=true")).collect();
+    let audit = records(&trail)?;
+    let entity = |r: &serde_json::Value, name: &str| {
+        r["action"] == "reidentify"
+            && r["caller"] == format!("{NS}/{CALLER}")
+            && r["openbaoEntity"]
+                .as_str()
+                .is_some_and(|e| e.contains(name))
+    };
     assert!(
         audit
             .iter()
-            .any(|l| l.contains("re-identification") && l.contains("permit-holder")),
-        "audit names the caller"
+            .any(|r| r["outcome"] == "served" && entity(r, "permit-holder") && r["rows"] == 20),
+        "the audit trail names the caller and its OpenBao entity: {audit:?}"
     );
     assert!(
         audit
             .iter()
-            .any(|l| l.contains("refused") && l.contains("stranger")),
-        "refusals are audited too"
+            .any(|r| r["outcome"] == "refused-by-openbao" && entity(r, "stranger")),
+        "refusals are audited too: {audit:?}"
+    );
+    let text = serde_json::to_string(&audit)?;
+    assert!(
+        !ids.iter().any(|i| text.contains(&i.replace('-', ""))),
+        "no identifier in the audit trail"
     );
     assert!(
         !ids.iter().any(|i| logs.contains(&i.replace('-', ""))),
@@ -693,6 +710,15 @@ async fn service_logs_in_again_before_its_token_expires() -> Result<()> {
     Ok(())
 }
 
+/// The audit records written to `trail`, parsed.
+fn records(trail: &Captured) -> Result<Vec<serde_json::Value>> {
+    let bytes = trail.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?)
+}
+
 /// Posts one batch as `http`, with `token` as the bearer when given; answers the status.
 async fn status_of(
     http: &reqwest::Client,
@@ -725,6 +751,7 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
         Grants::entry("a", NS, Some(CALLER)),
         Grants::entry("b", OTHER_NS, Some(CALLER)),
     ];
+    let trail = Captured::default();
     let (base, task) = serve(Config {
         openbao_addr: cluster.vault_addr.clone(),
         auth: Auth::Kubernetes {
@@ -739,7 +766,10 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
             ("a".into(), "domain-a".into(), version_a),
             ("b".into(), "domain-b".into(), version_b),
         ],
-        access: cluster.pseudonymisation_access(AUDIENCE, &grants).await?,
+        access: Access {
+            audit: AuditLog::to(trail.clone()),
+            ..cluster.pseudonymisation_access(AUDIENCE, &grants).await?
+        },
     })
     .await?;
     let url = |domain: &str| format!("{base}/v1/domains/{domain}/pseudonyms");
@@ -850,27 +880,48 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
     let logs =
         String::from_utf8_lossy(&captured.0.lock().map_err(|_| anyhow::anyhow!("poisoned"))?)
             .into_owned();
-    let audit: Vec<&str> = logs.lines().filter(|l| l.contains("audit=true")).collect();
-    assert!(
-        audit.iter().any(|l| l.contains("no grant")
-            && l.contains(&format!("{OTHER_NS}/mapping"))
-            && l.contains("domain=a")),
-        "the refusal names the caller and the domain"
-    );
-    assert!(
+    // The audit trail holds exactly this test's requests: one record each.
+    let audit = records(&trail)?;
+    let count = |outcome: &str, caller: Option<&str>, domain: &str| {
         audit
             .iter()
-            .any(|l| l.contains("pseudonymisation") && l.contains(&format!("{NS}/{CALLER}"))),
-        "every served request names its caller"
-    );
-    assert!(
-        audit
-            .iter()
-            .filter(|l| l.contains("not authenticated"))
+            .filter(|r| {
+                r["outcome"] == outcome
+                    && r["domain"] == domain
+                    && r.get("caller").and_then(|c| c.as_str()) == caller
+            })
             .count()
-            >= 4,
-        "every unauthenticated attempt is recorded"
+    };
+    let granted_name = format!("{NS}/{CALLER}");
+    let other_name = format!("{OTHER_NS}/{CALLER}");
+    let stranger_name = format!("{OTHER_NS}/mapping");
+    assert_eq!(count("unauthenticated", None, "a"), 4, "{audit:?}");
+    assert_eq!(
+        count("forbidden", Some(&stranger_name), "a"),
+        1,
+        "{audit:?}"
     );
+    assert_eq!(count("forbidden", Some(&granted_name), "b"), 1, "{audit:?}");
+    assert_eq!(count("forbidden", Some(&granted_name), "no-such-domain"), 1);
+    assert_eq!(count("forbidden", Some(&other_name), "a"), 1, "{audit:?}");
+    assert_eq!(count("served", Some(&other_name), "b"), 1, "{audit:?}");
+    // The first batch and the stream were served; the oversized batch was not.
+    assert_eq!(count("served", Some(&granted_name), "a"), 2, "{audit:?}");
+    assert_eq!(count("failed", Some(&granted_name), "a"), 1, "{audit:?}");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["outcome"] == "failed" && r["reason"] == "413 Payload Too Large"),
+        "{audit:?}"
+    );
+    assert_eq!(audit.len(), 12, "nothing else is recorded: {audit:?}");
+    assert!(
+        audit
+            .iter()
+            .all(|r| r["audit"] == "vardhub-pseudonymisation")
+    );
+    let text = serde_json::to_string(&audit)?;
+    assert!(!text.contains("eyJ"), "no token in the audit trail");
     assert!(!logs.contains("eyJ"), "no token appears in any log line");
 
     use k8s_openapi::api::core::v1::Namespace;

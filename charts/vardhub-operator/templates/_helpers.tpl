@@ -122,3 +122,21 @@ and a client-side dry run cannot see them and skip that part.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The binding that enforces one of the operator's scope policies: (list $ "suffix").
+*/}}
+{{- define "vardhub-operator.scopeBinding" -}}
+{{- $root := index . 0 }}
+{{- $name := printf "%s-%s" (include "vardhub-operator.fullname" $root) (index . 1) }}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "vardhub-operator.labels" $root | nindent 4 }}
+spec:
+  policyName: {{ $name }}
+  validationActions: [Deny]
+{{- end }}

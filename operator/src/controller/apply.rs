@@ -258,6 +258,59 @@ pub fn up_to_date(live: &DynamicObject, desired: &DynamicObject) -> bool {
     })
 }
 
+/// An object the operator would write exists and is not owned by the resource being
+/// reconciled: created by someone else, or by another resource. The operator never adopts,
+/// changes or deletes it.
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "{object} already exists and is not owned by this resource; the operator does not adopt, change or delete what it did not create"
+)]
+pub struct Foreign {
+    /// The object, as `Kind namespace/name` (or `Kind name`).
+    pub object: String,
+    /// The object's kind.
+    pub kind: String,
+}
+
+/// Why [`Applier::apply`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The API server refused or could not be reached.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// The object belongs to someone else.
+    #[error(transparent)]
+    Foreign(#[from] Foreign),
+}
+
+impl ApplyError {
+    /// The controller's own error: `kube` wraps an API failure; a foreign object keeps its
+    /// own variant.
+    pub fn split<E: From<Foreign>>(self, kube: impl FnOnce(kube::Error) -> E) -> E {
+        match self {
+            ApplyError::Kube(e) => kube(e),
+            ApplyError::Foreign(f) => f.into(),
+        }
+    }
+}
+
+/// Whether `live` is owned (as controller) by the owner the desired object names. An
+/// object whose desired form names no owner (offline rendering) is never foreign.
+pub fn owned_by_desired_owner(live: &DynamicObject, desired: &DynamicObject) -> bool {
+    let Some(wanted) = desired
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|refs| refs.first())
+    else {
+        return true;
+    };
+    live.metadata.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter()
+            .any(|r| r.uid == wanted.uid && r.controller == Some(true))
+    })
+}
+
 /// What [`Applier::apply`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -297,17 +350,26 @@ impl Applier {
         }
     }
 
-    /// Applies one object unless the live object already holds the desired state.
-    pub async fn apply(&self, desired: &DesiredObject) -> Result<Outcome, kube::Error> {
+    /// Applies one object unless the live object already holds the desired state. An object
+    /// that exists without the owner's controller reference is refused, never adopted.
+    pub async fn apply(&self, desired: &DesiredObject) -> Result<Outcome, ApplyError> {
         let api = self.api(
             &desired.resource,
             desired.object.metadata.namespace.as_deref(),
         );
         let name = desired.object.name_any();
-        if let Some(live) = api.get_opt(&name).await?
-            && up_to_date(&live, &desired.object)
-        {
-            return Ok(Outcome::Unchanged);
+        if let Some(live) = api.get_opt(&name).await? {
+            if !owned_by_desired_owner(&live, &desired.object) {
+                tracing::warn!(object = %desired.key(), "refusing to take over an object this resource did not create");
+                return Err(Foreign {
+                    object: desired.key(),
+                    kind: desired.resource.kind.clone(),
+                }
+                .into());
+            }
+            if up_to_date(&live, &desired.object) {
+                return Ok(Outcome::Unchanged);
+            }
         }
         let params = PatchParams::apply(&self.field_manager()).force();
         api.patch(&name, &params, &Patch::Apply(&desired.object))
@@ -319,7 +381,7 @@ impl Applier {
     }
 
     /// Applies every object in order; returns how many were written.
-    pub async fn apply_all(&self, desired: &[DesiredObject]) -> Result<usize, kube::Error> {
+    pub async fn apply_all(&self, desired: &[DesiredObject]) -> Result<usize, ApplyError> {
         let mut written = 0;
         for d in desired {
             if self.apply(d).await? == Outcome::Applied {
@@ -329,8 +391,9 @@ impl Applier {
         Ok(written)
     }
 
-    /// Deletes objects of `kinds` that carry `owner`'s labels but are not in `keep`; returns
-    /// how many were deleted.
+    /// Deletes objects of `kinds` that carry `owner`'s labels and its controller reference
+    /// (labels alone can be copied by anyone) but are not in `keep`; returns how many were
+    /// deleted.
     pub async fn prune(
         &self,
         owner: &Owner,
@@ -351,7 +414,11 @@ impl Applier {
                     item.metadata.namespace.as_deref(),
                     &item.name_any(),
                 );
-                if keep.contains(&key) || item.metadata.deletion_timestamp.is_some() {
+                let ours = item.metadata.owner_references.as_ref().is_some_and(|refs| {
+                    refs.iter()
+                        .any(|r| Some(&r.uid) == owner.uid.as_ref() && r.controller == Some(true))
+                });
+                if keep.contains(&key) || item.metadata.deletion_timestamp.is_some() || !ours {
                     continue;
                 }
                 let api = self.api(&kind.resource, item.metadata.namespace.as_deref());
@@ -448,6 +515,29 @@ mod tests {
             d.object.metadata.annotations.as_ref().expect("a")[HASH_ANNOTATION].clone()
         };
         assert_ne!(hash(&a[0]), hash(&b[0]));
+    }
+
+    #[test]
+    fn only_the_owners_controller_reference_makes_an_object_its_own() {
+        let desired = stamp(&owner(), vec![config_map(&[("k", "v")])])
+            .remove(0)
+            .object;
+        assert!(owned_by_desired_owner(&desired.clone(), &desired));
+        let mut foreign = desired.clone();
+        foreign.metadata.owner_references = None;
+        assert!(
+            !owned_by_desired_owner(&foreign, &desired),
+            "same name and labels, no reference"
+        );
+        let mut other = desired.clone();
+        if let Some(refs) = other.metadata.owner_references.as_mut() {
+            refs[0].uid = "uid-of-another-resource".into();
+        }
+        assert!(!owned_by_desired_owner(&other, &desired));
+        let mut offline = owner();
+        offline.uid = None;
+        let rendered = stamp(&offline, vec![config_map(&[])]).remove(0).object;
+        assert!(owned_by_desired_owner(&foreign, &rendered));
     }
 
     #[test]

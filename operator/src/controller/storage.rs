@@ -46,6 +46,9 @@ pub enum Error {
     /// Reading, applying or pruning objects failed.
     #[error("applying the objects failed: {0}")]
     Apply(#[source] kube::Error),
+    /// An object to be written exists and belongs to someone else.
+    #[error("{0}")]
+    Foreign(#[from] super::apply::Foreign),
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
@@ -65,6 +68,7 @@ impl Error {
             Error::Credential(_) => "CredentialFailed",
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
+            Error::Foreign(_) => "Conflict",
             Error::Status(_) => "StatusUpdateFailed",
             Error::DeletionRefused(_) => "DeletionRefused",
         }
@@ -77,6 +81,10 @@ pub fn failed(e: &Error) -> Vec<Desired> {
     let advice = match e {
         Error::Invalid(_) => "correct the spec",
         Error::DeletionRefused(_) => "the data is kept",
+        Error::Foreign(f) if f.kind == "Namespace" => {
+            "name a namespace of the resource's own (a node's spec.namespace, a hub's metadata.name), or remove the other one; the operator retries"
+        }
+        Error::Foreign(_) => "remove the other object; the operator retries",
         _ => "the operator retries; see its log and events",
     };
     let message = format!("{e}; {advice}");

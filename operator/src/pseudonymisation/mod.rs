@@ -1,9 +1,10 @@
 //! The pseudonymisation service's core: identifier validation and pseudonym derivation.
 //!
 //! [`identifier`] and [`pseudonym`] are pure; [`access`] verifies callers and holds their
-//! grants; [`service`] is the HTTP service (I/O).
+//! grants; [`audit`] records every request; [`service`] is the HTTP service (I/O).
 
 pub mod access;
+pub mod audit;
 pub mod identifier;
 pub mod pseudonym;
 pub mod service;

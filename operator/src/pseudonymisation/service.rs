@@ -10,8 +10,9 @@
 //!
 //! Every `/v1` request is authenticated and authorised before its body is read (see
 //! [`super::access`]): no or an invalid token → 401, a caller without a grant for the domain
-//! → 403, whether or not the domain exists. Each request leaves one audit line naming the
-//! caller, the domain and the row count.
+//! → 403, whether or not the domain exists. Each request, served or refused, leaves one
+//! record in the audit trail ([`super::audit`]) naming the caller, the domain and the row
+//! count.
 //!
 //! Limits fit the pod's memory: a JSON body of at most [`MAX_BODY`] bytes and
 //! [`MAX_ROWS`] rows, NDJSON lines of at most [`MAX_LINE`] bytes.
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::access::{Caller, Grants, Verifier};
+use super::audit::{Action, AuditLog, Outcome, Record};
 use super::identifier::{Invalid, parse_local, parse_personal};
 use super::pseudonym::LocalKey;
 use crate::adapters::openbao::{self, MAX_BATCH, Transit};
@@ -167,6 +169,32 @@ pub struct Access {
     pub verifier: Arc<Verifier>,
     /// Who may use which domain.
     pub grants: Grants,
+    /// Where every request, served or refused, is recorded.
+    pub audit: AuditLog,
+}
+
+impl Access {
+    fn record(&self, record: Record<'_>) {
+        self.audit.record(&record);
+    }
+}
+
+/// An audit record of `outcome` for `caller` in `domain`; the rest left empty.
+fn audited<'a>(
+    action: Action,
+    outcome: Outcome,
+    caller: Option<&'a str>,
+    domain: &'a str,
+) -> Record<'a> {
+    Record {
+        action: Some(action),
+        outcome,
+        caller,
+        openbao_entity: None,
+        domain,
+        rows: None,
+        reason: None,
+    }
 }
 
 /// Settings of the service.
@@ -421,10 +449,21 @@ async fn authorise(
         None => Err(super::access::Refusal::Missing),
         Some(token) => service.config.access.verifier.verify(token).await,
     };
+    let access = &service.config.access;
+    let action = Action::of_path(request.uri().path());
     let caller = match caller {
         Ok(caller) => caller,
         Err(refusal) => {
-            tracing::warn!(audit = true, domain = %domain, reason = %refusal, "request refused: not authenticated");
+            let reason = refusal.to_string();
+            access.record(Record {
+                action,
+                outcome: Outcome::Unauthenticated,
+                caller: None,
+                openbao_entity: None,
+                domain: &domain,
+                rows: None,
+                reason: Some(&reason),
+            });
             let mut response = problem(StatusCode::UNAUTHORIZED, &refusal.to_string());
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -433,8 +472,17 @@ async fn authorise(
             return response;
         }
     };
-    if !service.config.access.grants.allows(&domain, &caller) {
-        tracing::warn!(audit = true, caller = %caller, domain = %domain, "request refused: no grant for the domain");
+    if !access.grants.allows(&domain, &caller) {
+        let name = caller.to_string();
+        access.record(Record {
+            action,
+            outcome: Outcome::Forbidden,
+            caller: Some(&name),
+            openbao_entity: None,
+            domain: &domain,
+            rows: None,
+            reason: Some("no grant for the domain"),
+        });
         let detail = format!("{caller} has no grant for pseudonym domain {domain}");
         return problem(StatusCode::FORBIDDEN, &detail);
     }
@@ -476,7 +524,9 @@ async fn pseudonymise(
 ) -> Response {
     let d = match service.domain(&domain) {
         Ok(d) => d,
-        Err(response) => return *response,
+        Err(response) => {
+            return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
+        }
     };
     let version = d.version;
     let content_type = headers
@@ -495,14 +545,18 @@ async fn pseudonymise(
     }
     let bytes = match read_body(body).await {
         Ok(b) => b,
-        Err(response) => return *response,
+        Err(response) => {
+            return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
+        }
     };
     let request: BatchRequest = match parse(&bytes) {
         Ok(r) => r,
-        Err(response) => return *response,
+        Err(response) => {
+            return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
+        }
     };
     if let Err(response) = within_rows(request.identifiers.len()) {
-        return *response;
+        return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
     }
     let Rows {
         valid,
@@ -514,6 +568,11 @@ async fn pseudonymise(
         Ok(out) => out,
         Err(e) => {
             tracing::warn!(error = %e, "pseudonymisation failed");
+            let name = caller.to_string();
+            service.config.access.record(Record {
+                reason: Some("OpenBao refused the batch"),
+                ..audited(Action::Pseudonymise, Outcome::Failed, Some(&name), &domain)
+            });
             return problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "OpenBao refused the batch; try again later",
@@ -524,7 +583,11 @@ async fn pseudonymise(
     for (p, index) in out.into_iter().zip(positions) {
         pseudonyms[index] = Some(p);
     }
-    tracing::info!(audit = true, caller = %caller, domain = %domain, rows = pseudonyms.len(), errors = errors.len(), "pseudonymisation");
+    let name = caller.to_string();
+    service.config.access.record(Record {
+        rows: Some(pseudonyms.len()),
+        ..audited(Action::Pseudonymise, Outcome::Served, Some(&name), &domain)
+    });
     axum::Json(BatchResponse {
         domain,
         key_version: version,
@@ -576,6 +639,29 @@ fn rows(
             .inc_by(out.errors.len() as u64);
     }
     out
+}
+
+/// Records a request of `caller` that ends in `response` (an error) as failed, with the
+/// response's status as the reason, and hands the response back.
+fn failed(
+    service: &Service,
+    action: Action,
+    caller: &Caller,
+    domain: &str,
+    response: Response,
+) -> Response {
+    let name = caller.to_string();
+    let status = response.status();
+    let reason = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    service.config.access.record(Record {
+        reason: Some(reason.trim_end()),
+        ..audited(action, Outcome::Failed, Some(&name), domain)
+    });
+    response
 }
 
 /// Reads a whole request body of at most [`MAX_BODY`] bytes.
@@ -643,25 +729,31 @@ async fn migrate(
 ) -> Response {
     let d = match service.domain(&domain) {
         Ok(d) => d,
-        Err(response) => return *response,
+        Err(response) => return failed(&service, Action::Migrate, &caller, &domain, *response),
     };
     let bytes = match read_body(body).await {
         Ok(b) => b,
-        Err(response) => return *response,
+        Err(response) => return failed(&service, Action::Migrate, &caller, &domain, *response),
     };
     let request: MigrationRequest = match parse(&bytes) {
         Ok(r) => r,
-        Err(response) => return *response,
+        Err(response) => return failed(&service, Action::Migrate, &caller, &domain, *response),
     };
     if let Err(response) = within_rows(request.identifiers.len()) {
-        return *response;
+        return failed(&service, Action::Migrate, &caller, &domain, *response);
     }
     if request.from_version == 0 || request.from_version >= d.version {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "fromVersion must be between 1 and {} (the pinned version minus one)",
-                d.version - 1
+        return failed(
+            &service,
+            Action::Migrate,
+            &caller,
+            &domain,
+            problem(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "fromVersion must be between 1 and {} (the pinned version minus one)",
+                    d.version - 1
+                ),
             ),
         );
     }
@@ -679,16 +771,26 @@ async fn migrate(
         .await;
     let new = service.pseudonymise(&domain, &inputs).await;
     let (Ok(old), Ok(new)) = (old, new) else {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "OpenBao refused the batch; try again later",
+        return failed(
+            &service,
+            Action::Migrate,
+            &caller,
+            &domain,
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "OpenBao refused the batch; try again later",
+            ),
         );
     };
     let mut pairs: Vec<Option<Pair>> = (0..request.identifiers.len()).map(|_| None).collect();
     for ((old, new), index) in old.into_iter().zip(new).zip(positions) {
         pairs[index] = Some(Pair { old, new });
     }
-    tracing::info!(audit = true, caller = %caller, domain = %domain, from = request.from_version, to = d.version, rows = pairs.len(), "migration batch");
+    let name = caller.to_string();
+    service.config.access.record(Record {
+        rows: Some(pairs.len()),
+        ..audited(Action::Migrate, Outcome::Served, Some(&name), &domain)
+    });
     axum::Json(MigrationResponse {
         domain,
         from_version: request.from_version,
@@ -722,18 +824,32 @@ async fn reidentify(
 ) -> Response {
     let d = match service.domain(&domain) {
         Ok(d) => d,
-        Err(response) => return *response,
+        Err(response) => {
+            return failed(&service, Action::Reidentify, &caller_sa, &domain, *response);
+        }
     };
     let Engine::Reversible { key, .. } = &d.engine else {
-        return problem(
-            StatusCode::CONFLICT,
-            "this domain's pseudonyms are not reversible",
+        return failed(
+            &service,
+            Action::Reidentify,
+            &caller_sa,
+            &domain,
+            problem(
+                StatusCode::CONFLICT,
+                "this domain's pseudonyms are not reversible",
+            ),
         );
     };
     let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) else {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "send your own OpenBao token in X-Vault-Token",
+        return failed(
+            &service,
+            Action::Reidentify,
+            &caller_sa,
+            &domain,
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "send your own OpenBao token in X-Vault-Token",
+            ),
         );
     };
     let caller = match Transit::new(
@@ -742,10 +858,27 @@ async fn reidentify(
         &service.config.transit_mount,
     ) {
         Ok(c) => c,
-        Err(_) => return problem(StatusCode::UNAUTHORIZED, "unusable OpenBao token"),
+        Err(_) => {
+            return failed(
+                &service,
+                Action::Reidentify,
+                &caller_sa,
+                &domain,
+                problem(StatusCode::UNAUTHORIZED, "unusable OpenBao token"),
+            );
+        }
     };
     let Ok(name) = caller.caller().await else {
-        tracing::warn!(audit = true, caller = %caller_sa, domain = %domain, "re-identification refused: token not accepted by OpenBao");
+        let name = caller_sa.to_string();
+        service.config.access.record(Record {
+            reason: Some("OpenBao does not accept the caller's token"),
+            ..audited(
+                Action::Reidentify,
+                Outcome::RefusedByOpenbao,
+                Some(&name),
+                &domain,
+            )
+        });
         return problem(
             StatusCode::UNAUTHORIZED,
             "OpenBao does not accept this token",
@@ -753,14 +886,18 @@ async fn reidentify(
     };
     let bytes = match read_body(body).await {
         Ok(b) => b,
-        Err(response) => return *response,
+        Err(response) => {
+            return failed(&service, Action::Reidentify, &caller_sa, &domain, *response);
+        }
     };
     let request: ReidentifyRequest = match parse(&bytes) {
         Ok(r) => r,
-        Err(response) => return *response,
+        Err(response) => {
+            return failed(&service, Action::Reidentify, &caller_sa, &domain, *response);
+        }
     };
     if let Err(response) = within_rows(request.pseudonyms.len()) {
-        return *response;
+        return failed(&service, Action::Reidentify, &caller_sa, &domain, *response);
     }
     let pseudonyms: Vec<&str> = request.pseudonyms.iter().map(String::as_str).collect();
     match caller
@@ -768,7 +905,12 @@ async fn reidentify(
         .await
     {
         Ok(plain) => {
-            tracing::info!(audit = true, caller = %caller_sa, openbao_entity = %name, domain = %domain, rows = plain.len(), "re-identification");
+            let caller = caller_sa.to_string();
+            service.config.access.record(Record {
+                openbao_entity: Some(&name),
+                rows: Some(plain.len()),
+                ..audited(Action::Reidentify, Outcome::Served, Some(&caller), &domain)
+            });
             let identifiers = plain
                 .into_iter()
                 .map(|p| String::from_utf8_lossy(&p).into_owned())
@@ -778,14 +920,30 @@ async fn reidentify(
         Err(openbao::Error::Request(vaultrs::error::ClientError::APIError {
             code: 403, ..
         })) => {
-            tracing::warn!(audit = true, caller = %caller_sa, openbao_entity = %name, domain = %domain, "re-identification refused by OpenBao policy");
+            let caller = caller_sa.to_string();
+            service.config.access.record(Record {
+                openbao_entity: Some(&name),
+                reason: Some("the caller's OpenBao policy does not allow it"),
+                ..audited(
+                    Action::Reidentify,
+                    Outcome::RefusedByOpenbao,
+                    Some(&caller),
+                    &domain,
+                )
+            });
             problem(
                 StatusCode::FORBIDDEN,
                 "your OpenBao token may not re-identify in this domain",
             )
         }
         Err(e) => {
-            tracing::warn!(audit = true, caller = %caller_sa, openbao_entity = %name, domain = %domain, error = %e, "re-identification failed");
+            tracing::warn!(error = %e, "re-identification failed");
+            let caller = caller_sa.to_string();
+            service.config.access.record(Record {
+                openbao_entity: Some(&name),
+                reason: Some("OpenBao could not decrypt the batch"),
+                ..audited(Action::Reidentify, Outcome::Failed, Some(&caller), &domain)
+            });
             problem(
                 StatusCode::BAD_REQUEST,
                 "OpenBao could not decrypt the pseudonyms of this batch",
@@ -827,7 +985,12 @@ fn stream_ndjson(
                 Some(last) => last + 1,
                 None if done => pending.len(),
                 None if pending.len() > MAX_LINE => {
-                    tracing::warn!(audit = true, caller = %caller, domain = %domain, rows = index, "NDJSON stream ended: a line is longer than the limit");
+                    let name = caller.to_string();
+                    service.config.access.record(Record {
+                        rows: Some(index),
+                        reason: Some("a line is longer than the limit"),
+                        ..audited(Action::Pseudonymise, Outcome::Failed, Some(&name), &domain)
+                    });
                     let _ = tx
                         .send(Err(std::io::Error::other(
                             "a line is longer than the limit",
@@ -865,7 +1028,11 @@ fn stream_ndjson(
             }
         }
         if flush(&service, &domain, &mut batch, &tx).await.is_ok() {
-            tracing::info!(audit = true, caller = %caller, domain = %domain, rows = index, "pseudonymisation stream");
+            let name = caller.to_string();
+            service.config.access.record(Record {
+                rows: Some(index),
+                ..audited(Action::Pseudonymise, Outcome::Served, Some(&name), &domain)
+            });
         }
     });
     let body = Body::from_stream(tokio_stream_from(rx));

@@ -45,6 +45,9 @@ pub enum Error {
     /// Applying or pruning objects failed.
     #[error("applying the catalogue's objects failed: {0}")]
     Apply(#[source] kube::Error),
+    /// An object to be written exists and belongs to someone else.
+    #[error("{0}")]
+    Foreign(#[from] crate::controller::apply::Foreign),
     /// Listing the datasets failed.
     #[error("listing the datasets failed: {0}")]
     List(#[source] kube::Error),
@@ -60,6 +63,7 @@ impl Error {
             Error::Invalid { .. } => "InvalidSpec",
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
+            Error::Foreign(_) => "Conflict",
             Error::List(_) => "ListFailed",
             Error::Status(_) => "StatusUpdateFailed",
         }
@@ -182,7 +186,10 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
         build::children(svc, &ctx.image, &ctx.paths)?,
     );
     let applier = ctx.applier(CONTROLLER);
-    applier.apply_all(&desired).await.map_err(Error::Apply)?;
+    applier
+        .apply_all(&desired)
+        .await
+        .map_err(|e| e.split(Error::Apply))?;
     applier
         .prune(&Owner::of(svc), &build::owned_kinds(), &desired)
         .await

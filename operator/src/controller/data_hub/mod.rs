@@ -232,7 +232,10 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
     };
     let desired = stamp(&Owner::of(hub), build::children(hub, &members, &inputs)?);
     let applier = ctx.applier(CONTROLLER);
-    applier.apply_all(&desired).await.map_err(Error::Apply)?;
+    applier
+        .apply_all(&desired)
+        .await
+        .map_err(|e| e.split(Error::Apply))?;
     applier
         .prune(&Owner::of(hub), &build::owned_kinds(), &desired)
         .await

@@ -56,6 +56,9 @@ pub enum Error {
     /// Applying or pruning objects failed.
     #[error("applying the service's objects failed: {0}")]
     Apply(#[source] kube::Error),
+    /// An object to be written exists and belongs to someone else.
+    #[error("{0}")]
+    Foreign(#[from] crate::controller::apply::Foreign),
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
@@ -73,6 +76,7 @@ impl Error {
             Error::Keys(_) => "KeysFailed",
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
+            Error::Foreign(_) => "Conflict",
             Error::Status(_) => "StatusUpdateFailed",
             Error::Finalizer(_) => "FinalizerFailed",
         }
@@ -200,7 +204,10 @@ async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Ou
         build::children(svc, &bao.workload_addr, &ctx.image)?,
     );
     let applier = ctx.applier(CONTROLLER);
-    applier.apply_all(&desired).await.map_err(Error::Apply)?;
+    applier
+        .apply_all(&desired)
+        .await
+        .map_err(|e| e.split(Error::Apply))?;
     applier
         .prune(&Owner::of(svc), &build::owned_kinds(), &desired)
         .await

@@ -213,7 +213,10 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
     };
     let desired = stamp(&Owner::of(node), build::children(node, &inputs)?);
     let applier = ctx.applier(CONTROLLER);
-    applier.apply_all(&desired).await.map_err(Error::Apply)?;
+    applier
+        .apply_all(&desired)
+        .await
+        .map_err(|e| e.split(Error::Apply))?;
     applier
         .prune(&Owner::of(node), &build::owned_kinds(), &desired)
         .await

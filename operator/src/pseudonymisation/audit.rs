@@ -1,0 +1,179 @@
+//! The service's audit trail: one JSON line per request, served or refused.
+//!
+//! Records are written straight to standard output (or to a writer of the caller's choice),
+//! outside the log and its levels, so that no log setting can switch them off; the platform's
+//! log collection keeps them with the pod's other output. A record names the caller, the
+//! domain, the action, the outcome and the row count: never an identifier, a pseudonym or a
+//! token.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// The value of every record's `audit` field, to tell records from log lines.
+pub const STREAM: &str = "vardhub-pseudonymisation";
+
+/// What the caller asked for.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Pseudonyms of a batch or a stream.
+    Pseudonymise,
+    /// Old and new pseudonyms across a key rotation.
+    Migrate,
+    /// Identifiers back from pseudonyms.
+    Reidentify,
+}
+
+impl Action {
+    /// The action a request path names (its last segment).
+    pub fn of_path(path: &str) -> Option<Self> {
+        match path.rsplit('/').next()? {
+            "pseudonyms" => Some(Action::Pseudonymise),
+            "migrations" => Some(Action::Migrate),
+            "reidentifications" => Some(Action::Reidentify),
+            _ => None,
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Answered.
+    Served,
+    /// No valid token for the service (401).
+    Unauthenticated,
+    /// A valid caller without a grant for the domain (403).
+    Forbidden,
+    /// OpenBao refused the caller's own token or policy (re-identification).
+    RefusedByOpenbao,
+    /// The request was malformed, too large, or OpenBao failed.
+    Failed,
+}
+
+/// One audit record.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Record<'a> {
+    /// What was asked.
+    pub action: Option<Action>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The authenticated caller (`namespace/serviceaccount`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller: Option<&'a str>,
+    /// The OpenBao entity that re-identified, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openbao_entity: Option<&'a str>,
+    /// The pseudonym domain named in the request.
+    pub domain: &'a str,
+    /// Rows handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+    /// Why a request was refused or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    time: String,
+    audit: &'static str,
+    #[serde(flatten)]
+    record: &'a Record<'a>,
+}
+
+/// Where records go.
+#[derive(Clone)]
+pub struct AuditLog {
+    sink: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl Default for AuditLog {
+    fn default() -> Self {
+        Self::to(std::io::stdout())
+    }
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditLog")
+    }
+}
+
+impl AuditLog {
+    /// Records written to `writer`, one line each.
+    pub fn to(writer: impl Write + Send + 'static) -> Self {
+        Self {
+            sink: Arc::new(Mutex::new(Box::new(writer))),
+        }
+    }
+
+    /// Writes one record, whole, as one line.
+    pub fn record(&self, record: &Record<'_>) {
+        let line = Line {
+            time: k8s_openapi::jiff::Timestamp::now().to_string(),
+            audit: STREAM,
+            record,
+        };
+        let Ok(mut bytes) = serde_json::to_vec(&line) else {
+            return;
+        };
+        bytes.push(b'\n');
+        match self.sink.lock() {
+            Ok(mut sink) => {
+                if sink.write_all(&bytes).and_then(|()| sink.flush()).is_err() {
+                    tracing::error!("could not write an audit record");
+                }
+            }
+            Err(_) => tracing::error!("the audit log is unusable"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_record_is_one_json_line_without_empty_fields() {
+        let shared = Shared::default();
+        let log = AuditLog::to(shared.clone());
+        log.record(&Record {
+            action: Action::of_path("/v1/domains/a/pseudonyms"),
+            outcome: Outcome::Forbidden,
+            caller: Some("region-x/regional-node"),
+            openbao_entity: None,
+            domain: "a",
+            rows: None,
+            reason: None,
+        });
+        let text = String::from_utf8(shared.0.lock().expect("lock").clone()).expect("utf-8");
+        assert_eq!(text.lines().count(), 1);
+        let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(value["audit"], STREAM);
+        assert_eq!(value["action"], "pseudonymise");
+        assert_eq!(value["outcome"], "forbidden");
+        assert_eq!(value["caller"], "region-x/regional-node");
+        assert!(value.get("rows").is_none() && value.get("openbaoEntity").is_none());
+    }
+}
