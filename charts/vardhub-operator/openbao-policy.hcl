@@ -31,8 +31,8 @@ path "sys/policy/vardhub-region-*" {
 path "sys/policy/vardhub-hub-*" {
   capabilities = ["read", "update", "delete"]
 }
-# Same for vardhub-pseudonymisation-<ns>-<name> and ...-reidentify
-path "sys/policy/vardhub-pseudonymisation-*" {
+# Same for vardhub-pseudonymisation.<ns>.<name> and vardhub-pseudonymisation-reidentify.<ns>.<name>
+path "sys/policy/vardhub-pseudonymisation*" {
   capabilities = ["read", "update", "delete"]
 }
 
@@ -46,7 +46,7 @@ path "auth/kubernetes/role/vardhub-hub-*" {
   capabilities = ["read", "create", "update", "delete"]
 }
 # Same for pseudonymisation roles (pseudonymisation_service::build::TOKEN_TTL_SECONDS = 3600)
-path "auth/kubernetes/role/vardhub-pseudonymisation-*" {
+path "auth/kubernetes/role/vardhub-pseudonymisation.*" {
   capabilities = ["read", "create", "update", "delete"]
 }
 
@@ -62,6 +62,23 @@ path "sys/mounts/pseudonymisation/+/+" {
 # Transit::ensure_key / ensure_convergent_key: GET keys/<domain>, POST keys/<domain> (create) and GET again
 path "pseudonymisation/+/+/keys/+" {
   capabilities = ["read", "update"]
+}
+
+# ---------------------------------------------------------------- root namespace: pseudonymisation PKI mounts
+# Admin::ensure_server_pki enable (POST, type=pki, max_lease_ttl) and Admin::delete_mount (DELETE) of pseudonymisation-pki/<ns>/<name>
+path "sys/mounts/pseudonymisation-pki/+/+" {
+  capabilities = ["update", "delete"]
+}
+# Admin::ensure_server_pki: LIST issuers (is there a CA yet?), then generate the root CA inside OpenBao once
+path "pseudonymisation-pki/+/+/issuers" {
+  capabilities = ["list"]
+}
+path "pseudonymisation-pki/+/+/root/generate/internal" {
+  capabilities = ["update"]
+}
+# Admin::ensure_server_pki: GET and POST roles/server (the service's DNS names only)
+path "pseudonymisation-pki/+/+/roles/server" {
+  capabilities = ["read", "create", "update"]
 }
 
 # ---------------------------------------------------------------- child namespaces region-<node> / hub-<hub>

@@ -106,6 +106,8 @@ async fn authenticated() -> anyhow::Result<Authenticated> {
             grants: Grants::parse(&["bench=default/vardhub-bench"]).map_err(anyhow::Error::msg)?,
             // The benchmark measures the service with its audit trail, which it discards.
             audit: vardhub::pseudonymisation::audit::AuditLog::to(std::io::sink()),
+            // Unthrottled: the benchmark measures what one service can do.
+            throttle: None,
         },
         client,
     })
@@ -121,6 +123,7 @@ async fn start_service(
     use vardhub::pseudonymisation::service::{Auth, Config, Service};
     let service = Service::start(Config {
         openbao_addr: addr.into(),
+        tls: None,
         auth: Auth::Token(token.into()),
         transit_mount: "vardhub-bench-transit".into(),
         local,

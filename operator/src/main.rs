@@ -120,6 +120,15 @@ enum Command {
         /// or `DOMAIN=NAMESPACE/SERVICEACCOUNT`. A domain without a grant serves no one.
         #[arg(long = "grant")]
         grants: Vec<String>,
+        /// Serve HTTPS with a certificate issued by this OpenBao PKI mount's `server` role.
+        #[arg(long)]
+        tls_pki_mount: Option<String>,
+        /// A DNS name of the certificate (repeat; the first is the common name).
+        #[arg(long = "tls-name", requires = "tls_pki_mount")]
+        tls_names: Vec<String>,
+        /// Rows each caller may send per second; also the most rows one request may carry.
+        #[arg(long, default_value_t = vardhub::pseudonymisation::access::DEFAULT_ROWS_PER_SECOND)]
+        rows_per_second: u32,
     },
     /// Serve the catalogue of a `CatalogService` over HTTP: it follows the resource and the
     /// `Dataset`s of its namespace through the API server (read-only) and answers in
@@ -500,9 +509,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             token_path,
             audience,
             grants,
+            rows_per_second,
+            tls_pki_mount,
+            tls_names,
         } => {
-            use vardhub::pseudonymisation::access::{Grants, Verifier};
-            use vardhub::pseudonymisation::service::{Access, Auth, Config, Service, parse_domain};
+            use vardhub::pseudonymisation::access::{Grants, RowLimit, Throttle, Verifier};
+            use vardhub::pseudonymisation::service::{
+                Access, Auth, Config, Service, TlsSettings, parse_domain,
+            };
             let auth = match auth_role {
                 Some(role) => Auth::Kubernetes {
                     mount: auth_mount,
@@ -534,14 +548,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         verifier: std::sync::Arc::new(verifier),
                         grants,
                         audit: Default::default(),
+                        throttle: Some(std::sync::Arc::new(Throttle::new(RowLimit {
+                            per_second: std::num::NonZeroU32::new(rows_per_second).ok_or_else(
+                                || anyhow::anyhow!("--rows-per-second must be above 0"),
+                            )?,
+                        }))),
                     },
+                    tls: tls_pki_mount.map(|pki_mount| TlsSettings {
+                        pki_mount,
+                        names: tls_names,
+                    }),
                 };
                 let service = Service::start(config).await?;
                 let listener = tokio::net::TcpListener::bind(listen).await?;
-                tracing::info!(%listen, "serving the pseudonymisation API");
-                axum::serve(listener, service.router())
-                    .with_graceful_shutdown(shutdown_signal())
-                    .await?;
+                tracing::info!(%listen, tls = service.is_tls(), "serving the pseudonymisation API");
+                service.serve(listener, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

@@ -440,6 +440,8 @@ impl LocalCluster {
             grants: Grants::parse(grants).map_err(anyhow::Error::msg)?,
             // Tests that check the audit trail set a writer of their own.
             audit: vardhub::pseudonymisation::audit::AuditLog::to(std::io::sink()),
+            // Tests of the throttle set one of their own.
+            throttle: None,
         })
     }
 

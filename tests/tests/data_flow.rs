@@ -146,6 +146,7 @@ async fn flow(cluster: &LocalCluster, fx: &Fixture, root: &aws_sdk_s3::Client) -
         .latest_version;
     let service = Service::start(Config {
         openbao_addr: cluster.vault_addr.clone(),
+        tls: None,
         auth: Auth::Token(cluster.vault_token.clone()),
         transit_mount: MOUNT.into(),
         local: false,

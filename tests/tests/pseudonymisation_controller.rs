@@ -80,7 +80,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         "the reversible domain has a convergent key"
     );
     let policy =
-        vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation-{NS}-pseudo")).await?;
+        vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation.{NS}.pseudo")).await?;
     assert!(
         policy.rules.contains("/hmac/*") && policy.rules.contains("export/hmac-key"),
         "{}",
@@ -88,7 +88,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     );
     let reidentify = vaultrs::sys::policy::read(
         &root,
-        &format!("vardhub-pseudonymisation-{NS}-pseudo-reidentify"),
+        &format!("vardhub-pseudonymisation-reidentify.{NS}.pseudo"),
     )
     .await?;
     assert!(
@@ -103,7 +103,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     let role = vaultrs::auth::kubernetes::role::read(
         &root,
         "kubernetes",
-        &format!("vardhub-pseudonymisation-{NS}-pseudo"),
+        &format!("vardhub-pseudonymisation.{NS}.pseudo"),
     )
     .await?;
     assert_eq!(
@@ -253,9 +253,85 @@ async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<(
         "the mount and its keys are gone"
     );
     let policy =
-        vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation-{ns}-throwaway"))
+        vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation.{ns}.throwaway"))
             .await;
     assert!(policy.is_err(), "the policy is gone");
+    operator.stop().await?;
+    Api::<Namespace>::all(admin)
+        .delete(ns, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+/// A second service named after the first one's re-identification policy
+/// (`pseudo-reidentify` beside `pseudo`): with names joined by dashes the two collided in
+/// OpenBao and the second overwrote the first's re-identification policy. Each keeps its own.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn services_whose_names_once_collided_keep_their_own_openbao_policies() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let ns = "vardhub-test-pseudo-names";
+    cluster.ensure_service_account(ns, "default").await?;
+    let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), ns);
+    for (name, domain) in [("pseudo", "linkable"), ("pseudo-reidentify", "other")] {
+        let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "domains": [{"name": domain, "reversible": true}],
+                     "deletionPolicy": "Delete", "confirmKeyDeletion": true},
+        }))?;
+        services
+            .patch(
+                name,
+                &PatchParams::apply("vardhub-tests"),
+                &Patch::Apply(&svc),
+            )
+            .await?;
+    }
+    let operator = RunningOperator::start(cluster, "test-pseudo-names").await?;
+    for name in ["pseudo", "pseudo-reidentify"] {
+        eventually(
+            &format!("{name} to have its keys"),
+            Duration::from_secs(90),
+            || async {
+                let s = services.get(name).await?;
+                Ok(s.status
+                    .is_some_and(|st| is_true(&st.common.conditions, "KeysReady"))
+                    .then_some(()))
+            },
+        )
+        .await?;
+    }
+    let root = cluster.openbao_root()?;
+    let read = |name: String| {
+        let root = &root;
+        async move { anyhow::Ok(vaultrs::sys::policy::read(root, &name).await?.rules) }
+    };
+    let reidentify = read(format!("vardhub-pseudonymisation-reidentify.{ns}.pseudo")).await?;
+    assert!(
+        reidentify.contains(&format!("pseudonymisation/{ns}/pseudo/decrypt/linkable"))
+            && !reidentify.contains("pseudo-reidentify/"),
+        "the first service's re-identification policy is its own: {reidentify}"
+    );
+    let second = read(format!("vardhub-pseudonymisation.{ns}.pseudo-reidentify")).await?;
+    assert!(
+        second.contains(&format!("pseudonymisation/{ns}/pseudo-reidentify/"))
+            && !second.contains("decrypt"),
+        "the second service's own policy: {second}"
+    );
+    for name in ["pseudo", "pseudo-reidentify"] {
+        services.delete(name, &DeleteParams::background()).await?;
+    }
+    for name in ["pseudo", "pseudo-reidentify"] {
+        eventually(
+            &format!("{name} to be gone"),
+            Duration::from_secs(60),
+            || async { Ok(services.get_opt(name).await?.is_none().then_some(())) },
+        )
+        .await?;
+    }
     operator.stop().await?;
     Api::<Namespace>::all(admin)
         .delete(ns, &DeleteParams::default())

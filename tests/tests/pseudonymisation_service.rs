@@ -9,8 +9,8 @@ use vardhub::adapters::openbao::{KubernetesRole, Transit};
 use vardhub::pseudonymisation::access::Grants;
 use vardhub::pseudonymisation::audit::AuditLog;
 use vardhub::pseudonymisation::identifier::luhn_check_digit;
-use vardhub::pseudonymisation::service::{Access, Auth, Config, Service};
-use vardhub_tests::{LocalCluster, free_port};
+use vardhub::pseudonymisation::service::{Access, Auth, Config, Service, TlsSettings};
+use vardhub_tests::{LocalCluster, eventually, free_port};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
 const NS: &str = "vardhub-test-pseudo";
@@ -95,10 +95,57 @@ async fn serve(config: Config) -> Result<(String, tokio::task::JoinHandle<()>)> 
     let service = Service::start(config).await?;
     let port = free_port()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let base = if service.is_tls() {
+        format!("https://{TLS_HOST}:{port}")
+    } else {
+        format!("http://127.0.0.1:{port}")
+    };
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, service.router()).await;
+        let _ = service.serve(listener, std::future::pending()).await;
     });
-    Ok((format!("http://127.0.0.1:{port}"), task))
+    Ok((base, task))
+}
+
+/// The name a TLS service of the tests answers to (resolved to 127.0.0.1 by its clients).
+const TLS_HOST: &str = "pseudo.vardhub-test-pseudo.svc";
+/// The PKI mount that issues the tests' TLS service its certificate.
+const TLS_PKI: &str = "vardhub-test-pseudo-pki";
+
+/// The PKI engine of the tests' TLS service, and its CA.
+async fn test_pki(cluster: &LocalCluster) -> Result<String> {
+    use vardhub::adapters::openbao::{ServerPki, ca_certificate};
+    let pki = ServerPki {
+        mount: TLS_PKI.into(),
+        names: vec![TLS_HOST.into()],
+    };
+    cluster
+        .openbao_admin()?
+        .ensure_server_pki(&pki, "vardhub test CA")
+        .await?;
+    Ok(ca_certificate(&reqwest::Client::new(), &cluster.vault_addr, TLS_PKI).await?)
+}
+
+/// A client that trusts only `ca`, reaches [`TLS_HOST`] at 127.0.0.1 and presents the tests'
+/// caller's token.
+async fn tls_caller(cluster: &LocalCluster, ca: &str, base: &str) -> Result<reqwest::Client> {
+    let port: u16 = base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no port in {base}"))?;
+    let token = cluster
+        .service_account_token(NS, CALLER, Some(AUDIENCE))
+        .await?;
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
+    bearer.set_sensitive(true);
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes())?])
+        .resolve(TLS_HOST, std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        .default_headers(reqwest::header::HeaderMap::from_iter([(
+            reqwest::header::AUTHORIZATION,
+            bearer,
+        )]))
+        .build()?)
 }
 
 /// The audience of the service the tests run in process.
@@ -131,6 +178,7 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
     let access = access(cluster, &["a", "b"]).await?;
     let config = |local: bool| Config {
         openbao_addr: cluster.vault_addr.clone(),
+        tls: None,
         auth: Auth::Kubernetes {
             mount: "kubernetes".into(),
             role: "vardhub-test-pseudonymiser".into(),
@@ -372,6 +420,7 @@ async fn sealed_openbao_makes_the_service_not_ready_and_it_recovers_after_unseal
     let version = transit.ensure_key("domain-a", false).await?.latest_version;
     let config = Config {
         openbao_addr: bao.addr.clone(),
+        tls: None,
         auth: Auth::Token(PRIVATE_ROOT.into()),
         transit_mount: "transit".into(),
         local: false,
@@ -447,6 +496,7 @@ async fn migration_pairs_old_and_new_pseudonyms_across_a_rotation() -> Result<()
     let access = access(cluster, &["d"]).await?;
     let config = |pinned: u64, local: bool| Config {
         openbao_addr: cluster.vault_addr.clone(),
+        tls: None,
         auth: Auth::Token(cluster.vault_token.clone()),
         transit_mount: mount.into(),
         local,
@@ -530,7 +580,8 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
         .ensure_policy(
             "vardhub-test-reversible-service",
             &serde_json::json!({"path": {
-            format!("{mount}/encrypt/r"): {"capabilities": ["update"]}}}),
+            format!("{mount}/encrypt/r"): {"capabilities": ["update"]},
+            format!("{TLS_PKI}/issue/server"): {"capabilities": ["update"]}}}),
         )
         .await?;
     admin
@@ -560,21 +611,55 @@ async fn reversible_domain_reidentifies_only_with_the_second_policy_and_audits_t
     let holder = token("vardhub-test-reversible-reidentify", "permit-holder").await?;
     let stranger = token("default", "stranger").await?;
     let trail = Captured::default();
-
-    let (base, task) = serve(Config {
+    let ca = test_pki(cluster).await?;
+    let config = |tls: bool, access: Access| Config {
         openbao_addr: cluster.vault_addr.clone(),
-        auth: Auth::Token(service_token),
+        tls: tls.then(|| TlsSettings {
+            pki_mount: TLS_PKI.into(),
+            names: vec![TLS_HOST.into()],
+        }),
+        auth: Auth::Token(service_token.clone()),
         transit_mount: mount.into(),
         local: false,
         reversible: vec!["r".into()],
         domains: vec![("r".into(), "r".into(), version)],
-        access: Access {
-            audit: AuditLog::to(trail.clone()),
-            ..access(cluster, &["r"]).await?
-        },
-    })
-    .await?;
-    let http = caller(cluster).await?;
+        access,
+    };
+
+    // Over plain HTTP a caller's OpenBao token is never taken.
+    let (plain, plain_task) = serve(config(false, access(cluster, &["r"]).await?)).await?;
+    let over_http = caller(cluster)
+        .await?
+        .post(format!("{plain}/v1/domains/r/reidentifications"))
+        .header("x-vault-token", &holder)
+        .json(&serde_json::json!({"pseudonyms": ["vault:v1:x"]}))
+        .send()
+        .await?;
+    assert_eq!(over_http.status(), 403);
+    assert!(over_http.text().await?.contains("only over TLS"));
+    plain_task.abort();
+
+    let access = Access {
+        audit: AuditLog::to(trail.clone()),
+        ..access(cluster, &["r"]).await?
+    };
+    let (base, task) = serve(config(true, access)).await?;
+    assert!(base.starts_with("https://"));
+    // A client that trusts only the usual public roots cannot even connect.
+    let stranger_tls = reqwest::Client::builder()
+        .resolve(
+            TLS_HOST,
+            format!("127.0.0.1:{}", base.rsplit(':').next().unwrap_or_default()).parse()?,
+        )
+        .build()?
+        .get(format!("{base}/healthz"))
+        .send()
+        .await;
+    assert!(
+        stranger_tls.as_ref().is_err_and(|e| e.is_connect()),
+        "the certificate chains to the service's own CA only: {stranger_tls:?}"
+    );
+    let http = tls_caller(cluster, &ca, &base).await?;
     let ids: Vec<String> = (0..20).map(personnummer).collect();
     let body = serde_json::json!({"kind": "personnummer", "identifiers": ids});
     let url = format!("{base}/v1/domains/r/pseudonyms");
@@ -679,6 +764,7 @@ async fn service_logs_in_again_before_its_token_expires() -> Result<()> {
         .await?;
     let (base, task) = serve(Config {
         openbao_addr: cluster.vault_addr.clone(),
+        tls: None,
         auth: Auth::Kubernetes {
             mount: "kubernetes".into(),
             role: "vardhub-test-short-lived".into(),
@@ -754,6 +840,7 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
     let trail = Captured::default();
     let (base, task) = serve(Config {
         openbao_addr: cluster.vault_addr.clone(),
+        tls: None,
         auth: Auth::Kubernetes {
             mount: "kubernetes".into(),
             role: "vardhub-test-pseudonymiser".into(),
@@ -924,6 +1011,116 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
     assert!(!text.contains("eyJ"), "no token in the audit trail");
     assert!(!logs.contains("eyJ"), "no token appears in any log line");
 
+    use k8s_openapi::api::core::v1::Namespace;
+    kube::Api::<Namespace>::all(cluster.admin_client().await?)
+        .delete(OTHER_NS, &Default::default())
+        .await?;
+    let _ = std::fs::remove_file(token_path);
+    Ok(())
+}
+
+/// A caller that sends rows as fast as it can (as one enumerating every identity number
+/// would) is held to its share: over it, a JSON batch gets 429 with `Retry-After` and a stream
+/// slows down instead of failing; another caller is not held up; a batch larger than a
+/// second's share gets 413.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn each_caller_is_held_to_its_share_of_rows() -> Result<()> {
+    use std::num::NonZeroU32;
+    use vardhub::pseudonymisation::access::{RowLimit, Throttle};
+    const OTHER_NS: &str = "vardhub-test-pseudo-throttle";
+    const SHARE: usize = 1000;
+    let cluster = LocalCluster::get();
+    let (token_path, version_a, _) = prepare(cluster, "throttle").await?;
+    let trail = Captured::default();
+    let grants = vec![
+        Grants::entry("a", NS, Some(CALLER)),
+        Grants::entry("a", OTHER_NS, Some(CALLER)),
+    ];
+    let limit = RowLimit {
+        per_second: NonZeroU32::new(SHARE as u32).ok_or_else(|| anyhow::anyhow!("zero"))?,
+    };
+    let (base, task) = serve(Config {
+        openbao_addr: cluster.vault_addr.clone(),
+        tls: None,
+        auth: Auth::Kubernetes {
+            mount: "kubernetes".into(),
+            role: "vardhub-test-pseudonymiser".into(),
+            jwt_path: token_path.clone(),
+        },
+        transit_mount: MOUNT.into(),
+        local: true,
+        reversible: Vec::new(),
+        domains: vec![("a".into(), "domain-a".into(), version_a)],
+        access: Access {
+            audit: AuditLog::to(trail.clone()),
+            throttle: Some(std::sync::Arc::new(Throttle::new(limit))),
+            ..cluster.pseudonymisation_access(AUDIENCE, &grants).await?
+        },
+    })
+    .await?;
+    let url = format!("{base}/v1/domains/a/pseudonyms");
+    let batch = |n: usize| serde_json::json!({"kind": "personnummer", "identifiers": (0..n).map(personnummer).collect::<Vec<_>>()});
+    let greedy = caller(cluster).await?;
+    let other = cluster.caller(OTHER_NS, CALLER, AUDIENCE).await?;
+
+    assert_eq!(status_of(&greedy, &url, None, &batch(SHARE)).await?, 200);
+    let held = greedy.post(&url).json(&batch(SHARE)).send().await?;
+    assert_eq!(held.status(), 429, "the second share within a second");
+    let retry: u64 = held
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Retry-After"))?;
+    assert!((1..=2).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        status_of(&other, &url, None, &batch(SHARE)).await?,
+        200,
+        "another caller has its own share"
+    );
+    assert_eq!(
+        status_of(&greedy, &url, None, &batch(SHARE + 1)).await?,
+        413,
+        "more rows than a second's share in one request"
+    );
+    eventually(
+        "the share to come back",
+        std::time::Duration::from_secs(5),
+        || async { Ok((status_of(&greedy, &url, None, &batch(10)).await? == 200).then_some(())) },
+    )
+    .await?;
+
+    // A stream of two and a half shares is served whole, at the caller's pace; right after
+    // it, the caller has no share left.
+    let mut body = String::new();
+    for i in 0..(SHARE * 5 / 2) {
+        body.push_str(&serde_json::to_string(&personnummer(i))?);
+        body.push('\n');
+    }
+    let streamed = greedy
+        .post(&url)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await?
+        .text()
+        .await?;
+    let served = streamed
+        .lines()
+        .filter(|l| l.contains("\"pseudonym\""))
+        .count();
+    assert_eq!(served, SHARE * 5 / 2, "every row of the stream is served");
+    assert_eq!(status_of(&greedy, &url, None, &batch(SHARE)).await?, 429);
+    task.abort();
+
+    let audit = records(&trail)?;
+    assert!(
+        audit.iter().any(|r| r["outcome"] == "failed"
+            && r["reason"] == "429 Too Many Requests"
+            && r["caller"] == format!("{NS}/{CALLER}")),
+        "a throttled request is recorded: {audit:?}"
+    );
     use k8s_openapi::api::core::v1::Namespace;
     kube::Api::<Namespace>::all(cluster.admin_client().await?)
         .delete(OTHER_NS, &Default::default())

@@ -101,20 +101,7 @@ impl Transit {
 
     /// Enables the Transit engine at the mount unless it is there; returns whether it wrote.
     pub async fn ensure_mount(&self) -> Result<bool, Error> {
-        let mounts = vaultrs::sys::mount::list(self.client.as_ref()).await?;
-        let path = format!("{}/", self.mount);
-        match mounts.get(&path) {
-            Some(m) if m.mount_type == "transit" => Ok(false),
-            Some(m) => Err(Error::Unexpected(format!(
-                "{path} is a {} engine, not transit",
-                m.mount_type
-            ))),
-            None => {
-                vaultrs::sys::mount::enable(self.client.as_ref(), &self.mount, "transit", None)
-                    .await?;
-                Ok(true)
-            }
-        }
+        ensure_engine(self.client.as_ref(), &self.mount, "transit", None).await
     }
 
     /// Creates the key unless it exists. Keys are created with deletion not allowed (the
@@ -756,29 +743,12 @@ impl Admin {
 
     /// Enables a KV version 2 engine at `mount` unless it is there; returns whether it wrote.
     pub async fn ensure_kv_mount(&self, mount: &str) -> Result<bool, Error> {
-        let mounts = vaultrs::sys::mount::list(self.client().as_ref()).await?;
-        match mounts.get(&format!("{mount}/")) {
-            Some(m) if m.mount_type == "kv" => Ok(false),
-            Some(m) => Err(Error::Unexpected(format!(
-                "{mount}/ is a {} engine, not kv",
-                m.mount_type
-            ))),
-            None => {
-                let mut options = vaultrs::api::sys::requests::EnableEngineRequest::builder();
-                options.options(std::collections::HashMap::from([(
-                    "version".to_string(),
-                    "2".to_string(),
-                )]));
-                vaultrs::sys::mount::enable(
-                    self.client().as_ref(),
-                    mount,
-                    "kv",
-                    Some(&mut options),
-                )
-                .await?;
-                Ok(true)
-            }
-        }
+        let mut options = vaultrs::api::sys::requests::EnableEngineRequest::builder();
+        options.options(std::collections::HashMap::from([(
+            "version".to_string(),
+            "2".to_string(),
+        )]));
+        ensure_engine(self.client().as_ref(), mount, "kv", Some(options)).await
     }
 
     /// Reads a KV version 2 secret; `None` when it does not exist (or was deleted).
@@ -909,4 +879,251 @@ impl Admin {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Enables a secrets engine of `kind` at `mount` unless one is there; returns whether it
+/// wrote. Another engine at the path is an error. Two callers racing to enable the same
+/// engine both succeed: the loser finds the winner's engine.
+async fn ensure_engine(
+    client: &VaultClient,
+    mount: &str,
+    kind: &str,
+    options: Option<vaultrs::api::sys::requests::EnableEngineRequestBuilder>,
+) -> Result<bool, Error> {
+    type Mounts = std::collections::HashMap<String, vaultrs::api::sys::responses::MountResponse>;
+    let present = |mounts: &Mounts| match mounts.get(&format!("{mount}/")) {
+        Some(m) if m.mount_type == kind => Ok(true),
+        Some(m) => Err(Error::Unexpected(format!(
+            "{mount}/ is a {} engine, not {kind}",
+            m.mount_type
+        ))),
+        None => Ok(false),
+    };
+    if present(&vaultrs::sys::mount::list(client).await?)? {
+        return Ok(false);
+    }
+    let mut options = options;
+    match vaultrs::sys::mount::enable(client, mount, kind, options.as_mut()).await {
+        Ok(()) => Ok(true),
+        Err(ClientError::APIError { code: 400, .. })
+            if present(&vaultrs::sys::mount::list(client).await?)? =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Name of the PKI role that issues a service's server certificates.
+pub const SERVER_ROLE: &str = "server";
+/// Lifetime of a server certificate; a service takes a new one at two thirds of it.
+pub const SERVER_CERT_TTL_SECONDS: u64 = 72 * 3600;
+/// Lifetime of a service's CA.
+const CA_TTL: &str = "87600h";
+
+/// A PKI engine that issues one service's server certificates: a root CA of its own, whose
+/// key never leaves OpenBao, and the role [`SERVER_ROLE`], limited to exactly the service's
+/// DNS names (no subdomains, no other names, no IP addresses, server use only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerPki {
+    /// Mount path of the engine.
+    pub mount: String,
+    /// The DNS names certificates may carry; the first is the common name.
+    pub names: Vec<String>,
+}
+
+/// `GET <mount>/roles/<name>`, read as it comes: `vaultrs`' role response expects fields
+/// OpenBao does not send.
+#[derive(Debug, Endpoint)]
+#[endpoint(
+    path = "{self.mount}/roles/{self.name}",
+    response = "serde_json::Value"
+)]
+struct ReadPkiRole {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    name: String,
+}
+
+/// `LIST <mount>/issuers`: which CAs the engine holds.
+#[derive(Debug, Endpoint)]
+#[endpoint(
+    path = "{self.mount}/issuers",
+    method = "LIST",
+    response = "serde_json::Value"
+)]
+struct ListPkiIssuers {
+    #[endpoint(skip)]
+    mount: String,
+}
+
+/// Whether a role read from OpenBao issues what [`ServerPki`] wants.
+fn role_matches(role: &serde_json::Value, names: &[String]) -> bool {
+    let flag = |key: &str| role[key].as_bool();
+    let mut allowed: Vec<&str> = role["allowed_domains"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    allowed.sort_unstable();
+    let mut wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+    wanted.sort_unstable();
+    allowed == wanted
+        && flag("allow_bare_domains") == Some(true)
+        && flag("allow_subdomains") == Some(false)
+        && flag("allow_glob_domains") == Some(false)
+        && flag("allow_any_name") == Some(false)
+        && flag("allow_localhost") == Some(false)
+        && flag("allow_ip_sans") == Some(false)
+        && flag("server_flag") == Some(true)
+        && flag("client_flag") == Some(false)
+        && role["max_ttl"].as_u64() == Some(SERVER_CERT_TTL_SECONDS)
+}
+
+impl Admin {
+    /// Enables the PKI engine, generates its root CA and writes the server role unless each is
+    /// already there as wanted; returns whether it wrote.
+    pub async fn ensure_server_pki(&self, pki: &ServerPki, ca_name: &str) -> Result<bool, Error> {
+        let client = self.client();
+        let mut wrote = false;
+        let mut options = vaultrs::api::sys::requests::EnableEngineRequest::builder();
+        options.config(vaultrs::api::sys::requests::EnableEngineDataConfig {
+            max_lease_ttl: Some(CA_TTL.into()),
+            ..Default::default()
+        });
+        wrote |= ensure_engine(client.as_ref(), &pki.mount, "pki", Some(options)).await?;
+        let issuers = ListPkiIssuers {
+            mount: pki.mount.clone(),
+        };
+        let has_ca = match vaultrs::api::exec_with_result(client.as_ref(), issuers).await {
+            Ok(list) => list["keys"].as_array().is_some_and(|k| !k.is_empty()),
+            Err(ClientError::APIError { code: 404, .. }) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !has_ca {
+            let mut root = vaultrs::api::pki::requests::GenerateRootRequest::builder();
+            root.common_name(ca_name)
+                .ttl(CA_TTL)
+                .key_type("ec")
+                .key_bits(256u64);
+            vaultrs::pki::cert::ca::generate(
+                client.as_ref(),
+                &pki.mount,
+                "internal",
+                Some(&mut root),
+            )
+            .await?;
+            wrote = true;
+        }
+        let read = ReadPkiRole {
+            mount: pki.mount.clone(),
+            name: SERVER_ROLE.into(),
+        };
+        let current = match vaultrs::api::exec_with_result(client.as_ref(), read).await {
+            Ok(role) => Some(role),
+            Err(ClientError::APIError { code: 404, .. }) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if !current.is_some_and(|r| role_matches(&r, &pki.names)) {
+            let mut role = vaultrs::api::pki::requests::SetRoleRequest::builder();
+            role.allowed_domains(pki.names.clone())
+                .allow_bare_domains(true)
+                .allow_subdomains(false)
+                .allow_glob_domains(false)
+                .allow_any_name(false)
+                .allow_localhost(false)
+                .allow_ip_sans(false)
+                .server_flag(true)
+                .client_flag(false)
+                .key_type("ec")
+                .key_bits(256u64)
+                .max_ttl(format!("{SERVER_CERT_TTL_SECONDS}s"))
+                .ttl(format!("{SERVER_CERT_TTL_SECONDS}s"))
+                .no_store(true);
+            vaultrs::pki::role::set(client.as_ref(), &pki.mount, SERVER_ROLE, Some(&mut role))
+                .await?;
+            wrote = true;
+        }
+        Ok(wrote)
+    }
+}
+
+/// A server certificate with its key and the CA that signed it, in PEM.
+pub struct IssuedCertificate {
+    /// The certificate.
+    pub certificate: String,
+    /// Its private key (never logged).
+    pub private_key: Zeroizing<String>,
+    /// The CA certificate clients trust.
+    pub ca: String,
+    /// When the certificate expires (seconds since the epoch).
+    pub expiration: u64,
+}
+
+impl std::fmt::Debug for IssuedCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCertificate")
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transit {
+    /// Issues a server certificate for `names` (the first is the common name) from the PKI
+    /// engine at `mount`, with this client's token.
+    pub async fn issue_server_certificate(
+        &self,
+        mount: &str,
+        names: &[String],
+    ) -> Result<IssuedCertificate, Error> {
+        issue_server_certificate(self.client.as_ref(), mount, names).await
+    }
+}
+
+async fn issue_server_certificate(
+    client: &VaultClient,
+    mount: &str,
+    names: &[String],
+) -> Result<IssuedCertificate, Error> {
+    let Some((common, alternatives)) = names.split_first() else {
+        return Err(Error::Unexpected("a certificate needs a name".into()));
+    };
+    let mut request = vaultrs::api::pki::requests::GenerateCertificateRequest::builder();
+    request
+        .common_name(common)
+        .alt_names(alternatives.join(","))
+        .ttl(format!("{SERVER_CERT_TTL_SECONDS}s"));
+    let issued =
+        vaultrs::pki::cert::generate(client, mount, SERVER_ROLE, Some(&mut request)).await?;
+    Ok(IssuedCertificate {
+        certificate: issued.certificate,
+        private_key: Zeroizing::new(issued.private_key),
+        ca: issued.issuing_ca,
+        expiration: issued.expiration.unwrap_or_default(),
+    })
+}
+
+/// The PEM of the CA of the PKI engine at `mount`, which OpenBao serves without a token.
+pub async fn ca_certificate(
+    http: &reqwest::Client,
+    address: &str,
+    mount: &str,
+) -> Result<String, Error> {
+    let url = format!("{}/v1/{mount}/ca/pem", address.trim_end_matches('/'));
+    let response = http
+        .get(&url)
+        .timeout(CALL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| Error::Unexpected(format!("reading the CA at {url}: {e}")))?;
+    let text = response
+        .error_for_status()
+        .map_err(|e| Error::Unexpected(format!("reading the CA at {url}: {e}")))?
+        .text()
+        .await
+        .map_err(|e| Error::Unexpected(format!("reading the CA at {url}: {e}")))?;
+    if !text.contains("BEGIN CERTIFICATE") {
+        return Err(Error::Unexpected(format!("{url} holds no CA certificate")));
+    }
+    Ok(text)
 }

@@ -53,6 +53,15 @@ pub struct PseudonymisationServiceSpec {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub domains: Vec<PseudonymDomain>,
 
+    /// Rows each caller may send per second (each replica counts on its own). A JSON
+    /// request carries at most this many rows; beyond its share a caller gets 429 with
+    /// `Retry-After`, and a stream slows down. The default lets a region export two million
+    /// people in under a minute while trying every possible identity number takes a quarter
+    /// of an hour. At least 20,000, the rows a reference export job sends per request.
+    #[serde(default = "default_rows_per_second")]
+    #[schemars(range(min = 20_000, max = 10_000_000))]
+    pub rows_per_second: i32,
+
     /// Number of service replicas.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 50))]
@@ -77,6 +86,10 @@ pub struct PseudonymisationServiceSpec {
 
 fn default_replicas() -> i32 {
     2
+}
+
+fn default_rows_per_second() -> i32 {
+    crate::pseudonymisation::access::DEFAULT_ROWS_PER_SECOND as i32
 }
 
 /// How pseudonyms are computed.

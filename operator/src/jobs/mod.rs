@@ -129,6 +129,8 @@ pub struct Export {
     /// The file holding the job's token for the pseudonymisation service (read per request,
     /// since the kubelet renews it).
     pub pseudonymisation_token: PathBuf,
+    /// The OpenBao PKI mount whose CA the service's certificate must chain to.
+    pub pseudonymisation_ca_mount: String,
     /// Central mode: the hub's landing bucket and where the node's ingest credential is kept.
     /// `None`: federated mode.
     pub central: Option<(String, String)>,
@@ -188,6 +190,7 @@ impl Settings {
                 purpose: get("VARDHUB_EXPORT_DOMAIN")?,
                 pseudonymisation_url: get("VARDHUB_PSEUDONYMISATION_URL")?,
                 pseudonymisation_token: get("VARDHUB_PSEUDONYMISATION_TOKEN_FILE")?.into(),
+                pseudonymisation_ca_mount: get("VARDHUB_PSEUDONYMISATION_CA_MOUNT")?,
                 central: match lookup("VARDHUB_EXPORT_CREDENTIALS").filter(|v| !v.is_empty()) {
                     Some(path) => Some((get("VARDHUB_EXPORT_BUCKET")?, path)),
                     None => None,
@@ -428,9 +431,18 @@ pub async fn run(stage: Stage, settings: &Settings) -> Result<Report> {
         }
         Work::Export(e) => {
             let standardised = bucket(&e.standardised);
+            // The service's certificate must chain to its own CA in OpenBao, and to nothing
+            // else: no system roots.
+            let ca = openbao::ca_certificate(
+                &reqwest::Client::new(),
+                &settings.openbao_addr,
+                &e.pseudonymisation_ca_mount,
+            )
+            .await
+            .context("reading the pseudonymisation service's CA from OpenBao")?;
             let pseudonymiser = Pseudonymiser::Service {
                 url: e.pseudonymisation_url.clone(),
-                client: reqwest::Client::new(),
+                client: crate::pseudonymisation::tls::client_trusting(&ca)?,
                 token_file: e.pseudonymisation_token.clone(),
             };
             let landing = match &e.central {

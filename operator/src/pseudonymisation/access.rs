@@ -109,6 +109,84 @@ impl Grants {
     }
 }
 
+/// How many rows one caller may send per second; a second's worth is also the most rows
+/// one request may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowLimit {
+    /// Rows per second, per caller.
+    pub per_second: std::num::NonZeroU32,
+}
+
+/// Rows per second per caller unless the resource says otherwise: a region's nightly export of
+/// two million people takes under a minute, while trying every possible personal identity
+/// number (some 46 million) takes a quarter of an hour and leaves a trail.
+pub const DEFAULT_ROWS_PER_SECOND: u32 = 50_000;
+
+/// Throttles callers by rows, each caller on its own.
+pub struct Throttle {
+    limiter: governor::DefaultKeyedRateLimiter<String>,
+    limit: RowLimit,
+}
+
+/// Why rows were not admitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Throttled {
+    /// The caller sent its share; it may send these rows after this long.
+    Wait(Duration),
+    /// More rows than one request may carry.
+    TooMany(u32),
+}
+
+impl Throttle {
+    /// A throttle with `limit` per caller.
+    pub fn new(limit: RowLimit) -> Self {
+        let quota = governor::Quota::per_second(limit.per_second);
+        Self {
+            limiter: governor::RateLimiter::keyed(quota),
+            limit,
+        }
+    }
+
+    /// The most rows one request may carry.
+    pub fn max_rows(&self) -> u32 {
+        self.limit.per_second.get()
+    }
+
+    fn cells(&self, rows: usize) -> Result<Option<std::num::NonZeroU32>, Throttled> {
+        let rows = u32::try_from(rows).map_err(|_| Throttled::TooMany(self.max_rows()))?;
+        if rows > self.max_rows() {
+            return Err(Throttled::TooMany(self.max_rows()));
+        }
+        Ok(std::num::NonZeroU32::new(rows))
+    }
+
+    /// Admits `rows` of `caller` now, or says how long to wait.
+    pub fn admit(&self, caller: &Caller, rows: usize) -> Result<(), Throttled> {
+        let Some(n) = self.cells(rows)? else {
+            return Ok(());
+        };
+        use governor::clock::{Clock, DefaultClock};
+        match self.limiter.check_key_n(&caller.to_string(), n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Throttled::Wait(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            )),
+            Err(_) => Err(Throttled::TooMany(self.max_rows())),
+        }
+    }
+
+    /// Waits until `rows` of `caller` may go on (a stream slows down instead of failing).
+    pub async fn wait(&self, caller: &Caller, rows: usize) -> Result<(), Throttled> {
+        let Some(n) = self.cells(rows)? else {
+            return Ok(());
+        };
+        self.limiter
+            .until_key_n_ready(&caller.to_string(), n)
+            .await
+            .map_err(|_| Throttled::TooMany(self.max_rows()))
+    }
+}
+
 /// Why a request was not authenticated. The text never repeats the token.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Refusal {
@@ -327,6 +405,25 @@ mod tests {
             Grants::parse(&[Grants::entry("d", "ns", Some("sa"))]),
             Grants::parse(&["d=ns/sa"])
         );
+    }
+
+    #[test]
+    fn each_caller_gets_its_own_share_of_rows() {
+        let limit = RowLimit {
+            per_second: std::num::NonZeroU32::new(1000).expect("non-zero"),
+        };
+        let throttle = Throttle::new(limit);
+        let a = caller("region-one", "export");
+        let b = caller("region-two", "export");
+        assert_eq!(throttle.admit(&a, 1000), Ok(()));
+        assert!(matches!(throttle.admit(&a, 10), Err(Throttled::Wait(_))));
+        assert_eq!(
+            throttle.admit(&b, 600),
+            Ok(()),
+            "another caller is not held up"
+        );
+        assert_eq!(throttle.admit(&b, 1001), Err(Throttled::TooMany(1000)));
+        assert_eq!(throttle.admit(&b, 0), Ok(()));
     }
 
     #[test]

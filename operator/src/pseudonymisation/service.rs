@@ -15,7 +15,9 @@
 //! count.
 //!
 //! Limits fit the pod's memory: a JSON body of at most [`MAX_BODY`] bytes and
-//! [`MAX_ROWS`] rows, NDJSON lines of at most [`MAX_LINE`] bytes.
+//! [`MAX_ROWS`] rows, NDJSON lines of at most [`MAX_LINE`] bytes. Each caller may send a
+//! number of rows per second ([`Throttle`]): a JSON request beyond its share gets 429 with
+//! `Retry-After`, a stream is slowed down.
 //!
 //! Identifiers never reach a log line, a metric or an error message: rows are referred to by
 //! their index.
@@ -41,10 +43,11 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
-use super::access::{Caller, Grants, Verifier};
+use super::access::{Caller, Grants, Throttle, Throttled, Verifier};
 use super::audit::{Action, AuditLog, Outcome, Record};
 use super::identifier::{Invalid, parse_local, parse_personal};
 use super::pseudonym::LocalKey;
+use super::tls::{Certificates, TlsError};
 use crate::adapters::openbao::{self, MAX_BATCH, Transit};
 
 /// How a domain computes pseudonyms.
@@ -171,6 +174,8 @@ pub struct Access {
     pub grants: Grants,
     /// Where every request, served or refused, is recorded.
     pub audit: AuditLog,
+    /// Rows per second per caller; `None` leaves callers unthrottled.
+    pub throttle: Option<Arc<Throttle>>,
 }
 
 impl Access {
@@ -214,6 +219,18 @@ pub struct Config {
     pub reversible: Vec<String>,
     /// Who may call the service.
     pub access: Access,
+    /// Serve HTTPS with a certificate from OpenBao's PKI engine; `None` serves plain HTTP
+    /// (tests in one process), where re-identification is refused.
+    pub tls: Option<TlsSettings>,
+}
+
+/// Where the service's certificate comes from.
+#[derive(Clone, Debug)]
+pub struct TlsSettings {
+    /// The PKI mount with the service's CA and its `server` role.
+    pub pki_mount: String,
+    /// The DNS names the certificate carries; the first is the common name.
+    pub names: Vec<String>,
 }
 
 /// The running service's state.
@@ -224,6 +241,16 @@ pub struct Service {
     openbao_up: AtomicBool,
     metrics: ServiceMetrics,
     http: reqwest::Client,
+    /// The served certificate, when serving HTTPS, and when to take the next one.
+    certificates: Option<(Arc<Certificates>, std::sync::Mutex<Instant>)>,
+}
+
+/// When to take a new certificate: at two thirds of its remaining lifetime.
+fn renewal_time(expiration: u64) -> Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Instant::now() + Duration::from_secs(expiration.saturating_sub(now) * 2 / 3)
 }
 
 /// Errors while starting.
@@ -235,6 +262,9 @@ pub enum StartError {
     /// The login failed.
     #[error(transparent)]
     Login(#[from] openbao::LoginError),
+    /// The certificate from OpenBao could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 async fn login(config: &Config) -> Result<(Transit, u64), StartError> {
@@ -277,6 +307,19 @@ impl Service {
                 },
             );
         }
+        let certificates = match &config.tls {
+            Some(tls) => {
+                let issued = transit
+                    .issue_server_certificate(&tls.pki_mount, &tls.names)
+                    .await?;
+                let held = Certificates::new(&issued.certificate, &issued.private_key)?;
+                Some((
+                    Arc::new(held),
+                    std::sync::Mutex::new(renewal_time(issued.expiration)),
+                ))
+            }
+            None => None,
+        };
         let service = Arc::new(Self {
             config,
             transit: RwLock::new(transit),
@@ -284,6 +327,7 @@ impl Service {
             openbao_up: AtomicBool::new(true),
             metrics: ServiceMetrics::default(),
             http: reqwest::Client::new(),
+            certificates,
         });
         tokio::spawn(Self::watch_openbao(Arc::downgrade(&service), ttl));
         tracing::info!(
@@ -316,6 +360,63 @@ impl Service {
                     }
                     Err(e) => tracing::warn!(error = %e, "could not log in to OpenBao again"),
                 }
+            }
+            if up {
+                s.renew_certificate().await;
+            }
+        }
+    }
+
+    /// Takes a new certificate from OpenBao when the current one reaches two thirds of its
+    /// life; a failure is retried at the next check, while the current one still serves.
+    async fn renew_certificate(&self) {
+        let (Some((held, next)), Some(tls)) = (&self.certificates, &self.config.tls) else {
+            return;
+        };
+        if next.lock().map_or(true, |t| Instant::now() < *t) {
+            return;
+        }
+        let issued = self
+            .transit
+            .read()
+            .await
+            .issue_server_certificate(&tls.pki_mount, &tls.names)
+            .await;
+        match issued {
+            Ok(issued) => match held.replace(&issued.certificate, &issued.private_key) {
+                Ok(()) => {
+                    if let Ok(mut t) = next.lock() {
+                        *t = renewal_time(issued.expiration);
+                    }
+                    tracing::info!("took a new server certificate from OpenBao");
+                }
+                Err(e) => tracing::warn!(error = %e, "the new server certificate is unusable"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not take a new server certificate"),
+        }
+    }
+
+    /// Whether requests arrive over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.certificates.is_some()
+    }
+
+    /// Serves the API on `listener` until `shutdown` completes: HTTPS when the service has a
+    /// certificate, plain HTTP otherwise.
+    pub async fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        match &self.certificates {
+            Some((held, _)) => {
+                super::tls::serve(listener, router, held.server_config(), shutdown).await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
             }
         }
     }
@@ -555,7 +656,7 @@ async fn pseudonymise(
             return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
         }
     };
-    if let Err(response) = within_rows(request.identifiers.len()) {
+    if let Err(response) = admitted(&service, &caller, request.identifiers.len()) {
         return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
     }
     let Rows {
@@ -675,13 +776,38 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, Box<Response>> {
     })
 }
 
-/// Refuses a batch of more than [`MAX_ROWS`] rows.
-fn within_rows(rows: usize) -> Result<(), Box<Response>> {
+/// Refuses a batch of more than [`MAX_ROWS`] rows, or more than the caller may send now:
+/// 429 with `Retry-After` while the caller has used its share, 413 for more rows than a
+/// request may carry.
+fn admitted(service: &Service, caller: &Caller, rows: usize) -> Result<(), Box<Response>> {
     if rows > MAX_ROWS {
         let detail = format!("a batch holds at most {MAX_ROWS} rows; split it, or stream NDJSON");
         return Err(Box::new(problem(StatusCode::PAYLOAD_TOO_LARGE, &detail)));
     }
-    Ok(())
+    let Some(throttle) = &service.config.access.throttle else {
+        return Ok(());
+    };
+    match throttle.admit(caller, rows) {
+        Ok(()) => Ok(()),
+        Err(Throttled::TooMany(max)) => {
+            let detail = format!(
+                "this service takes at most {max} rows per caller and second, and so per request; split the batch, or stream NDJSON"
+            );
+            Err(Box::new(problem(StatusCode::PAYLOAD_TOO_LARGE, &detail)))
+        }
+        Err(Throttled::Wait(wait)) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let detail = format!(
+                "{caller} has sent its share of {} rows per second; retry in {seconds} s",
+                throttle.max_rows()
+            );
+            let mut response = problem(StatusCode::TOO_MANY_REQUESTS, &detail);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            Err(Box::new(response))
+        }
+    }
 }
 
 /// Parses a JSON body; the error names the position, never a value.
@@ -739,7 +865,7 @@ async fn migrate(
         Ok(r) => r,
         Err(response) => return failed(&service, Action::Migrate, &caller, &domain, *response),
     };
-    if let Err(response) = within_rows(request.identifiers.len()) {
+    if let Err(response) = admitted(&service, &caller, request.identifiers.len()) {
         return failed(&service, Action::Migrate, &caller, &domain, *response);
     }
     if request.from_version == 0 || request.from_version >= d.version {
@@ -840,6 +966,19 @@ async fn reidentify(
             ),
         );
     };
+    if !service.is_tls() {
+        // A caller's OpenBao token that may decrypt is never taken over plain HTTP.
+        return failed(
+            &service,
+            Action::Reidentify,
+            &caller_sa,
+            &domain,
+            problem(
+                StatusCode::FORBIDDEN,
+                "re-identification is served only over TLS",
+            ),
+        );
+    }
     let Some(token) = headers.get("x-vault-token").and_then(|v| v.to_str().ok()) else {
         return failed(
             &service,
@@ -896,7 +1035,7 @@ async fn reidentify(
             return failed(&service, Action::Reidentify, &caller_sa, &domain, *response);
         }
     };
-    if let Err(response) = within_rows(request.pseudonyms.len()) {
+    if let Err(response) = admitted(&service, &caller_sa, request.pseudonyms.len()) {
         return failed(&service, Action::Reidentify, &caller_sa, &domain, *response);
     }
     let pseudonyms: Vec<&str> = request.pseudonyms.iter().map(String::as_str).collect();
@@ -1021,13 +1160,18 @@ fn stream_ndjson(
                 batch.push((index, row));
                 index += 1;
                 if batch.len() == MAX_BATCH
-                    && flush(&service, &domain, &mut batch, &tx).await.is_err()
+                    && flush(&service, &domain, &caller, &mut batch, &tx)
+                        .await
+                        .is_err()
                 {
                     return;
                 }
             }
         }
-        if flush(&service, &domain, &mut batch, &tx).await.is_ok() {
+        if flush(&service, &domain, &caller, &mut batch, &tx)
+            .await
+            .is_ok()
+        {
             let name = caller.to_string();
             service.config.access.record(Record {
                 rows: Some(index),
@@ -1048,14 +1192,21 @@ fn tokio_stream_from(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// Pseudonymises one batch of a stream and sends its lines; a caller over its share of rows
+/// waits here, so a stream slows down instead of failing.
 async fn flush(
     service: &Service,
     domain: &str,
+    caller: &Caller,
     batch: &mut Vec<(usize, Result<String, String>)>,
     tx: &tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
 ) -> Result<(), ()> {
     if batch.is_empty() {
         return Ok(());
+    }
+    if let Some(throttle) = &service.config.access.throttle {
+        // A batch never holds more than MAX_BATCH rows, below any share the schema allows.
+        throttle.wait(caller, batch.len()).await.map_err(|_| ())?;
     }
     let valid: Vec<&[u8]> = batch
         .iter()

@@ -17,13 +17,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
 
-use crate::adapters::openbao::KubernetesRole;
+use crate::adapters::openbao::{self, KubernetesRole};
 use crate::api::{PseudonymisationMode, PseudonymisationService};
 use crate::controller::apply::{DesiredObject, OwnedKind};
 use crate::controller::workload;
 use crate::pseudonymisation::access::{self, Grants};
 
-/// Port of the service's HTTP API.
+/// Port of the service's HTTPS API.
 pub const PORT: i32 = 8080;
 /// Mount of the Kubernetes auth method in OpenBao.
 pub const AUTH_MOUNT: &str = "kubernetes";
@@ -37,6 +37,8 @@ pub struct Names {
     pub service_account: String,
     /// The Transit mount holding the service's domain keys.
     pub mount: String,
+    /// The PKI mount issuing the service's server certificates.
+    pub pki_mount: String,
     /// The OpenBao policy of the service.
     pub policy: String,
     /// The Kubernetes auth role of the service.
@@ -46,17 +48,58 @@ pub struct Names {
     pub reidentify_policy: String,
 }
 
-/// The names of a service's objects.
+/// The names of a service's objects. Names in OpenBao join the namespace and the name with
+/// dots, which a namespace never contains, so that no two services share one: with dashes,
+/// `pseudo-reidentify` in `hub-x` would be given the re-identification policy of `pseudo`.
 pub fn names(svc: &PseudonymisationService) -> Names {
     let ns = svc.namespace().unwrap_or_default();
     let name = svc.name_any();
     Names {
         service_account: format!("{name}-pseudonymiser"),
         mount: format!("pseudonymisation/{ns}/{name}"),
-        policy: format!("vardhub-pseudonymisation-{ns}-{name}"),
-        role: format!("vardhub-pseudonymisation-{ns}-{name}"),
-        reidentify_policy: format!("vardhub-pseudonymisation-{ns}-{name}-reidentify"),
+        pki_mount: pki_mount(&ns, &name),
+        policy: format!("vardhub-pseudonymisation.{ns}.{name}"),
+        role: format!("vardhub-pseudonymisation.{ns}.{name}"),
+        reidentify_policy: format!("vardhub-pseudonymisation-reidentify.{ns}.{name}"),
     }
+}
+
+/// The DNS names of the service's certificate: its Service's names inside the cluster.
+pub fn dns_names(svc: &PseudonymisationService) -> Vec<String> {
+    let ns = svc.namespace().unwrap_or_default();
+    let name = svc.name_any();
+    vec![
+        format!("{name}.{ns}.svc"),
+        format!("{name}.{ns}.svc.cluster.local"),
+    ]
+}
+
+/// The service's PKI engine: its own CA, issuing certificates for its DNS names only.
+pub fn server_pki(svc: &PseudonymisationService) -> openbao::ServerPki {
+    openbao::ServerPki {
+        mount: names(svc).pki_mount,
+        names: dns_names(svc),
+    }
+}
+
+/// The common name of the service's CA.
+pub fn ca_name(svc: &PseudonymisationService) -> String {
+    format!(
+        "vardhub pseudonymisation CA {}/{}",
+        svc.namespace().unwrap_or_default(),
+        svc.name_any()
+    )
+}
+
+/// The PKI mount of the service `name` in `namespace`; its CA (`<mount>/ca/pem`) is what
+/// callers trust.
+pub fn pki_mount(namespace: &str, name: &str) -> String {
+    format!("pseudonymisation-pki/{namespace}/{name}")
+}
+
+/// The base URL callers use: HTTPS to the Service's name.
+pub fn url(namespace: &str, name: &str) -> String {
+    format!("https://{name}.{namespace}.svc:{PORT}")
 }
 
 /// The audience callers' tokens must carry for this service.
@@ -75,10 +118,17 @@ pub fn domain_versions(svc: &PseudonymisationService) -> Vec<(String, u64)> {
 }
 
 /// The service's OpenBao policy: HMAC with its own keys and, in local mode, reading the HMAC
-/// keys once at start. Nothing else: no key management, no other mount.
+/// keys once at start; issuing its own server certificate. Nothing else: no key management,
+/// no other mount.
 pub fn policy(svc: &PseudonymisationService) -> serde_json::Value {
-    let mount = names(svc).mount;
+    let Names {
+        mount, pki_mount, ..
+    } = names(svc);
     let mut paths = serde_json::Map::new();
+    paths.insert(
+        format!("{pki_mount}/issue/{}", openbao::SERVER_ROLE),
+        serde_json::json!({"capabilities": ["update"]}),
+    );
     paths.insert(
         format!("{mount}/hmac/*"),
         serde_json::json!({"capabilities": ["update"]}),
@@ -221,6 +271,13 @@ pub fn deployment(
     let reversible = svc.spec.domains.iter().filter(|d| d.reversible);
     args.extend(reversible.map(|d| format!("--reversible-domain={}", d.name)));
     args.push(format!("--audience={}", audience(svc)));
+    args.push(format!("--rows-per-second={}", svc.spec.rows_per_second));
+    args.push(format!("--tls-pki-mount={}", n.pki_mount));
+    args.extend(
+        dns_names(svc)
+            .into_iter()
+            .map(|d| format!("--tls-name={d}")),
+    );
     args.extend(svc.spec.domains.iter().flat_map(|d| {
         d.callers.iter().map(|c| {
             let grant = Grants::entry(&d.name, &c.namespace, c.service_account.as_deref());
@@ -229,6 +286,7 @@ pub fn deployment(
     }));
     let probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
+            scheme: Some("HTTPS".into()),
             path: Some(path.into()),
             port: IntOrString::Int(PORT),
             ..Default::default()
@@ -252,7 +310,7 @@ pub fn deployment(
             ..Default::default()
         }]),
         ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
+            name: Some("https".into()),
             container_port: PORT,
             ..Default::default()
         }]),
@@ -298,9 +356,9 @@ fn service(svc: &PseudonymisationService) -> Service {
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(svc)),
             ports: Some(vec![ServicePort {
-                name: Some("http".into()),
+                name: Some("https".into()),
                 port: PORT,
-                target_port: Some(IntOrString::String("http".into())),
+                target_port: Some(IntOrString::String("https".into())),
                 ..Default::default()
             }]),
             ..Default::default()
@@ -391,6 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn names_in_openbao_are_unambiguous() {
+        let named = |ns: &str, name: &str| {
+            let mut s = svc("transit", 1);
+            s.metadata.namespace = Some(ns.into());
+            s.metadata.name = Some(name.into());
+            names(&s)
+        };
+        let a = named("hub-x", "pseudo");
+        let b = named("hub-x", "pseudo-reidentify");
+        let c = named("hub", "x-pseudo");
+        let all = [&a, &b, &c];
+        let mut seen = std::collections::BTreeSet::new();
+        for n in all {
+            for name in [&n.policy, &n.role, &n.reidentify_policy] {
+                seen.insert(name.clone());
+            }
+        }
+        // Each service's policy and role share one name; everything else differs.
+        assert_eq!(seen.len(), 6, "{seen:?}");
+        assert_eq!(
+            a.reidentify_policy,
+            "vardhub-pseudonymisation-reidentify.hub-x.pseudo"
+        );
+    }
+
+    #[test]
     fn policy_is_least_privilege_per_mode() {
         let transit = policy(&svc("transit", 2)).to_string();
         assert!(transit.contains("pseudonymisation/hub/pseudo/hmac/*"));
@@ -402,6 +486,10 @@ mod tests {
             policy(&svc("local", 2))
                 .to_string()
                 .contains("export/hmac-key/*")
+        );
+        assert!(
+            transit.contains("pseudonymisation-pki/hub/pseudo/issue/server"),
+            "it issues its own certificate: {transit}"
         );
     }
 
@@ -422,6 +510,8 @@ mod tests {
         assert!(args.contains(&"--audience=vardhub.io/pseudonymisation/hub/pseudo".to_string()));
         assert!(args.contains(&"--grant=region-export=region-stockholm".to_string()));
         assert!(args.contains(&"--grant=permit-42=research/permit-42".to_string()));
+        assert!(args.contains(&"--tls-pki-mount=pseudonymisation-pki/hub/pseudo".to_string()));
+        assert!(args.contains(&"--tls-name=pseudo.hub.svc".to_string()));
     }
 
     #[test]

@@ -266,6 +266,12 @@ async fn ensure_keys(
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
+    if admin
+        .ensure_server_pki(&build::server_pki(svc), &build::ca_name(svc))
+        .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");
+    }
     Ok(())
 }
 
@@ -292,6 +298,7 @@ async fn finalize(svc: &PseudonymisationService, ctx: &Context) -> Result<Option
         bao.admin.delete_policy(&names.policy).await?;
         bao.admin.delete_policy(&names.reidentify_policy).await?;
         bao.admin.delete_mount(&names.mount).await?;
+        bao.admin.delete_mount(&names.pki_mount).await?;
         ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "delete");
         tracing::warn!(mount = %names.mount, "deleted the domain keys as the deletion policy asks");
     }

@@ -309,12 +309,13 @@ pub fn export_cron_job(node: &RegionalNode, inputs: &Inputs) -> Option<CronJob> 
     let mut env = base_env(node, inputs);
     let svc = &export.pseudonymisation.name;
     let hub_ns = hub.workload_namespace();
-    let port = crate::controller::pseudonymisation_service::build::PORT;
     let token = workload::PSEUDONYMISATION_TOKEN;
+    use crate::controller::pseudonymisation_service::build as service;
     let mut extra = vec![
+        ("VARDHUB_PSEUDONYMISATION_URL", service::url(&hub_ns, svc)),
         (
-            "VARDHUB_PSEUDONYMISATION_URL",
-            format!("http://{svc}.{hub_ns}.svc:{port}"),
+            "VARDHUB_PSEUDONYMISATION_CA_MOUNT",
+            service::pki_mount(&hub_ns, svc),
         ),
         (
             "VARDHUB_PSEUDONYMISATION_TOKEN_FILE",
