@@ -3,14 +3,15 @@
 //! (a) HMAC-SHA256 in process, one core: the physical limit.
 //! (b) OpenBao Transit batch HMAC, called directly (sequential and 4 concurrent batches).
 //! (e) single-item Transit calls: the naive baseline.
-//! (c) the service over HTTP in `transit` mode (JSON batches of 10,000).
-//! (d) the service over HTTP in `local` mode (JSON batches of 10,000).
+//! (c) the service over HTTPS in `transit` mode (JSON batches of 10,000).
+//! (d) the service over HTTPS in `local` mode (JSON batches of 10,000).
 //! Sweden's population (10.5 million identifiers) through the service in `local` mode as one
 //! NDJSON stream, and in process, with peak memory.
 //!
 //! Client and server share the machine's cores, as they would on one node. The service runs
-//! as in production: every request carries a ServiceAccount token that the service verifies
-//! against the local cluster's published keys (KUBECONFIG, from the cluster's `env`).
+//! as in production: over HTTPS with a certificate from OpenBao's PKI engine, and every request
+//! carries a ServiceAccount token that the service verifies against the local cluster's
+//! published keys (KUBECONFIG, from the cluster's `env`). It is not throttled.
 
 use std::time::Instant;
 
@@ -60,9 +61,25 @@ struct Authenticated {
     client: reqwest::Client,
 }
 
+/// The name the benchmarked service's certificate carries; the client resolves it to
+/// 127.0.0.1.
+const BENCH_HOST: &str = "pseudo.vardhub-bench.svc";
+/// The PKI mount that issues the benchmarked service its certificate.
+const BENCH_PKI: &str = "vardhub-bench-pki";
+
 /// A ServiceAccount `default/vardhub-bench` of the cluster KUBECONFIG names, its token, and
-/// a grant of the `bench` domain to it.
-async fn authenticated() -> anyhow::Result<Authenticated> {
+/// a grant of the `bench` domain to it; a PKI engine in OpenBao (`addr`, root `token`) for the
+/// service's certificate, and a client that trusts only its CA.
+async fn authenticated(addr: &str, token: &str) -> anyhow::Result<Authenticated> {
+    use vardhub::adapters::openbao::{Admin, ServerPki, ca_certificate};
+    let pki = ServerPki {
+        mount: BENCH_PKI.into(),
+        names: vec![BENCH_HOST.into()],
+    };
+    Admin::new(addr, token)?
+        .ensure_server_pki(&pki, "vardhub bench CA")
+        .await?;
+    let ca = ca_certificate(&reqwest::Client::new(), addr, BENCH_PKI).await?;
     use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
     use k8s_openapi::api::core::v1::ServiceAccount;
     use kube::api::{Patch, PatchParams};
@@ -95,6 +112,9 @@ async fn authenticated() -> anyhow::Result<Authenticated> {
     let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?;
     bearer.set_sensitive(true);
     let client = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes())?])
+        // The URL's port is used; only the address comes from here.
+        .resolve(BENCH_HOST, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
         .default_headers(reqwest::header::HeaderMap::from_iter([(
             reqwest::header::AUTHORIZATION,
             bearer,
@@ -120,10 +140,13 @@ async fn start_service(
     local: bool,
     auth: &Authenticated,
 ) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
-    use vardhub::pseudonymisation::service::{Auth, Config, Service};
+    use vardhub::pseudonymisation::service::{Auth, Config, Service, TlsSettings};
     let service = Service::start(Config {
         openbao_addr: addr.into(),
-        tls: None,
+        tls: Some(TlsSettings {
+            pki_mount: BENCH_PKI.into(),
+            names: vec![BENCH_HOST.into()],
+        }),
         auth: Auth::Token(token.into()),
         transit_mount: "vardhub-bench-transit".into(),
         local,
@@ -133,9 +156,9 @@ async fn start_service(
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
+    let base = format!("https://{BENCH_HOST}:{}", listener.local_addr()?.port());
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, service.router()).await;
+        let _ = service.serve(listener, std::future::pending()).await;
     });
     Ok((base, task))
 }
@@ -238,11 +261,11 @@ fn main() -> anyhow::Result<()> {
             let b = b4.max(b);
 
             let written: Vec<String> = sample[..200_000].iter().map(|c| format!("{}-{}", &c[2..8], &c[8..])).collect();
-            let auth = authenticated().await?;
+            let auth = authenticated(&addr, &token).await?;
             let c = http_rate(&addr, &token, version, false, &written, &auth).await?;
-            println!("(c) service, transit mode, HTTP:          {c:>12.0} records/s");
+            println!("(c) service, transit mode, HTTPS:         {c:>12.0} records/s");
             let d = http_rate(&addr, &token, version, true, &written, &auth).await?;
-            println!("(d) service, local mode, HTTP:            {d:>12.0} records/s");
+            println!("(d) service, local mode, HTTPS:           {d:>12.0} records/s");
             println!(
                 "    ratios: d/a = {:.2} (target >= 0.5 per core used), d/b = {:.1} (target >= 10), c/b = {:.2} (target >= 0.8), b/e = {:.0}",
                 d / a,

@@ -698,3 +698,154 @@ async fn duplicate_regions_and_deletion_with_objects_are_refused() -> Result<()>
     operator.stop().await?;
     delete_nodes(&admin, "t4d-").await
 }
+
+/// Someone allowed to create a `RegionalNode` names it so that its buckets are a hub's
+/// (`hub-<hub>` gives the hub's bucket prefix), or a bucket that no vardhub resource made,
+/// and asks for everything to be purged on deletion. The operator touches neither: the node
+/// reports `Conflict` naming the bucket and its owner, gets no credential, and deleting it
+/// leaves the other party's objects where they were. The S3 server itself is the witness.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_node_can_neither_claim_nor_purge_buckets_it_did_not_create() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let root = cluster.s3_root();
+    let hub = "claimed";
+    let stranger_bucket = "vardhub-test-stranger-landing";
+    let apply = PatchParams::apply("vardhub-tests").force();
+
+    let operator = RunningOperator::start(cluster, "test-claims").await?;
+    let hub_obj: DataHub = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+        "metadata": {"name": hub},
+        "spec": {"storageMode": "central", "zones": {"purposeSpecific": []},
+                 "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true},
+    }))?;
+    hubs.patch(hub, &apply, &Patch::Apply(&hub_obj)).await?;
+    let landing = format!("vardhub-hub-{hub}-landing");
+    eventually(
+        "the hub's landing bucket",
+        Duration::from_secs(90),
+        || async {
+            Ok(root
+                .get_bucket_tagging()
+                .bucket(&landing)
+                .send()
+                .await
+                .ok()
+                .filter(|t| {
+                    t.tag_set()
+                        .iter()
+                        .any(|t| t.key() == "vardhub.io/owner" && t.value() == "DataHub/claimed")
+                })
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    root.put_object()
+        .bucket(&landing)
+        .key("01/hip-fracture/extract.parquet")
+        .body(ByteStream::from_static(b"the hub's data"))
+        .send()
+        .await?;
+    // A bucket someone made by hand, with data in it.
+    let _ = root.create_bucket().bucket(stranger_bucket).send().await;
+    root.put_object()
+        .bucket(stranger_bucket)
+        .key("theirs")
+        .body(ByteStream::from_static(b"someone's data"))
+        .send()
+        .await?;
+
+    for (name, prefix, owner) in [
+        (format!("hub-{hub}"), None, "DataHub/claimed"),
+        (
+            "test-stranger".to_string(),
+            Some("vardhub-test-stranger"),
+            "no vardhub resource",
+        ),
+    ] {
+        let mut spec = json!({"regions": ["21"], "deletionPolicy": "Delete",
+                              "confirmDeletion": true, "purgeObjects": true});
+        if let Some(prefix) = prefix {
+            spec["storage"] = json!({"bucketPrefix": prefix});
+        }
+        let node: RegionalNode = serde_json::from_value(json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+            "metadata": {"name": name}, "spec": spec,
+        }))?;
+        nodes.patch(&name, &apply, &Patch::Apply(&node)).await?;
+        let message = eventually(
+            &format!("{name} to report the conflict"),
+            Duration::from_secs(60),
+            || async {
+                let n = nodes.get(&name).await?;
+                let conditions = n.status.map(|s| s.common.conditions).unwrap_or_default();
+                Ok(conditions
+                    .into_iter()
+                    .find(|c| c.type_ == types::DEGRADED && c.reason == "Conflict")
+                    .map(|c| c.message))
+            },
+        )
+        .await?;
+        assert!(
+            message.contains(owner) && message.contains("bucketPrefix"),
+            "the condition names the owner and the field: {message}"
+        );
+        let credential: Option<serde_json::Value> = cluster
+            .openbao_admin()?
+            .in_namespace(&format!("region-{name}"))?
+            .read_secret(vardhub::controller::storage::KV_MOUNT, "s3/node")
+            .await
+            .unwrap_or(None);
+        assert!(
+            credential.is_none(),
+            "no credential was issued for the claimed buckets"
+        );
+        nodes.delete(&name, &DeleteParams::foreground()).await?;
+        eventually(
+            &format!("{name} to be gone"),
+            Duration::from_secs(60),
+            || async { Ok(nodes.get_opt(&name).await?.is_none().then_some(())) },
+        )
+        .await?;
+    }
+
+    // The S3 server still holds both parties' objects, and the hub still owns its bucket.
+    let kept = root
+        .get_object()
+        .bucket(&landing)
+        .key("01/hip-fracture/extract.parquet")
+        .send()
+        .await
+        .context("the hub's object survived the node's deletion")?;
+    assert_eq!(
+        kept.body.collect().await?.into_bytes().as_ref(),
+        b"the hub's data"
+    );
+    let theirs = root
+        .get_object()
+        .bucket(stranger_bucket)
+        .key("theirs")
+        .send()
+        .await
+        .context("the stranger's object survived")?;
+    assert_eq!(
+        theirs.body.collect().await?.into_bytes().as_ref(),
+        b"someone's data"
+    );
+
+    hubs.delete(hub, &DeleteParams::foreground()).await?;
+    eventually("the hub to be gone", Duration::from_secs(90), || async {
+        Ok(hubs.get_opt(hub).await?.is_none().then_some(()))
+    })
+    .await?;
+    operator.stop().await?;
+    vardhub::adapters::s3::Storage::new(cluster.s3_settings())
+        .purge_bucket(stranger_bucket)
+        .await?;
+    Ok(())
+}

@@ -485,6 +485,7 @@ async fn a_purge_stops_at_an_object_under_legal_hold_and_names_it() -> Result<()
     storage
         .ensure_bucket(&BucketSpec {
             name: bucket.into(),
+            owner: "Test/purge".into(),
             retention_days: Some(1),
         })
         .await?;

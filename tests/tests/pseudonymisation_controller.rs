@@ -237,7 +237,9 @@ async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<(
     .await?;
     let mount = format!("pseudonymisation/{ns}/throwaway/");
     let root = cluster.openbao_root()?;
-    assert!(vaultrs::sys::mount::list(&root).await?.contains_key(&mount));
+    let mounts = vaultrs::sys::mount::list(&root).await?;
+    assert!(mounts.contains_key(&mount));
+    assert!(mounts.contains_key(&format!("pseudonymisation-pki/{ns}/throwaway/")));
 
     services
         .delete("throwaway", &DeleteParams::background())
@@ -248,9 +250,14 @@ async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<(
         || async { Ok(services.get_opt("throwaway").await?.is_none().then_some(())) },
     )
     .await?;
+    let mounts = vaultrs::sys::mount::list(&root).await?;
     assert!(
-        !vaultrs::sys::mount::list(&root).await?.contains_key(&mount),
+        !mounts.contains_key(&mount),
         "the mount and its keys are gone"
+    );
+    assert!(
+        !mounts.contains_key(&format!("pseudonymisation-pki/{ns}/throwaway/")),
+        "the service's CA is gone too"
     );
     let policy =
         vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation.{ns}.throwaway"))

@@ -1002,7 +1002,9 @@ impl Admin {
         };
         if !has_ca {
             let mut root = vaultrs::api::pki::requests::GenerateRootRequest::builder();
+            // The common name is a label, not a host name: it goes into no SAN.
             root.common_name(ca_name)
+                .exclude_cn_from_sans(true)
                 .ttl(CA_TTL)
                 .key_type("ec")
                 .key_bits(256u64);

@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{
     BucketVersioningStatus, DefaultRetention, ObjectIdentifier, ObjectLockConfiguration,
     ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule, ServerSideEncryption,
     ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    Tag, Tagging, VersioningConfiguration,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,6 +31,17 @@ pub enum Error {
     /// A request could not be built.
     #[error("S3 request: {0}")]
     Build(String),
+    /// The bucket exists and belongs to another resource, or to no vardhub resource.
+    #[error(
+        "bucket {bucket} already exists and belongs to {}; the operator does not adopt, change or delete what it did not create",
+        owner.as_deref().unwrap_or("no vardhub resource (it has no vardhub.io/owner tag)")
+    )]
+    NotOurs {
+        /// The bucket.
+        bucket: String,
+        /// Its recorded owner, if any.
+        owner: Option<String>,
+    },
     /// The server kept an object a purge must delete (legal hold, compliance retention, ...).
     #[error(
         "S3 refused to delete object {key} (version {version}) of bucket {bucket}: {code}: {message}; the bucket is kept"
@@ -82,11 +93,18 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// The bucket tag that records which resource a bucket belongs to (`Kind/name`).
+pub const OWNER_TAG: &str = "vardhub.io/owner";
+
 /// A bucket as a zone or a node wants it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BucketSpec {
     /// Name of the bucket.
     pub name: String,
+    /// The resource the bucket belongs to (`Kind/name`), recorded in the bucket's tag
+    /// [`OWNER_TAG`] when the bucket is created. An existing bucket with another owner, or
+    /// none, is never used.
+    pub owner: String,
     /// Days of default retention (object lock, governance mode) for an audit trail.
     pub retention_days: Option<i32>,
 }
@@ -243,20 +261,65 @@ impl Storage {
         }
     }
 
-    /// Creates the bucket unless it exists and brings versioning, default encryption
-    /// (SSE-S3), the deny-anonymous policy and the retention lock to what `spec` wants.
+    /// The recorded owner of a bucket: `None` when the bucket does not exist, `Some(None)`
+    /// when it has no owner tag.
+    pub async fn bucket_owner(&self, name: &str) -> Result<Option<Option<String>>, Error> {
+        if !self.bucket_exists(name).await? {
+            return Ok(None);
+        }
+        match self.s3.get_bucket_tagging().bucket(name).send().await {
+            Ok(out) => Ok(Some(
+                out.tag_set()
+                    .iter()
+                    .find(|t| t.key() == OWNER_TAG)
+                    .map(|t| t.value().to_string()),
+            )),
+            Err(e) if e.code() == Some("NoSuchTagSet") => Ok(Some(None)),
+            Err(e) => Err(call_error("GetBucketTagging", name, e)),
+        }
+    }
+
+    /// Creates the bucket unless it exists, records its owner, and brings versioning, default
+    /// encryption (SSE-S3), the deny-anonymous policy and the retention lock to what `spec`
+    /// wants. A bucket that exists with another owner, or none, is refused untouched.
     pub async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, Error> {
         let name = spec.name.as_str();
         let mut writes = Vec::new();
-        if !self.bucket_exists(name).await? {
-            self.s3
-                .create_bucket()
-                .bucket(name)
-                .object_lock_enabled_for_bucket(spec.retention_days.is_some())
-                .send()
-                .await
-                .map_err(|e| call_error("CreateBucket", name, e))?;
-            writes.push("CreateBucket");
+        match self.bucket_owner(name).await? {
+            Some(Some(owner)) if owner == spec.owner => {}
+            Some(owner) => {
+                return Err(Error::NotOurs {
+                    bucket: name.into(),
+                    owner,
+                });
+            }
+            None => {
+                self.s3
+                    .create_bucket()
+                    .bucket(name)
+                    .object_lock_enabled_for_bucket(spec.retention_days.is_some())
+                    .send()
+                    .await
+                    .map_err(|e| call_error("CreateBucket", name, e))?;
+                writes.push("CreateBucket");
+                let tag = Tag::builder()
+                    .key(OWNER_TAG)
+                    .value(&spec.owner)
+                    .build()
+                    .map_err(|e| Error::Build(e.to_string()))?;
+                let tagging = Tagging::builder()
+                    .tag_set(tag)
+                    .build()
+                    .map_err(|e| Error::Build(e.to_string()))?;
+                self.s3
+                    .put_bucket_tagging()
+                    .bucket(name)
+                    .tagging(tagging)
+                    .send()
+                    .await
+                    .map_err(|e| call_error("PutBucketTagging", name, e))?;
+                writes.push("PutBucketTagging");
+            }
         }
 
         let versioning = self

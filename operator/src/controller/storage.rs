@@ -64,6 +64,7 @@ impl Error {
             Error::Invalid(_) => "InvalidSpec",
             Error::NotConfigured(_) => "NotConfigured",
             Error::Keys(_) => "KeysFailed",
+            Error::Storage(s3::Error::NotOurs { .. }) => "Conflict",
             Error::Storage(_) => "StorageFailed",
             Error::Credential(_) => "CredentialFailed",
             Error::Build(_) => "BuildFailed",
@@ -85,6 +86,9 @@ pub fn failed(e: &Error) -> Vec<Desired> {
             "name a namespace of the resource's own (a node's spec.namespace, a hub's metadata.name), or remove the other one; the operator retries"
         }
         Error::Foreign(_) => "remove the other object; the operator retries",
+        Error::Storage(s3::Error::NotOurs { .. }) => {
+            "give the resource a bucket prefix of its own (a node's spec.storage.bucketPrefix, a hub's spec.bucketPrefix); the operator retries"
+        }
         _ => "the operator retries; see its log and events",
     };
     let message = format!("{e}; {advice}");
@@ -99,11 +103,19 @@ pub fn failed(e: &Error) -> Vec<Desired> {
     c
 }
 
+/// The owner a resource's buckets record: `Kind/name`. Not the UID, so that a resource deleted
+/// with `deletionPolicy: Retain` and created again under its name finds its buckets again.
+pub fn bucket_owner<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!("{}/{}", K::kind(&()), kube::ResourceExt::name_any(obj))
+}
+
 /// What a custodian (a node or the hub) holds, for deletion.
 #[derive(Clone, Debug)]
 pub struct Custody<'a> {
     /// Its buckets.
     pub buckets: Vec<&'a str>,
+    /// The owner its buckets record (see [`bucket_owner`]).
+    pub owner: String,
     /// Its OpenBao namespace (keys and credentials).
     pub openbao_namespace: &'a str,
     /// Its OpenBao policy.
@@ -122,8 +134,22 @@ pub async fn delete_custody(
     metrics: &Metrics,
     controller: &'static str,
 ) -> Result<(), Error> {
+    // Only buckets that record this custodian as their owner are touched: a bucket of the
+    // same name that belongs to another resource (or to no vardhub resource) is kept.
+    let mut own = Vec::new();
+    for b in &custody.buckets {
+        match storage.bucket_owner(b).await? {
+            Some(Some(owner)) if owner == custody.owner => own.push(*b),
+            Some(owner) => tracing::warn!(
+                bucket = b,
+                owner = owner.as_deref().unwrap_or("none"),
+                "keeping a bucket this resource does not own"
+            ),
+            None => {}
+        }
+    }
     if !purge {
-        for b in &custody.buckets {
+        for b in &own {
             if storage.holds_objects(b).await? {
                 return Err(Error::DeletionRefused(format!(
                     "bucket {b} still holds objects; set spec.purgeObjects: true to delete them too, or set spec.deletionPolicy: Retain to keep everything"
@@ -131,7 +157,7 @@ pub async fn delete_custody(
             }
         }
     }
-    for b in &custody.buckets {
+    for b in &own {
         storage.purge_bucket(b).await?;
         metrics.api_write(controller, "S3Bucket", "DeleteBucket");
     }

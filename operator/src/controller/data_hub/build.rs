@@ -177,6 +177,7 @@ pub fn zones(hub: &DataHub) -> Vec<Zone> {
             zone: "landing",
             bucket: BucketSpec {
                 name: l.landing,
+                owner: storage::bucket_owner(hub),
                 retention_days: z.landing.retention_days,
             },
             layout: "one prefix per region",
@@ -185,6 +186,7 @@ pub fn zones(hub: &DataHub) -> Vec<Zone> {
             zone: "standardised",
             bucket: BucketSpec {
                 name: l.standardised,
+                owner: storage::bucket_owner(hub),
                 retention_days: z.standardised.retention_days,
             },
             layout: "one prefix per region",
@@ -194,6 +196,7 @@ pub fn zones(hub: &DataHub) -> Vec<Zone> {
         zone: "purpose-specific",
         bucket: BucketSpec {
             name: l.products,
+            owner: storage::bucket_owner(hub),
             retention_days: z
                 .purpose_specific
                 .iter()

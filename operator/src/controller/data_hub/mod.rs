@@ -449,6 +449,7 @@ async fn delete_data(hub: &DataHub, ctx: &Context) -> Result<(), Error> {
     let layout = storage::hub_layout(hub);
     let custody = storage::Custody {
         buckets: vec![&layout.landing, &layout.standardised, &layout.products],
+        owner: storage::bucket_owner(hub),
         openbao_namespace: &layout.openbao_namespace,
         policy: &layout.policy,
         role: &layout.role,

@@ -82,14 +82,9 @@ pub fn server_pki(svc: &PseudonymisationService) -> openbao::ServerPki {
     }
 }
 
-/// The common name of the service's CA.
-pub fn ca_name(svc: &PseudonymisationService) -> String {
-    format!(
-        "vardhub pseudonymisation CA {}/{}",
-        svc.namespace().unwrap_or_default(),
-        svc.name_any()
-    )
-}
+/// The common name of every service's CA (each CA is its own mount's; X.509 limits a common
+/// name to 64 characters, too few for a namespace and a name).
+pub const CA_NAME: &str = "vardhub pseudonymisation CA";
 
 /// The PKI mount of the service `name` in `namespace`; its CA (`<mount>/ca/pem`) is what
 /// callers trust.

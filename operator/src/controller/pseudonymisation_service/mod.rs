@@ -267,7 +267,7 @@ async fn ensure_keys(
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
     if admin
-        .ensure_server_pki(&build::server_pki(svc), &build::ca_name(svc))
+        .ensure_server_pki(&build::server_pki(svc), build::CA_NAME)
         .await?
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");

@@ -177,10 +177,12 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
         &[
             BucketSpec {
                 name: layout.landing.clone(),
+                owner: storage::bucket_owner(node),
                 retention_days: None,
             },
             BucketSpec {
                 name: layout.standardised.clone(),
+                owner: storage::bucket_owner(node),
                 retention_days: None,
             },
         ],
@@ -385,6 +387,7 @@ async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, 
         let layout = storage::node_layout(node);
         let custody = storage::Custody {
             buckets: vec![&layout.landing, &layout.standardised],
+            owner: storage::bucket_owner(node),
             openbao_namespace: &layout.openbao_namespace,
             policy: &layout.policy,
             role: &layout.role,
