@@ -923,7 +923,9 @@ const CA_TTL: &str = "87600h";
 
 /// A PKI engine that issues one service's server certificates: a root CA of its own, whose
 /// key never leaves OpenBao, and the role [`SERVER_ROLE`], limited to exactly the service's
-/// DNS names (no subdomains, no other names, no IP addresses, server use only).
+/// DNS names (no subdomains, no other names, no IP addresses, server use only). Keys are RSA
+/// (2048 for servers, 3072 for the CA), which every TLS client can use; some small clients
+/// (busybox's, for one) cannot use ECDSA certificates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerPki {
     /// Mount path of the engine.
@@ -977,6 +979,8 @@ fn role_matches(role: &serde_json::Value, names: &[String]) -> bool {
         && flag("allow_ip_sans") == Some(false)
         && flag("server_flag") == Some(true)
         && flag("client_flag") == Some(false)
+        && role["key_type"].as_str() == Some("rsa")
+        && role["key_bits"].as_u64() == Some(2048)
         && role["max_ttl"].as_u64() == Some(SERVER_CERT_TTL_SECONDS)
 }
 
@@ -1006,8 +1010,8 @@ impl Admin {
             root.common_name(ca_name)
                 .exclude_cn_from_sans(true)
                 .ttl(CA_TTL)
-                .key_type("ec")
-                .key_bits(256u64);
+                .key_type("rsa")
+                .key_bits(3072u64);
             vaultrs::pki::cert::ca::generate(
                 client.as_ref(),
                 &pki.mount,
@@ -1037,8 +1041,8 @@ impl Admin {
                 .allow_ip_sans(false)
                 .server_flag(true)
                 .client_flag(false)
-                .key_type("ec")
-                .key_bits(256u64)
+                .key_type("rsa")
+                .key_bits(2048u64)
                 .max_ttl(format!("{SERVER_CERT_TTL_SECONDS}s"))
                 .ttl(format!("{SERVER_CERT_TTL_SECONDS}s"))
                 .no_store(true);

@@ -411,7 +411,8 @@ impl Service {
         let router = self.router();
         match &self.certificates {
             Some((held, _)) => {
-                super::tls::serve(listener, router, held.server_config(), shutdown).await
+                let config = held.server_config().map_err(std::io::Error::other)?;
+                super::tls::serve(listener, router, config, shutdown).await
             }
             None => {
                 axum::serve(listener, router)

@@ -59,21 +59,14 @@ impl Certificates {
 
     /// A server configuration that presents the current certificate (TLS 1.2 and 1.3, HTTP/2
     /// and HTTP/1.1, no client certificates).
-    pub fn server_config(self: &Arc<Self>) -> Arc<rustls::ServerConfig> {
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions();
-        let mut config = match builder {
-            Ok(b) => b
-                .with_no_client_auth()
-                .with_cert_resolver(self.clone() as Arc<dyn ResolvesServerCert>),
-            // The default provider supports the default versions; this cannot happen.
-            Err(_) => rustls::ServerConfig::builder()
-                .with_no_client_auth()
-                .with_cert_resolver(self.clone() as Arc<dyn ResolvesServerCert>),
-        };
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone() as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Arc::new(config)
+        Ok(Arc::new(config))
     }
 }
 
