@@ -30,12 +30,34 @@ fn digits(b: &[u8]) -> bool {
     b.iter().all(u8::is_ascii_digit)
 }
 
-/// Where the first identity number in `bytes` starts, if any.
+/// The shortest run of hexadecimal characters that is taken for a digest (a SHA-256 in hex
+/// has 64, an MD5 32): digits inside such a run are part of a checksum, not an identifier.
+const DIGEST_RUN: usize = 32;
+
+/// Whether `bytes[start..end]` lies inside a run of at least [`DIGEST_RUN`] hexadecimal
+/// characters.
+fn inside_digest(bytes: &[u8], start: usize, end: usize) -> bool {
+    let hex = |b: &u8| b.is_ascii_hexdigit();
+    let before = bytes[..start].iter().rev().take_while(|b| hex(b)).count();
+    let after = bytes[end..].iter().take_while(|b| hex(b)).count();
+    before + (end - start) + after >= DIGEST_RUN
+}
+
+/// Where the first identity number in `bytes` starts, if any. Digits inside a long run of
+/// hexadecimal characters (a checksum in a manifest) are not taken for one.
 pub fn find_identity_number(bytes: &[u8]) -> Option<usize> {
     let n = bytes.len();
     let bounded = |end: usize| end >= n || !bytes[end].is_ascii_digit();
     for i in 0..n {
         if !bytes[i].is_ascii_digit() || (i > 0 && bytes[i - 1].is_ascii_digit()) {
+            continue;
+        }
+        // A form matches only with all its digits; its last digit is at most 13 bytes on.
+        let end = (i..n.min(i + 13))
+            .take_while(|&j| bytes[j].is_ascii_digit() || matches!(bytes[j], b'-' | b'+'))
+            .last()
+            .map_or(i + 1, |j| j + 1);
+        if inside_digest(bytes, i, end) {
             continue;
         }
         let rest = &bytes[i..];
@@ -153,5 +175,17 @@ mod tests {
         assert!(!contains_identity_number(b"19450307-1238"));
         assert!(!contains_identity_number(b"1194503071237"));
         assert!(!contains_identity_number(b"19451307-1237"));
+    }
+
+    #[test]
+    fn digits_inside_a_checksum_are_no_identity_number() {
+        // A SHA-256 in hex whose digits happen to form a valid number, as in a manifest.
+        let digest = "3fa94503071237c9e1b0d4f6a8c2e5b7d9f1a3c5e7b9d1f3a5c7e9b1d3f5a7c9";
+        assert_eq!(digest.len(), 64);
+        let manifest = format!("{{\"checksums\": {{\"s3://b/k\": \"{digest}\"}}}}");
+        assert!(!contains_identity_number(manifest.as_bytes()));
+        // The same number on its own, or beside a short word, is still found.
+        assert!(contains_identity_number(b"{\"id\": \"4503071237\"}"));
+        assert!(contains_identity_number(b"pnr4503071237"));
     }
 }
