@@ -149,7 +149,10 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         .await?;
     assert!(serde_json::to_string(&np)?.contains("region-stockholm"));
 
-    // A second start at steady state writes nothing, to the API server or to OpenBao.
+    // A second start at steady state writes nothing, to the API server or to OpenBao: the
+    // operator's counter says so, and so does OpenBao's own audit device.
+    let audit_log = std::env::var("VARDHUB_OPENBAO_AUDIT_LOG")?;
+    let audit_from = std::fs::metadata(&audit_log)?.len();
     let second = RunningOperator::start(cluster, "test-pseudo-second").await?;
     eventually(
         "the second operator to reconcile",
@@ -165,6 +168,11 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     tokio::time::sleep(Duration::from_secs(3)).await;
     let text = second.metrics().await?;
     assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
+    let written = openbao_writes(&audit_log, audit_from, NS)?;
+    assert!(
+        written.is_empty(),
+        "OpenBao's audit device shows writes at steady state: {written:?}"
+    );
 
     // Deleting the resource removes the workload and keeps the keys.
     services
@@ -194,6 +202,32 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
         .delete(NS, &DeleteParams::default())
         .await?;
     Ok(())
+}
+
+/// Write requests (create, update, delete) that OpenBao's audit device recorded after byte
+/// `from` of its log, on paths that name `namespace` (mounts, keys, the CA's role, policies
+/// and roles of the services there), as `operation path`.
+fn openbao_writes(log: &str, from: u64, namespace: &str) -> Result<Vec<String>> {
+    let bytes = std::fs::read(log)?;
+    let text = String::from_utf8_lossy(&bytes[usize::try_from(from)?.min(bytes.len())..]);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let request = &entry["request"];
+        let path = request["path"].as_str().unwrap_or_default();
+        let operation = request["operation"].as_str().unwrap_or_default();
+        let names_it =
+            path.contains(&format!("/{namespace}/")) || path.contains(&format!(".{namespace}."));
+        if entry["type"] == "request"
+            && names_it
+            && ["create", "update", "delete"].contains(&operation)
+        {
+            out.push(format!("{operation} {path}"));
+        }
+    }
+    Ok(out)
 }
 
 #[tokio::test]
