@@ -31,3 +31,4 @@ pub mod pseudonymisation;
 pub mod render;
 pub mod telemetry;
 pub mod validate;
+pub mod yaml;

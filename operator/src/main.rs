@@ -63,6 +63,15 @@ enum Command {
         /// The S3 server's region.
         #[arg(long, env = "AWS_REGION", default_value = "eu-north-1")]
         s3_region: String,
+        /// The STS endpoint that issues the workloads' S3 credentials; defaults to the S3
+        /// endpoint, where MinIO serves it (on AWS: `https://sts.<region>.amazonaws.com`).
+        #[arg(long, env = "VARDHUB_STS_ENDPOINT")]
+        sts_endpoint: Option<String>,
+        /// The role the workloads' S3 credentials are issued for with `AssumeRole`. MinIO
+        /// ignores it; on AWS it is a role the operator may assume, with rights on every
+        /// vardhub bucket (each credential is narrowed to its prefixes by a session policy).
+        #[arg(long, env = "VARDHUB_S3_ROLE_ARN", default_value = vardhub::adapters::s3::DEFAULT_ROLE_ARN)]
+        s3_role_arn: String,
         /// Image of the project's own workloads (pseudonymisation service, catalogue); the
         /// chart passes the operator's own image, pinned as it was installed.
         #[arg(long, env = "VARDHUB_IMAGE")]
@@ -120,6 +129,10 @@ enum Command {
         /// or `DOMAIN=NAMESPACE/SERVICEACCOUNT`. A domain without a grant serves no one.
         #[arg(long = "grant")]
         grants: Vec<String>,
+        /// The stated purpose of a domain, `DOMAIN=TEXT` (repeat), written into every audit
+        /// record of the domain.
+        #[arg(long = "purpose")]
+        purposes: Vec<String>,
         /// Serve HTTPS with a certificate issued by this OpenBao PKI mount's `server` role.
         #[arg(long)]
         tls_pki_mount: Option<String>,
@@ -509,11 +522,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             token_path,
             audience,
             grants,
+            purposes,
             rows_per_second,
             tls_pki_mount,
             tls_names,
         } => {
             use vardhub::pseudonymisation::access::{Grants, RowLimit, Throttle, Verifier};
+            use vardhub::pseudonymisation::audit::AuditLog;
             use vardhub::pseudonymisation::service::{
                 Access, Auth, Config, Service, TlsSettings, parse_domain,
             };
@@ -533,6 +548,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(anyhow::Error::msg)?;
             let grants = Grants::parse(&grants).map_err(anyhow::Error::msg)?;
+            let purposes = purposes
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(d, t)| (d.to_string(), t.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--purpose {p:?}: expected DOMAIN=TEXT"))
+                })
+                .collect::<anyhow::Result<_>>()?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
@@ -547,7 +570,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     access: Access {
                         verifier: std::sync::Arc::new(verifier),
                         grants,
-                        audit: Default::default(),
+                        audit: AuditLog::default().with_purposes(purposes),
                         throttle: Some(std::sync::Arc::new(Throttle::new(RowLimit {
                             per_second: std::num::NonZeroU32::new(rows_per_second).ok_or_else(
                                 || anyhow::anyhow!("--rows-per-second must be above 0"),
@@ -578,6 +601,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             openbao_token_path,
             s3_endpoint,
             s3_region,
+            sts_endpoint,
+            s3_role_arn,
             image,
         } => {
             use vardhub::adapters::openbao::Auth;
@@ -611,6 +636,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                             region: s3_region,
                             access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok()?,
                             secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok()?,
+                            sts_endpoint,
+                            role_arn: s3_role_arn,
                         })
                     }),
                 };

@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
@@ -66,8 +65,7 @@ pub struct Resources {
 
 /// Parses a YAML stream into the vardhub resources it holds; other kinds are left out.
 pub fn parse(text: &str, resources: &mut Resources) -> anyhow::Result<()> {
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = Value::deserialize(document)?;
+    for value in crate::yaml::documents(text)? {
         if value.is_null() {
             continue;
         }

@@ -484,6 +484,8 @@ impl LocalCluster {
             region: self.s3_region.clone(),
             access_key_id: self.s3_access_key_id.clone(),
             secret_access_key: self.s3_secret_access_key.clone(),
+            sts_endpoint: None,
+            role_arn: vardhub::adapters::s3::DEFAULT_ROLE_ARN.into(),
         }
     }
 

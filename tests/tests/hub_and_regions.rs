@@ -8,12 +8,13 @@ use anyhow::{Context as _, Result, bail};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, ServerSideEncryption};
 use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use vardhub::adapters::s3::IssuedCredentials;
-use vardhub::api::{DataHub, RegionalNode};
+use vardhub::api::{DataHub, PseudonymisationService, RegionalNode};
 use vardhub::controller::conditions::{is_true, types};
 use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually, run_now};
 
@@ -84,7 +85,45 @@ async fn apply_hub(admin: &Client, hub: &str, mode: &str) -> Result<()> {
     Ok(())
 }
 
+/// The pseudonymisation service the nodes of `apply_hub` export through, with their domain
+/// admitting each node's jobs. It lives in the hub's namespace, so it is applied once the
+/// operator has made that namespace; until then the nodes report the missing service.
+async fn apply_export_service(admin: &Client, hub: &str) -> Result<()> {
+    let ns = DataHub::workload_namespace_of(hub);
+    eventually(
+        &format!("namespace {ns}"),
+        Duration::from_secs(90),
+        || async {
+            Ok(Api::<Namespace>::all(admin.clone())
+                .get_opt(&ns)
+                .await?
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    let callers: Vec<_> = REGIONS
+        .iter()
+        .map(|(short, _)| {
+            json!({"namespace": format!("region-{}", node_name(hub, short)), "serviceAccount": "regional-node"})
+        })
+        .collect();
+    let svc: PseudonymisationService = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+        "metadata": {"name": "pseudonymisation", "namespace": ns},
+        "spec": {"replicas": 1, "domains": [{"name": "waiting-times", "callers": callers}]},
+    }))?;
+    Api::<PseudonymisationService>::namespaced(admin.clone(), &ns)
+        .patch(
+            "pseudonymisation",
+            &PatchParams::apply("vardhub-tests").force(),
+            &Patch::Apply(&svc),
+        )
+        .await?;
+    Ok(())
+}
+
 async fn wait_hub_ready(admin: &Client, hub: &str) -> Result<DataHub> {
+    apply_export_service(admin, hub).await?;
     let hubs: Api<DataHub> = Api::all(admin.clone());
     eventually(
         &format!("hub {hub} to be Ready with three regions"),
@@ -96,6 +135,15 @@ async fn wait_hub_ready(admin: &Client, hub: &str) -> Result<DataHub> {
                 && status.connected_regions == Some(3))
             .then_some(h))
         },
+    )
+    .await
+}
+
+async fn wait_gone(nodes: &Api<RegionalNode>, name: &str) -> Result<()> {
+    eventually(
+        &format!("{name} to be gone"),
+        Duration::from_secs(60),
+        || async { Ok(nodes.get_opt(name).await?.is_none().then_some(())) },
     )
     .await
 }
@@ -241,6 +289,48 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     let anonymous =
         reqwest::get(format!("{}/vardhub-hub-t4c-landing/", cluster.s3_endpoint)).await?;
     assert_eq!(anonymous.status().as_u16(), 403, "no anonymous listing");
+    // Someone adds a public grant beside the operator's statement: the deny still refuses
+    // anonymous callers, and, conditioned on the principal type, binds nobody else.
+    let bucket = "vardhub-t4c-sthlm-landing";
+    put(&root, bucket, "probe/public.txt")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let mut opened = vardhub::adapters::s3::deny_anonymous_policy(bucket);
+    opened["Statement"]
+        .as_array_mut()
+        .context("statements")?
+        .push(json!({
+            "Sid": "Public", "Effect": "Allow", "Principal": {"AWS": ["*"]},
+            "Action": ["s3:GetObject"], "Resource": [format!("arn:aws:s3:::{bucket}/*")],
+        }));
+    root.put_bucket_policy()
+        .bucket(bucket)
+        .policy(opened.to_string())
+        .send()
+        .await?;
+    let public = reqwest::get(format!("{}/{bucket}/probe/public.txt", cluster.s3_endpoint)).await?;
+    assert_eq!(
+        public.status().as_u16(),
+        403,
+        "the deny outranks a public grant"
+    );
+    assert!(
+        public.text().await?.contains("<Code>AccessDenied</Code>"),
+        "refused as AccessDenied"
+    );
+    get(&root, bucket, "probe/public.txt")
+        .await
+        .map_err(|code| anyhow::anyhow!("an authenticated caller is refused: {code}"))?;
+    root.put_bucket_policy()
+        .bucket(bucket)
+        .policy(vardhub::adapters::s3::deny_anonymous_policy(bucket).to_string())
+        .send()
+        .await?;
+    root.delete_object()
+        .bucket(bucket)
+        .key("probe/public.txt")
+        .send()
+        .await?;
 
     // Keys: each region's and the hub's in OpenBao namespaces of their own.
     let bao = cluster.openbao_admin()?;
@@ -643,6 +733,73 @@ async fn duplicate_regions_and_deletion_with_objects_are_refused() -> Result<()>
         .then_some(()))
     })
     .await?;
+
+    // A node asked to delete its data, whose deletion waits (objects remain), is turned back
+    // to Retain and given purgeObjects in the same change: the data stays. The operator reads
+    // the policy again, past its cache, before it destroys anything.
+    nodes
+        .patch(
+            "t4d-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Delete", "confirmDeletion": true}})),
+        )
+        .await?;
+    eventually(
+        "the data finalizer on t4d-a",
+        Duration::from_secs(60),
+        || async {
+            let n = nodes.get("t4d-a").await?;
+            Ok(n.finalizers()
+                .iter()
+                .any(|f| f == "vardhub.io/delete-data")
+                .then_some(()))
+        },
+    )
+    .await?;
+    let landing = "vardhub-t4d-a-landing";
+    put(&root, landing, "01/export.parquet")
+        .await
+        .map_err(anyhow::Error::msg)?;
+    nodes.delete("t4d-a", &DeleteParams::background()).await?;
+    eventually(
+        "the node's deletion to wait for its objects",
+        Duration::from_secs(60),
+        || async {
+            let n = nodes.get("t4d-a").await?;
+            Ok(n.status
+                .unwrap_or_default()
+                .common
+                .conditions
+                .iter()
+                .any(|c| c.type_ == types::READY && c.reason == "DeletionRefused")
+                .then_some(()))
+        },
+    )
+    .await?;
+    nodes
+        .patch(
+            "t4d-a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Retain", "purgeObjects": true}})),
+        )
+        .await?;
+    wait_gone(&nodes, "t4d-a").await?;
+    get(&root, landing, "01/export.parquet")
+        .await
+        .map_err(|code| anyhow::anyhow!("the retained object is gone: {code}"))?;
+    // Read only: the region's key is still there.
+    let key = reqwest::Client::new()
+        .get(format!("{}/v1/transit/keys/region", cluster.vault_addr))
+        .header("X-Vault-Token", &cluster.vault_token)
+        .header("X-Vault-Namespace", "region-t4d-a")
+        .send()
+        .await?;
+    assert_eq!(key.status().as_u16(), 200, "the region's key is kept");
+    // Clean up what the test made: the retained buckets.
+    let storage = vardhub::adapters::s3::Storage::new(cluster.s3_settings());
+    for bucket in [landing, "vardhub-t4d-a-standardised"] {
+        storage.purge_bucket(bucket).await?;
+    }
 
     // Deletion with policy Delete is refused while objects remain, and honoured with purge.
     put(

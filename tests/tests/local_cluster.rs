@@ -338,6 +338,51 @@ async fn invalid_regional_node_is_refused_by_the_api_server_naming_the_field() -
         "an empty list names the field: {err}"
     );
 
+    // Each class of bad input is refused by the schema, naming the field, before anything
+    // is created: images without a real digest, schedules that are no schedule, references
+    // that could be paths, environment names that are the operator's.
+    let job = |field: &str, value: serde_json::Value| {
+        let mut job = serde_json::json!({
+            "name": "m", "schedule": "0 2 * * *", "sourceModel": "s",
+            "targetModel": {"name": "omop-cdm", "version": "5.4"},
+        });
+        job[field] = value;
+        serde_json::json!({"regions": ["01"], "mappingJobs": [job]})
+    };
+    for (spec, field) in [
+        (
+            job("image", serde_json::json!("example/map@sha256:anything")),
+            "spec.mappingJobs[0].image",
+        ),
+        (
+            job("schedule", serde_json::json!("every night at two")),
+            "spec.mappingJobs[0].schedule",
+        ),
+        (
+            job("config", serde_json::json!({"VARDHUB_OPENBAO_ROLE": "x"})),
+            "spec.mappingJobs[].config",
+        ),
+        (
+            serde_json::json!({"regions": ["01"], "hub": {"name": "../hub-national"}}),
+            "spec.hub.name",
+        ),
+    ] {
+        let err = create("test-bad-input", spec)
+            .await
+            .expect_err(field)
+            .to_string();
+        assert!(err.contains(field), "the refusal names {field}: {err}");
+    }
+    let err = create("test.dotted", serde_json::json!({"regions": ["01"]}))
+        .await
+        .expect_err("a name that is no DNS label")
+        .to_string();
+    assert!(err.contains("metadata.name: a DNS label"), "{err}");
+    assert!(
+        nodes.get_opt("test-bad-input").await?.is_none(),
+        "nothing was created"
+    );
+
     let _ = nodes
         .delete("test-immutable-ns", &DeleteParams::default())
         .await;

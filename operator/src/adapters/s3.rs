@@ -82,7 +82,18 @@ pub struct Settings {
     pub access_key_id: String,
     /// Secret key of the operator.
     pub secret_access_key: String,
+    /// Endpoint of the STS that issues the workloads' credentials; `None` is the S3
+    /// endpoint itself, where MinIO serves it. On AWS, the regional STS endpoint.
+    pub sts_endpoint: Option<String>,
+    /// The role the workloads' credentials are issued for (`AssumeRole`); each credential
+    /// gets the intersection of this role's rights and a session policy for its prefixes.
+    /// MinIO ignores it and uses the operator's own rights instead; on AWS it is a role the
+    /// operator may assume, with rights on every vardhub bucket.
+    pub role_arn: String,
 }
+
+/// The role ARN when none is configured. MinIO accepts any ARN; AWS needs a real one.
+pub const DEFAULT_ROLE_ARN: &str = "arn:aws:iam::vardhub:role/tenant";
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -225,7 +236,7 @@ impl Storage {
         let s3 = s3_client(&settings.endpoint, &settings.region, credentials.clone());
         let sts = aws_sdk_sts::Config::builder()
             .behavior_version_latest()
-            .endpoint_url(&settings.endpoint)
+            .endpoint_url(settings.sts_endpoint.as_ref().unwrap_or(&settings.endpoint))
             .region(aws_sdk_sts::config::Region::new(settings.region.clone()))
             .credentials_provider(credentials)
             .timeout_config(
@@ -621,7 +632,7 @@ impl Storage {
         let out = self
             .sts
             .assume_role()
-            .role_arn("arn:aws:iam::vardhub:role/tenant")
+            .role_arn(&self.settings.role_arn)
             .role_session_name(session)
             .policy(policy.to_string())
             .duration_seconds(duration_seconds)
@@ -671,8 +682,13 @@ pub fn policy_digest(policy: &Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The bucket policy every vardhub bucket carries: anonymous requests are denied everything.
-/// Reconciling it reverts anyone who makes a bucket public.
+/// The bucket policy every vardhub bucket carries: anonymous requests are denied everything,
+/// even where another statement or an ACL would make the bucket public. Reconciling it
+/// reverts anyone who replaces it. The deny is conditioned on the principal type, so that it
+/// binds only anonymous callers on every S3 server: a deny of every principal without the
+/// condition would lock out the operator and the workloads on AWS S3, where bucket policies
+/// bind authenticated callers too. Condition keys are case-insensitive on AWS; MinIO knows
+/// only the lower-case spelling.
 pub fn deny_anonymous_policy(bucket: &str) -> Value {
     json!({
         "Version": "2012-10-17",
@@ -682,6 +698,7 @@ pub fn deny_anonymous_policy(bucket: &str) -> Value {
             "Principal": {"AWS": ["*"]},
             "Action": ["s3:*"],
             "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Condition": {"StringEquals": {"aws:principaltype": ["Anonymous"]}},
         }],
     })
 }

@@ -5,7 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CommonStatus, LocalizedText, Placement};
+use super::{CommonStatus, EMAIL, HTTP_IRI, LocalizedText, Placement};
 
 /// A data catalogue generated from the `Dataset` resources it selects, served over HTTP in
 /// Turtle, JSON-LD and RDF/XML. Because it is generated from the same resources that provision
@@ -32,8 +32,10 @@ use super::{CommonStatus, LocalizedText, Placement};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 55 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a DNS label that starts with a letter, of at most 55 characters, so that the catalogue's Service name (<name>-catalog) can be made from it"),
 )]
+#[x_kube(validation = super::label_selector_rule("datasetSelector"))]
 #[serde(rename_all = "camelCase")]
 pub struct CatalogServiceSpec {
     /// Title of the catalogue.
@@ -45,8 +47,9 @@ pub struct CatalogServiceSpec {
     /// Legislation that applies to the catalogue, as ELI URIs. Defaults to the EHDS
     /// regulation.
     #[serde(default = "default_legislation")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 32))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(inner(regex(pattern = HTTP_IRI), length(max = 2048)))]
     pub applicable_legislation: Vec<String>,
     /// Languages of the catalogue, as ISO 639-1 codes.
     #[serde(default = "default_languages")]
@@ -54,7 +57,7 @@ pub struct CatalogServiceSpec {
     #[schemars(inner(regex(pattern = r"^(sv|en|fi|da|nb|nn|no|de|fr|es|it|nl|pl|et|lv|lt)$")))]
     pub languages: Vec<String>,
     /// The base URI of the catalogue's resources, for example `https://catalog.example.se/`.
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(regex(pattern = HTTP_IRI), length(max = 2048))]
     pub base_uri: String,
     /// Which `Dataset` resources of this namespace the catalogue includes. Omitted selects all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,19 +96,19 @@ fn default_page_size() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct Agent {
     /// Name of the organisation.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
     /// URI identifying the organisation.
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(regex(pattern = HTTP_IRI), length(max = 2048))]
     pub uri: String,
     /// Type of the organisation, from the ADMS publisher-type vocabulary (for example
     /// `RegionalAuthority`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z-]+$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z-]+$"), length(max = 64))]
     pub publisher_type: Option<String>,
     /// Functional e-mail address of the organisation (its contact point in the catalogue).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+$"))]
+    #[schemars(regex(pattern = EMAIL), length(max = 254))]
     pub email: Option<String>,
 }
 

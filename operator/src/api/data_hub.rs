@@ -5,7 +5,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
+use super::{
+    CRON, CommonStatus, CountyCode, DNS_LABEL, DeletionPolicy, IMAGE_BY_DIGEST, Placement,
+    ResourceRef,
+};
 
 /// The region-common data hub: data mapped to the common data model, logically separated per
 /// region, processed into purpose-specific models and exposed by API or SFTP.
@@ -29,7 +32,8 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
     printcolumn(name = "Regions", type_ = "integer", json_path = ".status.connectedRegions"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: at most 50 characters, so that the hub's namespace name fits"),
+    validation = Rule::new("self.metadata.name.size() <= 50 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a DNS label (lowercase letters, digits and '-') of at most 50 characters, so that the hub's namespace name can be made from it"),
+    validation = Rule::new("has(self.spec.bucketPrefix) || self.metadata.name.size() <= 38").message("metadata.name: longer than 38 characters, so the default bucket names (vardhub-hub-<name>-standardised) would exceed 63; set spec.bucketPrefix"),
 )]
 #[x_kube(validation = Rule::new(
     "self.deletionPolicy != 'Delete' || (has(self.confirmDeletion) && self.confirmDeletion == true)"
@@ -37,6 +41,7 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
 #[x_kube(validation = Rule::new(
     "has(self.bucketPrefix) == has(oldSelf.bucketPrefix) && (!has(self.bucketPrefix) || self.bucketPrefix == oldSelf.bucketPrefix)"
 ).message("spec.bucketPrefix cannot be changed after creation: the hub's buckets, and the data in them, keep the names they were created with"))]
+#[x_kube(validation = super::label_selector_rule("regionalNodeSelector"))]
 #[x_kube(validation = Rule::new(
     "self.storageMode != 'federated' || !has(self.standardisation)"
 ).message("spec.standardisation: a federated hub has no standardisation job; its regions standardise their exports in the region"))]
@@ -60,6 +65,7 @@ pub struct DataHubSpec {
     /// The regional nodes that belong to the hub, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 64))]
     pub regional_nodes: Vec<ResourceRef>,
 
     /// Regional nodes that belong to the hub, by label, in addition to `regionalNodes`.
@@ -74,10 +80,6 @@ pub struct DataHubSpec {
     /// the hub's namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pseudonymisation: Option<ResourceRef>,
-
-    /// The catalogue service that publishes the hub's datasets.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub catalog: Option<ResourceRef>,
 
     /// The hub's standardisation job (central mode): every region's export in the landing
     /// zone is checked against the common model into the standardised zone, with failing rows
@@ -132,6 +134,7 @@ pub struct Zones {
     /// Purpose-specific data products, one prefix each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 64))]
     pub purpose_specific: Vec<DataProduct>,
 }
 
@@ -151,10 +154,10 @@ pub struct ZoneSettings {
 #[serde(rename_all = "camelCase")]
 pub struct DataProduct {
     /// Name of the data product, for example `waiting-times`.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 40))]
     pub name: String,
     /// The purpose (pseudonym domain) the product's data is pseudonymised for.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 63))]
     pub purpose: String,
     /// Regions whose data the product may hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -174,12 +177,12 @@ pub struct DataProduct {
 #[serde(rename_all = "camelCase")]
 pub struct HubJob {
     /// Cron schedule, for example `30 3 * * *`.
-    #[schemars(length(min = 9))]
+    #[schemars(regex(pattern = CRON), length(max = 128))]
     pub schedule: String,
     /// Container image, pinned by digest. Without it the job runs the project's reference
     /// job (`vardhub job <step>`) from the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE_BY_DIGEST), length(max = 512))]
     pub image: Option<String>,
 }
 
@@ -206,13 +209,14 @@ pub struct ProductBuild {
     /// The reference product to build.
     pub product: ReferenceProduct,
     /// Cron schedule of the publish job.
-    #[schemars(length(min = 9))]
+    #[schemars(regex(pattern = CRON), length(max = 128))]
     pub schedule: String,
     /// The columns an individual-level product keeps; every other column is left out.
     /// Omitted means all of the product's columns. A name the product does not have is
     /// refused, naming it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 64))]
+    #[schemars(inner(length(min = 1, max = 128)))]
     pub columns: Vec<String>,
     /// Cells of an aggregate, and figures in a report, that count fewer people than this are
     /// suppressed.
@@ -222,7 +226,7 @@ pub struct ProductBuild {
     /// Container image of the hub's own publish tool, pinned by digest. Without it the job
     /// runs the project's reference job (`vardhub job publish`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE_BY_DIGEST), length(max = 512))]
     pub image: Option<String>,
 }
 
@@ -306,6 +310,13 @@ pub struct ZoneStatus {
 }
 
 impl DataHub {
+    /// Whether deleting the resource deletes its buckets and keys: `deletionPolicy: Delete`,
+    /// confirmed.
+    pub fn deletes_data(&self) -> bool {
+        self.spec.deletion_policy == super::DeletionPolicy::Delete
+            && self.spec.confirm_deletion == Some(true)
+    }
+
     /// The prefix of the hub's bucket names.
     pub fn bucket_prefix(&self) -> String {
         match &self.spec.bucket_prefix {
@@ -316,6 +327,11 @@ impl DataHub {
 
     /// The namespace of the hub's workloads.
     pub fn workload_namespace(&self) -> String {
-        format!("hub-{}", kube::ResourceExt::name_any(self))
+        Self::workload_namespace_of(&kube::ResourceExt::name_any(self))
+    }
+
+    /// The namespace of the workloads of the hub named `name`.
+    pub fn workload_namespace_of(name: &str) -> String {
+        format!("hub-{name}")
     }
 }

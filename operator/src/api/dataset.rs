@@ -4,7 +4,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Agent, CommonStatus, CountyCode, LocalizedText, ResourceRef};
+use super::{
+    Agent, CommonStatus, CountyCode, DATE, DNS_LABEL, EMAIL, HTTP_IRI, LocalizedText, ResourceRef,
+};
 
 /// One dataset at one stage (regional source, standardised, purpose-specific data product),
 /// described in the terms of DCAT-AP 3 and HealthDCAT-AP. The operator fills its distributions
@@ -63,40 +65,43 @@ pub struct DatasetSpec {
     pub contact_point: ContactPoint,
     /// The type of dataset, as a code of the EU dataset-type vocabulary (for example
     /// `STATISTICAL`). HealthDCAT-AP makes it mandatory.
-    #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*$"))]
+    #[schemars(regex(pattern = r"^[A-Z][A-Z0-9_]*$"), length(max = 64))]
     pub dataset_type: String,
     /// Data themes of the EU data-theme vocabulary; at least one (usually `HEAL`).
     #[schemars(length(min = 1))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub themes: Vec<DataTheme>,
     /// Keywords in Swedish and English; at least one.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 64))]
     pub keywords: Vec<LocalizedText>,
     /// Access rights, from the EU access-right vocabulary.
     pub access_rights: AccessRights,
     /// The licence under which the data may be used once access is granted, as a URI (for
     /// an open aggregate, `http://publications.europa.eu/resource/authority/licence/CC_BY_4_0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://\S+$"))]
+    #[schemars(regex(pattern = HTTP_IRI), length(max = 2048))]
     pub license: Option<String>,
     /// Legislation that applies, as ELI URIs; health data for secondary use names the EHDS
     /// regulation (`http://data.europa.eu/eli/reg/2025/327/oj`). At least one.
-    #[schemars(length(min = 1))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(inner(regex(pattern = HTTP_IRI), length(max = 2048)))]
     pub applicable_legislation: Vec<String>,
     /// The health data access body that decides on access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_data_access_body: Option<Agent>,
     /// Health categories, as IRIs of the HealthDCAT-AP health-category vocabulary (the
     /// categories of EHDS Art. 51); at least one.
-    #[schemars(length(min = 1))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 32))]
+    #[schemars(inner(regex(pattern = HTTP_IRI), length(max = 2048)))]
     pub health_categories: Vec<String>,
     /// Whether the dataset is structured (has variables). HealthDCAT-AP makes it mandatory.
     pub has_structured_data: bool,
     /// The dataset's variables.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 1000))]
     pub variables: Vec<Variable>,
     /// How the data came about. HealthDCAT-AP makes it mandatory.
     pub provenance: LocalizedText,
@@ -112,12 +117,14 @@ pub struct DatasetSpec {
     pub population: Option<Population>,
     /// The legal basis for processing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub legal_basis: Option<String>,
     /// The purpose of processing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<LocalizedText>,
     /// Datasets this one is derived from (lineage), by name in the same namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub derived_from: Vec<ResourceRef>,
     /// Where the data lives; the distributions are derived from it.
     pub location: DatasetLocation,
@@ -226,10 +233,10 @@ pub enum AccessRights {
 #[serde(rename_all = "camelCase")]
 pub struct ContactPoint {
     /// Name of the contact (a function, not a person).
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
     /// E-mail address.
-    #[schemars(regex(pattern = r"^[^@\s]+@[^@\s]+$"))]
+    #[schemars(regex(pattern = EMAIL), length(max = 254))]
     pub email: String,
 }
 
@@ -245,40 +252,52 @@ pub struct Variable {
     /// Description of the variable.
     pub description: LocalizedText,
     /// Datatype, as an XSD datatype name (for example `dateTime`, `string`, `integer`).
+    #[schemars(length(min = 1, max = 64))]
     pub datatype: String,
     /// The code system of coded values, where one applies (for example ICD-10-SE, KVÅ).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
     pub code_system: Option<String>,
 }
 
 /// A period of time.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.end) || self.end >= self.start")
+    .message("spec.temporalCoverage.end: before spec.temporalCoverage.start"))]
 #[serde(rename_all = "camelCase")]
 pub struct TemporalCoverage {
     /// First day covered (YYYY-MM-DD).
-    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    #[schemars(regex(pattern = DATE))]
     pub start: String,
     /// Last day covered (YYYY-MM-DD); omitted for an ongoing collection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^\d{4}-\d{2}-\d{2}$"))]
+    #[schemars(regex(pattern = DATE))]
     pub end: Option<String>,
 }
 
 /// Population statistics.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[x_kube(validation = Rule::new("!has(self.minAge) || !has(self.maxAge) || self.minAge <= self.maxAge")
+    .message("spec.population.minAge: greater than spec.population.maxAge"))]
+#[x_kube(validation = Rule::new("!has(self.records) || !has(self.uniqueIndividuals) || self.uniqueIndividuals <= self.records")
+    .message("spec.population.uniqueIndividuals: more individuals than spec.population.records"))]
 #[serde(rename_all = "camelCase")]
 pub struct Population {
     /// Number of records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub records: Option<i64>,
     /// Number of unique individuals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub unique_individuals: Option<i64>,
     /// Lowest age in the population, in years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 150))]
     pub min_age: Option<i32>,
     /// Highest age in the population, in years.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 150))]
     pub max_age: Option<i32>,
 }
 
@@ -310,6 +329,7 @@ pub struct DatasetLocation {
     pub regional_node: Option<ResourceRef>,
     /// The data product (for the purpose-specific stage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 40))]
     pub data_product: Option<String>,
 }
 

@@ -104,4 +104,75 @@ mod tests {
             .expect_err("x");
         assert!(format!("{err:?}").contains("spec.confirmKeyDeletion"));
     }
+
+    fn refused(result: Result<(), impl std::fmt::Debug>, field: &str) {
+        let err = format!("{:?}", result.expect_err(field));
+        assert!(err.contains(field), "the refusal names {field}: {err}");
+    }
+
+    #[test]
+    fn names_must_make_valid_namespace_and_bucket_names() {
+        let spec =
+            || serde_json::from_value(serde_json::json!({"regions": ["01"]})).expect("valid");
+        assert!(
+            RegionalNode::new("stockholm", spec())
+                .validate_cel()
+                .is_ok()
+        );
+        refused(
+            RegionalNode::new("stock.holm", spec()).validate_cel(),
+            "metadata.name: a DNS label",
+        );
+        // 43 characters: the namespace fits, the default bucket names would not.
+        let long = "a".repeat(43);
+        refused(
+            RegionalNode::new(&long, spec()).validate_cel(),
+            "set spec.storage.bucketPrefix",
+        );
+        let prefixed = serde_json::from_value(serde_json::json!(
+            {"regions": ["01"], "storage": {"bucketPrefix": "vardhub-long"}}
+        ))
+        .expect("valid");
+        assert!(RegionalNode::new(&long, prefixed).validate_cel().is_ok());
+    }
+
+    #[test]
+    fn mapping_job_configuration_cannot_set_the_operators_variables() {
+        let with = |key: &str| {
+            node(serde_json::json!({"regions": ["01"], "mappingJobs": [{
+                "name": "m", "schedule": "0 2 * * *", "sourceModel": "s",
+                "targetModel": {"name": "omop-cdm", "version": "5.4"},
+                "config": {key: "x"},
+            }]}))
+            .validate_cel()
+        };
+        assert!(with("BATCH_SIZE").is_ok());
+        assert!(with("VARDHUB_SYNTHETIC_SEED").is_ok());
+        refused(with("VARDHUB_OPENBAO_ROLE"), "spec.mappingJobs[].config");
+        refused(with("1ST"), "spec.mappingJobs[].config");
+    }
+
+    #[test]
+    fn label_selectors_are_well_formed() {
+        let hub = |expr: serde_json::Value| {
+            DataHub::new(
+                "hub",
+                serde_json::from_value(serde_json::json!(
+                    {"regionalNodeSelector": {"matchExpressions": [expr]}}
+                ))
+                .expect("valid"),
+            )
+            .validate_cel()
+        };
+        assert!(hub(serde_json::json!({"key": "a", "operator": "In", "values": ["b"]})).is_ok());
+        assert!(hub(serde_json::json!({"key": "a", "operator": "Exists"})).is_ok());
+        refused(
+            hub(serde_json::json!({"key": "a", "operator": "Equals", "values": ["b"]})),
+            "spec.regionalNodeSelector.matchExpressions",
+        );
+        refused(
+            hub(serde_json::json!({"key": "a", "operator": "In"})),
+            "spec.regionalNodeSelector.matchExpressions",
+        );
+    }
 }

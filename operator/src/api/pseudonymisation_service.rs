@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CommonStatus, DeletionPolicy, Placement};
+use super::{CommonStatus, DNS_LABEL, DNS_SUBDOMAIN, DeletionPolicy, IMAGE_BY_DIGEST, Placement};
 
 /// A pseudonymisation service: turns personal identity numbers, coordination numbers and
 /// local identifiers into pseudonyms, one pseudonym domain per purpose so that datasets
@@ -32,7 +32,8 @@ use super::{CommonStatus, DeletionPolicy, Placement};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    validation = Rule::new("self.metadata.name.size() <= 50 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a DNS label that starts with a letter, of at most 50 characters, so that the service's Service and ServiceAccount names can be made from it"),
 )]
 #[x_kube(validation = Rule::new(
     "self.deletionPolicy != 'Delete' || (has(self.confirmKeyDeletion) && self.confirmKeyDeletion == true)"
@@ -49,7 +50,7 @@ pub struct PseudonymisationServiceSpec {
 
     /// The pseudonym domains, one per purpose. The same identifier gives unrelated
     /// pseudonyms in different domains.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 256))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub domains: Vec<PseudonymDomain>,
 
@@ -67,8 +68,9 @@ pub struct PseudonymisationServiceSpec {
     #[schemars(range(min = 1, max = 50))]
     pub replicas: i32,
 
-    /// Container image of the service; defaults to the operator's own image.
+    /// Container image of the service, pinned by digest; defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = IMAGE_BY_DIGEST), length(max = 512))]
     pub image: Option<String>,
 
     /// Placement of the service's pods.
@@ -82,6 +84,15 @@ pub struct PseudonymisationServiceSpec {
     /// Must be `true` for `deletionPolicy: Delete` to be honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm_key_deletion: Option<bool>,
+}
+
+impl PseudonymisationService {
+    /// Whether deleting the service deletes its domain keys: `deletionPolicy: Delete`,
+    /// confirmed.
+    pub fn deletes_keys(&self) -> bool {
+        self.spec.deletion_policy == DeletionPolicy::Delete
+            && self.spec.confirm_key_deletion == Some(true)
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -114,10 +125,12 @@ pub enum PseudonymisationMode {
 #[serde(rename_all = "camelCase")]
 pub struct PseudonymDomain {
     /// Name of the domain, for example `region-export-01` or `permit-2026-0042`.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 63))]
     pub name: String,
-    /// What the pseudonyms of this domain are for.
+    /// What the pseudonyms of this domain are for. Every audit record of the domain states
+    /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub purpose: Option<String>,
     /// The key version the domain is pinned to. Omitted means the version current when the
     /// domain was created; a rotation opens a new epoch only when this is raised.
@@ -143,15 +156,12 @@ pub struct PseudonymDomain {
 #[serde(rename_all = "camelCase")]
 pub struct DomainCaller {
     /// The caller's namespace, for example a regional node's `region-stockholm`.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 63))]
     pub namespace: String,
     /// The caller's ServiceAccount; omitted admits every ServiceAccount of the namespace.
     /// A regional node's jobs run as `regional-node`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"),
-        length(max = 253)
-    )]
+    #[schemars(regex(pattern = DNS_SUBDOMAIN), length(max = 253))]
     pub service_account: Option<String>,
 }
 

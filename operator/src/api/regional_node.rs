@@ -7,7 +7,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
+use super::{
+    CRON, CommonStatus, CountyCode, DNS_LABEL, DeletionPolicy, IMAGE_BY_DIGEST, Placement,
+    ResourceRef,
+};
 
 /// A regional node: the part of the architecture that stays under a region's control.
 ///
@@ -30,7 +33,8 @@ use super::{CommonStatus, CountyCode, DeletionPolicy, Placement, ResourceRef};
     printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = Rule::new("self.metadata.name.size() <= 50").message("metadata.name: at most 50 characters, so that the node's namespace name fits"),
+    validation = Rule::new("self.metadata.name.size() <= 50 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a DNS label (lowercase letters, digits and '-') of at most 50 characters, so that the node's namespace name can be made from it"),
+    validation = Rule::new("(has(self.spec.storage) && has(self.spec.storage.bucketPrefix)) || self.metadata.name.size() <= 42").message("metadata.name: longer than 42 characters, so the default bucket names (vardhub-<name>-standardised) would exceed 63; set spec.storage.bucketPrefix"),
 )]
 #[x_kube(validation = Rule::new("has(self.namespace) == has(oldSelf.namespace)")
     .message("spec.namespace cannot be changed after creation"))]
@@ -51,7 +55,7 @@ pub struct RegionalNodeSpec {
     /// The namespace the node's workloads run in. Defaults to `region-<metadata.name>`. Cannot
     /// be changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 63))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.namespace cannot be changed after creation"))]
     pub namespace: Option<String>,
 
@@ -70,6 +74,7 @@ pub struct RegionalNodeSpec {
     /// Scheduled jobs that map the region's source model to the common data model.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(length(max = 32))]
     pub mapping_jobs: Vec<MappingJob>,
 
     /// What the node hands to the hub, through which pseudonymisation domain, on what schedule.
@@ -116,21 +121,25 @@ pub struct RegionalStorage {
 }
 
 /// A scheduled job mapping the region's source model to the common data model.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.config) || self.config.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$') && (!k.startsWith('VARDHUB_') || k.startsWith('VARDHUB_SYNTHETIC_')))"
+).message("spec.mappingJobs[].config: each key becomes an environment variable: letters, digits and '_', not starting with a digit; VARDHUB_ names are the operator's (only the reference job's VARDHUB_SYNTHETIC_ settings may be given)"))]
 pub struct MappingJob {
     /// Name of the job, unique within the node.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 40))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 40))]
     pub name: String,
     /// Container image of the region's mapping, pinned by digest. Without it the job runs the
     /// project's reference job (`vardhub job mapping`) from the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE_BY_DIGEST), length(max = 512))]
     pub image: Option<String>,
     /// Cron schedule, for example `0 2 * * *`.
-    #[schemars(length(min = 9))]
+    #[schemars(regex(pattern = CRON), length(max = 128))]
     pub schedule: String,
     /// The region's source model, for example the name of its data warehouse schema.
+    #[schemars(length(min = 1, max = 253))]
     pub source_model: String,
     /// The common data model the job maps to.
     pub target_model: ModelRef,
@@ -139,6 +148,7 @@ pub struct MappingJob {
     pub resources: Option<ResourceRequirements>,
     /// Non-secret configuration handed to the job as environment variables.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub config: BTreeMap<String, String>,
 }
 
@@ -146,10 +156,10 @@ pub struct MappingJob {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct ModelRef {
     /// Name of the model, for example `omop-cdm`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// Version of the model, for example `5.4`.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 32))]
     pub version: String,
 }
 
@@ -160,17 +170,17 @@ pub struct Export {
     /// The pseudonymisation service that pseudonymises the export.
     pub pseudonymisation: ResourceRef,
     /// The pseudonym domain (purpose) of the export.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"), length(max = 63))]
+    #[schemars(regex(pattern = DNS_LABEL), length(max = 63))]
     pub domain: String,
     /// Cron schedule of the export.
-    #[schemars(length(min = 9))]
+    #[schemars(regex(pattern = CRON), length(max = 128))]
     pub schedule: String,
     /// Container image of the region's export tool, pinned by digest. It reads the
     /// standardised data, pseudonymises it through the service and writes where the hub's
     /// storage mode says (its environment names the bucket and prefix). Without it the job
     /// runs the project's reference job (`vardhub job export`) from the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(regex(pattern = IMAGE_BY_DIGEST), length(max = 512))]
     pub image: Option<String>,
 }
 
@@ -229,6 +239,13 @@ pub struct JobRun {
 }
 
 impl RegionalNode {
+    /// Whether deleting the resource deletes its buckets and keys: `deletionPolicy: Delete`,
+    /// confirmed.
+    pub fn deletes_data(&self) -> bool {
+        self.spec.deletion_policy == super::DeletionPolicy::Delete
+            && self.spec.confirm_deletion == Some(true)
+    }
+
     /// The prefix of the node's bucket names.
     pub fn bucket_prefix(&self) -> String {
         match &self.spec.storage.bucket_prefix {

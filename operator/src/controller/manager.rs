@@ -296,6 +296,7 @@ async fn run_controllers(
         watcher::Config::default(),
     );
     let node_store = nodes.store();
+    let exporters = node_store.clone();
     let nodes = nodes
         .owns(Api::<Namespace>::all(client.clone()), owned("RegionalNode"))
         .owns(
@@ -328,6 +329,28 @@ async fn run_controllers(
                     .state()
                     .into_iter()
                     .filter(|n| n.spec.hub.as_ref().is_some_and(|h| h.name == name))
+                    .map(|n| ObjectRef::from_obj(n.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // The service a node exports through decides whether its export can work.
+        .watches(
+            Api::<PseudonymisationService>::all(client.clone()),
+            watcher::Config::default(),
+            move |svc: PseudonymisationService| {
+                let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+                exporters
+                    .state()
+                    .into_iter()
+                    .filter(|n| {
+                        n.spec.export.as_ref().is_some_and(|e| {
+                            e.pseudonymisation.name == name
+                                && n.spec
+                                    .hub
+                                    .as_ref()
+                                    .is_some_and(|h| DataHub::workload_namespace_of(&h.name) == ns)
+                        })
+                    })
                     .map(|n| ObjectRef::from_obj(n.as_ref()))
                     .collect::<Vec<_>>()
             },

@@ -52,6 +52,24 @@ pub fn is_paused(meta: &kube::core::ObjectMeta) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// `obj` as the API server holds it now, read past the watch cache, when it is being deleted
+/// and still asks (`wants`) for its data or keys to be destroyed; `None` keeps them. A
+/// deletion policy turned back to `Retain` while the deletion waits is honoured, and a cache
+/// that lags behind it never destroys anything.
+pub async fn confirmed_destruction<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    wants: impl Fn(&K) -> bool,
+) -> kube::Result<Option<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::ResourceExt;
+    // A GET without a resource version is a quorum read from etcd, not from a cache.
+    let current = api.get_opt(&obj.name_any()).await?;
+    Ok(current.filter(|c| c.meta().deletion_timestamp.is_some() && wants(c)))
+}
+
 /// Adds or removes `finalizer` on `obj`. The resource version makes this a compare-and-swap: a
 /// concurrent change of the list fails with a conflict and the reconcile is retried.
 pub async fn set_finalizer<K>(

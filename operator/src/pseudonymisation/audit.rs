@@ -84,12 +84,17 @@ struct Line<'a> {
     audit: &'static str,
     #[serde(flatten)]
     record: &'a Record<'a>,
+    /// The purpose the resource states for the domain, so that a record says what the
+    /// access was for without a look-up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purpose: Option<&'a str>,
 }
 
 /// Where records go.
 #[derive(Clone)]
 pub struct AuditLog {
     sink: Arc<Mutex<Box<dyn Write + Send>>>,
+    purposes: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl Default for AuditLog {
@@ -109,6 +114,15 @@ impl AuditLog {
     pub fn to(writer: impl Write + Send + 'static) -> Self {
         Self {
             sink: Arc::new(Mutex::new(Box::new(writer))),
+            purposes: Default::default(),
+        }
+    }
+
+    /// The same log, naming each domain's stated purpose in its records.
+    pub fn with_purposes(self, purposes: std::collections::BTreeMap<String, String>) -> Self {
+        Self {
+            purposes: Arc::new(purposes),
+            ..self
         }
     }
 
@@ -118,6 +132,7 @@ impl AuditLog {
             time: k8s_openapi::jiff::Timestamp::now().to_string(),
             audit: STREAM,
             record,
+            purpose: self.purposes.get(record.domain).map(String::as_str),
         };
         let Ok(mut bytes) = serde_json::to_vec(&line) else {
             return;
@@ -175,5 +190,33 @@ mod tests {
         assert_eq!(value["outcome"], "forbidden");
         assert_eq!(value["caller"], "region-x/regional-node");
         assert!(value.get("rows").is_none() && value.get("openbaoEntity").is_none());
+    }
+
+    #[test]
+    fn a_record_states_its_domains_purpose() {
+        let shared = Shared::default();
+        let purposes = [(
+            "permit-42".to_string(),
+            "Use case D: hip fractures".to_string(),
+        )];
+        let log = AuditLog::to(shared.clone()).with_purposes(purposes.into_iter().collect());
+        for domain in ["permit-42", "unknown"] {
+            log.record(&Record {
+                action: Action::of_path("/v1/domains/permit-42/pseudonyms"),
+                outcome: Outcome::Served,
+                caller: Some("region-x/regional-node"),
+                openbao_entity: None,
+                domain,
+                rows: Some(3),
+                reason: None,
+            });
+        }
+        let text = String::from_utf8(shared.0.lock().expect("lock").clone()).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(lines[0]["purpose"], "Use case D: hip fractures");
+        assert!(lines[1].get("purpose").is_none(), "no purpose is made up");
     }
 }

@@ -23,7 +23,9 @@ use super::context::Context;
 use super::status::{self, HasConditions};
 use super::storage::{self, HubRole};
 use crate::adapters::s3;
-use crate::api::{DataHub, DataHubStatus, DeletionPolicy, RegionState, RegionalNode, ZoneStatus};
+use crate::api::{
+    DataHub, DataHubStatus, PseudonymisationService, RegionState, RegionalNode, ZoneStatus,
+};
 
 /// Name of the controller: its field manager is `vardhub-datahub`.
 pub const CONTROLLER: &str = "datahub";
@@ -51,6 +53,8 @@ struct Observed {
     zones: Vec<ZoneStatus>,
     retention_gaps: Vec<String>,
     jobs: Vec<crate::api::JobStatus>,
+    /// The services the hub names that do not exist, naming the field.
+    unresolved: Vec<String>,
 }
 
 enum Step {
@@ -78,7 +82,13 @@ pub async fn reconcile(hub: Arc<DataHub>, ctx: Arc<Context>) -> Result<Action, E
         Ok(Step::Converged(o)) => {
             let c = converged(&hub, o);
             observed = Some(o);
-            (c, Action::requeue(RESYNC))
+            // Services are not watched by the hub: one that is missing is looked up again soon.
+            let again = if o.unresolved.is_empty() {
+                RESYNC
+            } else {
+                Duration::from_secs(30)
+            };
+            (c, Action::requeue(again))
         }
         Ok(Step::Paused) => {
             let current = hub
@@ -129,6 +139,7 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
         .items;
     let (members, missing) = build::members(hub, &nodes);
     build::validate(hub, &members)?;
+    let unresolved = unresolved_services(hub, ctx).await?;
     let bao = ctx
         .openbao
         .as_ref()
@@ -249,6 +260,7 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
         zones: zone_status,
         retention_gaps,
         jobs,
+        unresolved,
     }))
 }
 
@@ -297,6 +309,26 @@ pub fn region_states(
     out
 }
 
+/// The services the hub names (its pseudonymisation service, in its own namespace) that do
+/// not exist, each naming its field.
+async fn unresolved_services(hub: &DataHub, ctx: &Context) -> Result<Vec<String>, Error> {
+    let ns = hub.workload_namespace();
+    let mut out = Vec::new();
+    if let Some(r) = &hub.spec.pseudonymisation {
+        let found = Api::<PseudonymisationService>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(&r.name)
+            .await
+            .map_err(Error::Apply)?;
+        if found.is_none() {
+            out.push(format!(
+                "spec.pseudonymisation: no PseudonymisationService {} in the hub's namespace {ns}",
+                r.name
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn converged(hub: &DataHub, o: &Observed) -> Vec<Desired> {
     let connected = o.regions.iter().filter(|r| r.connected).count();
     let mut c = vec![
@@ -332,7 +364,19 @@ fn converged(hub: &DataHub, o: &Observed) -> Vec<Desired> {
         .map(|r| r.name.as_str())
         .filter(|n| !o.regions.iter().any(|r| r.node == *n))
         .collect();
-    if connected == o.regions.len() && named_missing.is_empty() {
+    if connected == o.regions.len() && named_missing.is_empty() && !o.unresolved.is_empty() {
+        let problems = o.unresolved.join("; ");
+        c.push(Desired::no(
+            types::READY,
+            "ReferenceNotFound",
+            problems.clone(),
+        ));
+        c.push(Desired::yes(
+            types::PROGRESSING,
+            "WaitingForReferences",
+            problems,
+        ));
+    } else if connected == o.regions.len() && named_missing.is_empty() {
         c.push(Desired::yes(
             types::READY,
             "Reconciled",
@@ -351,6 +395,7 @@ fn converged(hub: &DataHub, o: &Observed) -> Vec<Desired> {
                 .iter()
                 .map(|n| format!("spec.regionalNodes: RegionalNode {n} does not exist")),
         );
+        waiting.extend(o.unresolved.iter().cloned());
         c.push(Desired::no(
             types::READY,
             "RegionsNotConnected",
@@ -402,14 +447,21 @@ fn next_status(
 /// carries it, deletes its buckets (refused while objects remain unless `purgeObjects`) and
 /// its OpenBao namespace, policy and role.
 async fn finalize(hub: &DataHub, ctx: &Context) -> Result<Option<Action>, Error> {
-    let wants = hub.spec.deletion_policy == DeletionPolicy::Delete
-        && hub.spec.confirm_deletion == Some(true);
+    let wants = hub.deletes_data();
     let has = hub.finalizers().iter().any(|f| f == DATA_FINALIZER);
     let deleting = hub.metadata.deletion_timestamp.is_some();
     let api = Api::<DataHub>::all(ctx.client.clone());
-    if deleting
-        && has
-        && let Err(e) = delete_data(hub, ctx).await
+    let confirmed = match deleting && has {
+        true => super::confirmed_destruction(&api, hub, DataHub::deletes_data)
+            .await
+            .map_err(Error::Apply)?,
+        false => None,
+    };
+    if deleting && has && confirmed.is_none() {
+        tracing::info!("the deletion policy no longer asks for the data to be deleted; keeping it");
+    }
+    if let Some(current) = &confirmed
+        && let Err(e) = delete_data(current, ctx).await
     {
         let new = next_status(
             hub,

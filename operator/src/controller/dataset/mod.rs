@@ -71,8 +71,17 @@ pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Er
         Ok(d) => Ok(figures(d, &ctx).await),
         Err(e) => Err(e),
     };
+    let missing_sources = missing_sources(&ds, &ctx).await?;
     ctx.metrics.reconciled(CONTROLLER, started.elapsed());
     let (desired, distributions) = match resolved {
+        // The data is located, but the lineage names a dataset that does not exist.
+        Ok(d) if !missing_sources.is_empty() => (
+            vec![
+                Desired::no(types::READY, "SourceNotFound", missing_sources.join("; ")),
+                Desired::no(types::DEGRADED, "NoErrors", "the location resolves"),
+            ],
+            d,
+        ),
         Ok(d) => (
             vec![
                 Desired::yes(
@@ -106,13 +115,37 @@ pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Er
     status::update(&ctx, CONTROLLER, ds.as_ref(), &new)
         .await
         .map_err(Error::Status)?;
-    // A missing holder is watched: its creation triggers a reconcile. The objects a run
-    // writes are not: they are looked at again on this period.
-    Ok(if ctx.storage.is_some() {
+    // A missing holder is watched: its creation triggers a reconcile. A missing source and
+    // the objects a run writes are not: they are looked at again soon, or on this period.
+    Ok(if !missing_sources.is_empty() {
+        Action::requeue(Duration::from_secs(30))
+    } else if ctx.storage.is_some() {
         Action::requeue(FIGURES_PERIOD)
     } else {
         Action::await_change()
     })
+}
+
+/// The datasets `spec.derivedFrom` names that do not exist in the dataset's namespace, each
+/// naming its field.
+async fn missing_sources(ds: &Dataset, ctx: &Context) -> Result<Vec<String>, Error> {
+    let ns = ds.namespace().unwrap_or_default();
+    let api = Api::<Dataset>::namespaced(ctx.client.clone(), &ns);
+    let mut missing = Vec::new();
+    for (i, source) in ds.spec.derived_from.iter().enumerate() {
+        if api
+            .get_opt(&source.name)
+            .await
+            .map_err(Error::Read)?
+            .is_none()
+        {
+            missing.push(format!(
+                "spec.derivedFrom[{i}]: no Dataset {} in namespace {ns}",
+                source.name
+            ));
+        }
+    }
+    Ok(missing)
 }
 
 /// How often a dataset's distributions are looked at again for what runs wrote.

@@ -273,6 +273,10 @@ pub fn deployment(
             .into_iter()
             .map(|d| format!("--tls-name={d}")),
     );
+    args.extend(svc.spec.domains.iter().filter_map(|d| {
+        let purpose = d.purpose.as_ref()?;
+        Some(format!("--purpose={}={purpose}", d.name))
+    }));
     args.extend(svc.spec.domains.iter().flat_map(|d| {
         d.callers.iter().map(|c| {
             let grant = Grants::entry(&d.name, &c.namespace, c.service_account.as_deref());

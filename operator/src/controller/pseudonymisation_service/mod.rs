@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -21,9 +20,7 @@ use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::adapters::openbao;
-use crate::api::{
-    DeletionPolicy, PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus,
-};
+use crate::api::{PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus};
 
 /// Name of the controller: its field manager is `vardhub-pseudonymisation`.
 pub const CONTROLLER: &str = "pseudonymisation";
@@ -283,11 +280,23 @@ fn has_finalizer(svc: &PseudonymisationService) -> bool {
 /// resource that carries it deletes the mount with every domain key, the policies and the
 /// role. Returns an action when the reconcile ends here.
 async fn finalize(svc: &PseudonymisationService, ctx: &Context) -> Result<Option<Action>, Error> {
-    let wants = svc.spec.deletion_policy == DeletionPolicy::Delete
-        && svc.spec.confirm_key_deletion == Some(true);
+    let wants = svc.deletes_keys();
     let has = has_finalizer(svc);
     let deleting = svc.metadata.deletion_timestamp.is_some();
-    if deleting && has {
+    let api: Api<PseudonymisationService> =
+        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    let confirmed = match deleting && has {
+        true => super::confirmed_destruction(&api, svc, PseudonymisationService::deletes_keys)
+            .await
+            .map_err(Error::Finalizer)?,
+        false => None,
+    };
+    if deleting && has && confirmed.is_none() {
+        tracing::info!(
+            "the deletion policy no longer asks for the keys to be deleted; keeping them"
+        );
+    }
+    if let Some(svc) = &confirmed {
         let Some(bao) = &ctx.openbao else {
             return Err(Error::NoOpenBao);
         };
@@ -319,30 +328,11 @@ async fn set_finalizer(
     ctx: &Context,
     present: bool,
 ) -> Result<(), Error> {
-    let mut finalizers: Vec<String> = svc
-        .finalizers()
-        .iter()
-        .filter(|f| *f != KEY_FINALIZER)
-        .cloned()
-        .collect();
-    if present {
-        finalizers.push(KEY_FINALIZER.to_string());
-    }
-    // The resource version makes this a compare-and-swap: a concurrent change of the list
-    // fails with a conflict and the reconcile is retried.
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": svc.resource_version(),
-    }});
     let api: Api<PseudonymisationService> =
         Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-    api.patch(
-        &svc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map_err(Error::Finalizer)?;
+    super::set_finalizer(&api, svc, KEY_FINALIZER, present)
+        .await
+        .map_err(Error::Finalizer)?;
     ctx.metrics
         .api_write(CONTROLLER, "PseudonymisationService", "patch");
     Ok(())

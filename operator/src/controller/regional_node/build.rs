@@ -381,6 +381,48 @@ pub fn service_account(node: &RegionalNode) -> ServiceAccount {
     }
 }
 
+/// Why the node's export cannot work with the pseudonymisation service its hub runs, if it
+/// cannot: the service is missing, has no such domain, or does not admit the node's jobs.
+/// `None` when the node does not export, or its export reaches a domain that admits it. Pure.
+pub fn export_problem(
+    node: &RegionalNode,
+    hub: &DataHub,
+    service: Option<&crate::api::PseudonymisationService>,
+) -> Option<String> {
+    let export = node.spec.export.as_ref()?;
+    let name = &export.pseudonymisation.name;
+    let hub_ns = hub.workload_namespace();
+    let Some(service) = service else {
+        return Some(format!(
+            "spec.export.pseudonymisation: no PseudonymisationService {name} in the hub's namespace {hub_ns}"
+        ));
+    };
+    let Some(domain) = service
+        .spec
+        .domains
+        .iter()
+        .find(|d| d.name == export.domain)
+    else {
+        return Some(format!(
+            "spec.export.domain: PseudonymisationService {name} has no domain {}",
+            export.domain
+        ));
+    };
+    let ns = node.workload_namespace();
+    let admitted = domain.callers.iter().any(|c| {
+        c.namespace == ns
+            && c.service_account
+                .as_deref()
+                .is_none_or(|sa| sa == SERVICE_ACCOUNT)
+    });
+    (!admitted).then(|| {
+        format!(
+            "spec.export.domain: domain {} of PseudonymisationService {name} does not list this node's jobs (namespace {ns}, ServiceAccount {SERVICE_ACCOUNT}) among its callers",
+            export.domain
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

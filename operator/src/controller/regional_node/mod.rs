@@ -25,7 +25,8 @@ use super::status::{self, HasConditions};
 use super::storage;
 use crate::adapters::s3::BucketSpec;
 use crate::api::{
-    DataHub, DeletionPolicy, JobRun, JobStatus, RegionalNode, RegionalNodeStatus, StorageMode,
+    DataHub, JobRun, JobStatus, PseudonymisationService, RegionalNode, RegionalNodeStatus,
+    StorageMode,
 };
 
 /// Name of the controller: its field manager is `vardhub-regionalnode`.
@@ -55,6 +56,9 @@ impl HasConditions for RegionalNode {
 #[derive(Default)]
 struct Observed {
     hub: Option<Result<String, String>>,
+    /// A reference the node names that does not resolve (a missing hub or service, a domain
+    /// that does not admit the node), naming the field.
+    unresolved: Option<String>,
     jobs: Vec<JobStatus>,
 }
 
@@ -82,7 +86,12 @@ pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Act
     let (conditions, action) = match &result {
         Ok(Step::Converged(observed)) => {
             jobs = Some(observed.jobs.clone());
-            (converged(&node, observed), Action::requeue(RESYNC))
+            // The hub is watched; the service a reference waits for is looked up again soon.
+            let again = match observed.unresolved {
+                Some(_) => Duration::from_secs(30),
+                None => RESYNC,
+            };
+            (converged(&node, observed), Action::requeue(again))
         }
         Ok(Step::Paused) => {
             let current = node
@@ -143,6 +152,20 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
             .await
             .map_err(Error::Apply)?,
         None => None,
+    };
+
+    let export_problem = match (&hub, &node.spec.export) {
+        (Some(h), Some(export)) => {
+            let service = Api::<PseudonymisationService>::namespaced(
+                ctx.client.clone(),
+                &h.workload_namespace(),
+            )
+            .get_opt(&export.pseudonymisation.name)
+            .await
+            .map_err(Error::Apply)?;
+            build::export_problem(node, h, service.as_ref())
+        }
+        _ => None,
     };
 
     // Keys: the region's own namespace, key, policy and role in OpenBao.
@@ -238,7 +261,16 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
         )),
         None => Err(format!("spec.hub: DataHub {} does not exist", r.name)),
     });
-    Ok(Step::Converged(Observed { hub, jobs }))
+    let unresolved = match (&hub, &export_problem) {
+        (Some(Err(missing)), _) => Some(missing.clone()),
+        (_, Some(problem)) => Some(problem.clone()),
+        _ => None,
+    };
+    Ok(Step::Converged(Observed {
+        hub,
+        unresolved,
+        jobs,
+    }))
 }
 
 /// The last run of each of an owner's scheduled jobs in `ns`, from its CronJobs and Jobs.
@@ -344,6 +376,11 @@ fn converged(node: &RegionalNode, observed: &Observed) -> Vec<Desired> {
             "spec.hub is not set; the node exports nothing",
         )),
     }
+    if let Some(problem) = &observed.unresolved {
+        // Everything the node owns is in place, but what it names is not: never Ready.
+        c[0] = Desired::no(types::READY, "ReferenceNotFound", problem.clone());
+        c[3] = Desired::yes(types::PROGRESSING, "WaitingForReferences", problem.clone());
+    }
     c
 }
 
@@ -373,12 +410,20 @@ pub fn next_status(
 /// OpenBao namespace with the region's key and credential, its policy and role. Returns an
 /// action when the reconcile ends here.
 async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, Error> {
-    let wants = node.spec.deletion_policy == DeletionPolicy::Delete
-        && node.spec.confirm_deletion == Some(true);
+    let wants = node.deletes_data();
     let has = node.finalizers().iter().any(|f| f == DATA_FINALIZER);
     let deleting = node.metadata.deletion_timestamp.is_some();
     let api = Api::<RegionalNode>::all(ctx.client.clone());
-    if deleting && has {
+    let confirmed = match deleting && has {
+        true => super::confirmed_destruction(&api, node, RegionalNode::deletes_data)
+            .await
+            .map_err(Error::Apply)?,
+        false => None,
+    };
+    if deleting && has && confirmed.is_none() {
+        tracing::info!("the deletion policy no longer asks for the data to be deleted; keeping it");
+    }
+    if let Some(node) = &confirmed {
         let bao = ctx
             .openbao
             .as_ref()
