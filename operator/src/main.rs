@@ -115,6 +115,10 @@ enum Command {
         /// Mount of the Kubernetes auth method.
         #[arg(long, default_value = "kubernetes")]
         auth_mount: String,
+        /// OpenBao role (of the same auth method) that confirms each caller's token with the
+        /// API server, so that a token of a deleted ServiceAccount or pod is refused.
+        #[arg(long)]
+        caller_role: Option<String>,
         /// The ServiceAccount token used to log in.
         #[arg(
             long,
@@ -519,6 +523,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             reversible,
             auth_role,
             auth_mount,
+            caller_role,
             token_path,
             audience,
             grants,
@@ -527,14 +532,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             tls_pki_mount,
             tls_names,
         } => {
-            use vardhub::pseudonymisation::access::{Grants, RowLimit, Throttle, Verifier};
+            use vardhub::pseudonymisation::access::{
+                Grants, Liveness, RowLimit, Throttle, Verifier,
+            };
             use vardhub::pseudonymisation::audit::AuditLog;
             use vardhub::pseudonymisation::service::{
                 Access, Auth, Config, Service, TlsSettings, parse_domain,
             };
             let auth = match auth_role {
                 Some(role) => Auth::Kubernetes {
-                    mount: auth_mount,
+                    mount: auth_mount.clone(),
                     role,
                     jwt_path: token_path,
                 },
@@ -559,7 +566,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
-                let verifier = Verifier::discover(client, &audience).await?;
+                let mut verifier = Verifier::discover(client, &audience).await?;
+                if let Some(role) = &caller_role {
+                    let liveness = Liveness::new(&openbao_addr, &auth_mount, role)
+                        .map_err(anyhow::Error::msg)?;
+                    verifier = verifier.confirming(liveness);
+                }
                 let config = Config {
                     openbao_addr,
                     auth,

@@ -445,6 +445,34 @@ impl LocalCluster {
         })
     }
 
+    /// A verifier of tokens for `audience` that also has each token confirmed with the API
+    /// server through OpenBao, as the operator's deployment of the service does: the role
+    /// `role` (made here as the operator makes it) admits tokens of `namespaces`.
+    pub async fn confirming_verifier(
+        &self,
+        audience: &str,
+        role: &str,
+        namespaces: &[&str],
+    ) -> Result<vardhub::pseudonymisation::access::Verifier> {
+        use vardhub::pseudonymisation::access::{Liveness, Verifier};
+        let bound = vardhub::adapters::openbao::KubernetesRole {
+            service_accounts: vec!["*".into()],
+            namespaces: namespaces.iter().map(|n| n.to_string()).collect(),
+            policies: Vec::new(),
+            ttl_seconds: 60,
+            audience: Some(audience.into()),
+            batch_tokens: true,
+        };
+        self.openbao_admin()?
+            .ensure_kubernetes_role("kubernetes", role, &bound)
+            .await?;
+        let liveness =
+            Liveness::new(&self.vault_addr, "kubernetes", role).map_err(anyhow::Error::msg)?;
+        Ok(Verifier::discover(self.admin_client().await?, audience)
+            .await?
+            .confirming(liveness))
+    }
+
     /// An HTTP client that presents a token of the ServiceAccount `namespace/name` (created
     /// if missing) for `audience` with every request, as a pod's projected token would be.
     pub async fn caller(

@@ -424,6 +424,7 @@ async fn service_account_token_logs_in_to_openbao_through_kubernetes_auth() -> R
         namespaces: vec![ns.into()],
         policies: vec!["default".into()],
         ttl_seconds: 300,
+        ..Default::default()
     };
     cluster
         .openbao_admin()?

@@ -5,6 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::DeleteParams;
 use vardhub::adapters::openbao::{KubernetesRole, Transit};
 use vardhub::pseudonymisation::access::Grants;
 use vardhub::pseudonymisation::audit::AuditLog;
@@ -75,6 +78,7 @@ async fn prepare(cluster: &LocalCluster, test: &str) -> Result<(std::path::PathB
         namespaces: vec![NS.into()],
         policies: vec!["vardhub-test-pseudonymiser".into()],
         ttl_seconds: 600,
+        ..Default::default()
     };
     admin
         .ensure_kubernetes_role("kubernetes", "vardhub-test-pseudonymiser", &role)
@@ -760,6 +764,7 @@ async fn service_logs_in_again_before_its_token_expires() -> Result<()> {
         namespaces: vec![NS.into()],
         policies: vec!["vardhub-test-pseudonymiser".into()],
         ttl_seconds: 4,
+        ..Default::default()
     };
     cluster
         .openbao_admin()?
@@ -838,9 +843,14 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
     let (token_path, version_a, version_b) = prepare(cluster, "access").await?;
     let grants = vec![
         Grants::entry("a", NS, Some(CALLER)),
+        Grants::entry("a", NS, Some("leaving")),
         Grants::entry("b", OTHER_NS, Some(CALLER)),
     ];
     let trail = Captured::default();
+    let caller_role = "vardhub-test-pseudonymisation.callers";
+    let verifier = cluster
+        .confirming_verifier(AUDIENCE, caller_role, &[NS, OTHER_NS])
+        .await?;
     let (base, task) = serve(Config {
         openbao_addr: cluster.vault_addr.clone(),
         tls: None,
@@ -858,6 +868,7 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
         ],
         access: Access {
             audit: AuditLog::to(trail.clone()),
+            verifier: std::sync::Arc::new(verifier),
             ..cluster.pseudonymisation_access(AUDIENCE, &grants).await?
         },
     })
@@ -940,6 +951,37 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
         status_of(&other_exporter, &url("a"), None, &body).await?,
         403
     );
+
+    // A granted ServiceAccount is deleted: its token keeps a valid signature and lifetime,
+    // but the API server, asked through OpenBao, no longer vouches for it.
+    cluster.ensure_service_account(NS, "leaving").await?;
+    let leaving = cluster
+        .service_account_token(NS, "leaving", Some(AUDIENCE))
+        .await?;
+    let accounts: Api<ServiceAccount> = Api::namespaced(cluster.admin_client().await?, NS);
+    accounts.delete("leaving", &DeleteParams::default()).await?;
+    let refused = eventually(
+        "the deleted ServiceAccount's token to be refused",
+        std::time::Duration::from_secs(90),
+        || async {
+            let answer = plain
+                .post(url("a"))
+                .bearer_auth(&leaving)
+                .json(&body)
+                .send()
+                .await?;
+            if answer.status() != 401 {
+                return Ok(None);
+            }
+            Ok(Some(answer.text().await?))
+        },
+    )
+    .await?;
+    assert!(refused.contains("no longer exists"), "{refused}");
+    cluster
+        .openbao_admin()?
+        .delete_kubernetes_role("kubernetes", caller_role)
+        .await?;
 
     // Limits: a batch of more rows than the service takes, and an over-long NDJSON line.
     let ones = vec!["1"; vardhub::pseudonymisation::service::MAX_ROWS + 1];

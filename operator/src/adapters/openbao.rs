@@ -644,7 +644,7 @@ impl Auth {
 }
 
 /// A Kubernetes auth role: which ServiceAccounts log in, with which policies.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KubernetesRole {
     /// ServiceAccount names allowed to log in.
     pub service_accounts: Vec<String>,
@@ -654,6 +654,11 @@ pub struct KubernetesRole {
     pub policies: Vec<String>,
     /// Time to live of the issued token, in seconds.
     pub ttl_seconds: u64,
+    /// The audience the ServiceAccount token must carry; `None` is the API server's own.
+    pub audience: Option<String>,
+    /// Issue batch tokens, which OpenBao does not store: for a role whose logins only
+    /// confirm a token and whose issued token is never used.
+    pub batch_tokens: bool,
 }
 
 impl Admin {
@@ -806,25 +811,13 @@ impl Admin {
         name: &str,
         role: &KubernetesRole,
     ) -> Result<bool, Error> {
-        match vaultrs::auth::kubernetes::role::read(self.client().as_ref(), auth_mount, name).await
-        {
-            Ok(current) => {
-                let sorted = |v: &[String]| {
-                    let mut v = v.to_vec();
-                    v.sort();
-                    v
-                };
-                let same = sorted(&current.bound_service_account_names)
-                    == sorted(&role.service_accounts)
-                    && sorted(&current.bound_service_account_namespaces)
-                        == sorted(&role.namespaces)
-                    && sorted(&current.token_policies) == sorted(&role.policies)
-                    && current.token_ttl == role.ttl_seconds;
-                if same {
-                    return Ok(false);
-                }
-            }
-            Err(ClientError::APIError { code: 404, .. }) => {}
+        let read = ReadKubernetesRole {
+            mount: auth_mount.into(),
+            name: name.into(),
+        };
+        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
+            Ok(current) if kubernetes_role_matches(&current, role) => return Ok(false),
+            Ok(_) | Err(ClientError::APIError { code: 404, .. }) => {}
             Err(e) => return Err(e.into()),
         }
         let mut request =
@@ -833,7 +826,15 @@ impl Admin {
             .bound_service_account_names(role.service_accounts.clone())
             .bound_service_account_namespaces(role.namespaces.clone())
             .token_policies(role.policies.clone())
-            .token_ttl(format!("{}s", role.ttl_seconds));
+            .token_ttl(format!("{}s", role.ttl_seconds))
+            .token_type(if role.batch_tokens {
+                "batch"
+            } else {
+                "default"
+            });
+        if let Some(audience) = &role.audience {
+            request.audience(audience.clone());
+        }
         vaultrs::auth::kubernetes::role::create(
             self.client().as_ref(),
             auth_mount,
@@ -843,6 +844,54 @@ impl Admin {
         .await?;
         Ok(true)
     }
+}
+
+/// `GET auth/<mount>/role/<name>`, read as it comes: `vaultrs`' typed response leaves out
+/// the audience.
+#[derive(Debug, Endpoint)]
+#[endpoint(
+    path = "auth/{self.mount}/role/{self.name}",
+    response = "serde_json::Value"
+)]
+struct ReadKubernetesRole {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    name: String,
+}
+
+/// Whether a Kubernetes auth role read from OpenBao is `wanted`, field by field (lists in
+/// any order). Pure.
+fn kubernetes_role_matches(current: &serde_json::Value, wanted: &KubernetesRole) -> bool {
+    let list = |key: &str| {
+        let mut v: Vec<String> = current[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let sorted = |v: &[String]| {
+        let mut v = v.to_vec();
+        v.sort();
+        v
+    };
+    let token_type = if wanted.batch_tokens {
+        "batch"
+    } else {
+        "default"
+    };
+    list("bound_service_account_names") == sorted(&wanted.service_accounts)
+        && list("bound_service_account_namespaces") == sorted(&wanted.namespaces)
+        && list("token_policies") == sorted(&wanted.policies)
+        && current["token_ttl"].as_u64() == Some(wanted.ttl_seconds)
+        && current["audience"].as_str().unwrap_or_default()
+            == wanted.audience.as_deref().unwrap_or_default()
+        && current["token_type"].as_str().unwrap_or("default") == token_type
 }
 
 impl Admin {

@@ -9,6 +9,11 @@
 //! Verification costs one signature check per request, never per row. A key the service has
 //! not seen (the API server rotated its signing key) makes it read the published keys again,
 //! at most once every [`REFRESH_INTERVAL`].
+//!
+//! A signature proves who a token was issued to, not that its ServiceAccount, or the pod it
+//! is bound to, still exists. With [`Liveness`] the service also has each token confirmed by
+//! OpenBao's Kubernetes auth method, which asks the API server (TokenReview): a token of a
+//! deleted ServiceAccount or pod is refused, at most [`LIVENESS_TTL`] after the deletion.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -199,6 +204,81 @@ pub enum Refusal {
     /// The token verified but names no ServiceAccount.
     #[error("the token names no ServiceAccount")]
     NotServiceAccount,
+    /// The API server no longer vouches for the token: its ServiceAccount or pod is gone.
+    #[error("the token's ServiceAccount or pod no longer exists")]
+    NotLive,
+    /// Whether the token is still live could not be confirmed now (OpenBao unreachable).
+    #[error("the token could not be confirmed now; try again")]
+    Unconfirmed,
+}
+
+/// How long a token OpenBao confirmed is trusted before it is confirmed again.
+pub const LIVENESS_TTL: Duration = Duration::from_secs(60);
+
+/// Confirms tokens by logging in with them to OpenBao's Kubernetes auth method, under a role
+/// bound to the service's audience and its callers' namespaces. The login yields a batch
+/// token, which OpenBao does not store and the service throws away; its only use is the
+/// API server's answer. One login per token per [`LIVENESS_TTL`], never per request.
+pub struct Liveness {
+    client: vaultrs::client::VaultClient,
+    mount: String,
+    role: String,
+    confirmed: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl Liveness {
+    /// Confirms tokens through the role `role` of the Kubernetes auth method at `mount` of
+    /// the OpenBao at `address`.
+    pub fn new(address: &str, mount: &str, role: &str) -> Result<Self, String> {
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(address)
+            .timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            client: vaultrs::client::VaultClient::new(settings).map_err(|e| e.to_string())?,
+            mount: mount.into(),
+            role: role.into(),
+            confirmed: Mutex::default(),
+        })
+    }
+
+    fn digest(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn recently_confirmed(&self, digest: &[u8; 32]) -> bool {
+        self.confirmed
+            .lock()
+            .is_ok_and(|held| held.get(digest).is_some_and(|t| t.elapsed() < LIVENESS_TTL))
+    }
+
+    /// Whether the API server, asked through OpenBao, still vouches for `token`.
+    pub async fn confirm(&self, token: &str) -> Result<(), Refusal> {
+        let digest = Self::digest(token);
+        if self.recently_confirmed(&digest) {
+            return Ok(());
+        }
+        match vaultrs::auth::kubernetes::login(&self.client, &self.mount, &self.role, token).await {
+            Ok(_) => {
+                if let Ok(mut held) = self.confirmed.lock() {
+                    held.retain(|_, t| t.elapsed() < LIVENESS_TTL);
+                    held.insert(digest, Instant::now());
+                }
+                Ok(())
+            }
+            Err(vaultrs::error::ClientError::APIError { code, .. })
+                if (400..500).contains(&code) =>
+            {
+                Err(Refusal::NotLive)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not confirm a caller's token with OpenBao");
+                Err(Refusal::Unconfirmed)
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -242,6 +322,7 @@ pub struct Verifier {
     keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
     client: Option<kube::Client>,
     refreshed: Mutex<Instant>,
+    liveness: Option<Liveness>,
 }
 
 impl Verifier {
@@ -254,7 +335,16 @@ impl Verifier {
             keys: RwLock::new(keys),
             client: Some(client),
             refreshed: Mutex::new(Instant::now()),
+            liveness: None,
         })
+    }
+
+    /// The same verifier, also having every token confirmed as live (see [`Liveness`]).
+    pub fn confirming(self, liveness: Liveness) -> Self {
+        Self {
+            liveness: Some(liveness),
+            ..self
+        }
     }
 
     /// A verifier with fixed keys (a key set the operator of the service provides).
@@ -265,6 +355,7 @@ impl Verifier {
             keys: RwLock::new(decoding_keys(jwks)?),
             client: None,
             refreshed: Mutex::new(Instant::now()),
+            liveness: None,
         })
     }
 
@@ -344,6 +435,9 @@ impl Verifier {
             .claims;
         let claims: Claims =
             serde_json::from_value(claims).map_err(|_| Refusal::NotServiceAccount)?;
+        if let Some(liveness) = &self.liveness {
+            liveness.confirm(token).await?;
+        }
         Ok(Caller {
             namespace: claims.kubernetes.namespace,
             service_account: claims.kubernetes.serviceaccount.name,

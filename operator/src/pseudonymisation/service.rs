@@ -557,15 +557,28 @@ async fn authorise(
         Ok(caller) => caller,
         Err(refusal) => {
             let reason = refusal.to_string();
+            let unconfirmed = refusal == super::access::Refusal::Unconfirmed;
             access.record(Record {
                 action,
-                outcome: Outcome::Unauthenticated,
+                outcome: if unconfirmed {
+                    Outcome::Failed
+                } else {
+                    Outcome::Unauthenticated
+                },
                 caller: None,
                 openbao_entity: None,
                 domain: &domain,
                 rows: None,
                 reason: Some(&reason),
             });
+            if unconfirmed {
+                // Fail closed, and say when to come back.
+                let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, &reason);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                return response;
+            }
             let mut response = problem(StatusCode::UNAUTHORIZED, &refusal.to_string());
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

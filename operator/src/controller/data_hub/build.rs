@@ -231,6 +231,7 @@ pub fn role(hub: &DataHub) -> KubernetesRole {
         namespaces: vec![hub.workload_namespace()],
         policies: vec![l.policy],
         ttl_seconds: TOKEN_TTL_SECONDS,
+        ..Default::default()
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Names {
     pub policy: String,
     /// The Kubernetes auth role of the service.
     pub role: String,
+    /// The Kubernetes auth role through which the service has its callers' tokens
+    /// confirmed with the API server.
+    pub caller_role: String,
     /// The policy that allows re-identification in the reversible domains; bound to no one
     /// by the operator: whoever holds a permit gets it through their own OpenBao identity.
     pub reidentify_policy: String,
@@ -60,6 +63,7 @@ pub fn names(svc: &PseudonymisationService) -> Names {
         pki_mount: pki_mount(&ns, &name),
         policy: format!("vardhub-pseudonymisation.{ns}.{name}"),
         role: format!("vardhub-pseudonymisation.{ns}.{name}"),
+        caller_role: format!("vardhub-pseudonymisation.{ns}.{name}.callers"),
         reidentify_policy: format!("vardhub-pseudonymisation-reidentify.{ns}.{name}"),
     }
 }
@@ -170,7 +174,37 @@ pub fn role(svc: &PseudonymisationService) -> KubernetesRole {
         namespaces: vec![svc.namespace().unwrap_or_default()],
         policies: vec![n.policy],
         ttl_seconds: TOKEN_TTL_SECONDS,
+        ..Default::default()
     }
+}
+
+/// The Kubernetes auth role that confirms callers' tokens: bound to the service's audience
+/// and its callers' namespaces (and ServiceAccounts, when every grant names one). A login
+/// only asks the API server whether the token is still live; the batch token it yields
+/// carries no policy of the service's and is thrown away. `None` when no domain has callers.
+pub fn caller_role(svc: &PseudonymisationService) -> Option<KubernetesRole> {
+    let callers: Vec<_> = svc.spec.domains.iter().flat_map(|d| &d.callers).collect();
+    let mut namespaces: Vec<String> = callers.iter().map(|c| c.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    let mut service_accounts: Vec<String> = match callers
+        .iter()
+        .map(|c| c.service_account.clone())
+        .collect::<Option<Vec<_>>>()
+    {
+        Some(named) => named,
+        None => vec!["*".into()],
+    };
+    service_accounts.sort();
+    service_accounts.dedup();
+    (!namespaces.is_empty()).then(|| KubernetesRole {
+        service_accounts,
+        namespaces,
+        policies: Vec::new(),
+        ttl_seconds: 60,
+        audience: Some(audience(svc)),
+        batch_tokens: true,
+    })
 }
 
 /// The kinds the controller creates, for pruning.
@@ -266,6 +300,7 @@ pub fn deployment(
     let reversible = svc.spec.domains.iter().filter(|d| d.reversible);
     args.extend(reversible.map(|d| format!("--reversible-domain={}", d.name)));
     args.push(format!("--audience={}", audience(svc)));
+    args.push(format!("--caller-role={}", n.caller_role));
     args.push(format!("--rows-per-second={}", svc.spec.rows_per_second));
     args.push(format!("--tls-pki-mount={}", n.pki_mount));
     args.extend(
@@ -531,5 +566,26 @@ mod tests {
             children(&svc("transit", 2), "a", "i").expect("build").len(),
             5
         );
+    }
+
+    #[test]
+    fn the_caller_role_binds_the_callers_and_the_audience() {
+        let role = caller_role(&svc("transit", 1)).expect("callers");
+        assert_eq!(role.namespaces, vec!["region-stockholm", "research"]);
+        // One grant admits a whole namespace, so the role cannot narrow by name; the
+        // service's own grants still do.
+        assert_eq!(role.service_accounts, vec!["*"]);
+        assert_eq!(
+            role.audience.as_deref(),
+            Some("vardhub.io/pseudonymisation/hub/pseudo")
+        );
+        assert!(role.batch_tokens && role.policies.is_empty());
+        assert_eq!(
+            names(&svc("transit", 1)).caller_role,
+            "vardhub-pseudonymisation.hub.pseudo.callers"
+        );
+        let mut none = svc("transit", 1);
+        none.spec.domains.iter_mut().for_each(|d| d.callers.clear());
+        assert!(caller_role(&none).is_none());
     }
 }

@@ -263,6 +263,13 @@ async fn ensure_keys(
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
+    if let Some(role) = build::caller_role(svc)
+        && admin
+            .ensure_kubernetes_role(build::AUTH_MOUNT, &names.caller_role, &role)
+            .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
+    }
     if admin
         .ensure_server_pki(&build::server_pki(svc), build::CA_NAME)
         .await?
@@ -303,6 +310,9 @@ async fn finalize(svc: &PseudonymisationService, ctx: &Context) -> Result<Option
         let names = build::names(svc);
         bao.admin
             .delete_kubernetes_role(build::AUTH_MOUNT, &names.role)
+            .await?;
+        bao.admin
+            .delete_kubernetes_role(build::AUTH_MOUNT, &names.caller_role)
             .await?;
         bao.admin.delete_policy(&names.policy).await?;
         bao.admin.delete_policy(&names.reidentify_policy).await?;

@@ -80,6 +80,7 @@ pub fn role(node: &RegionalNode) -> KubernetesRole {
         namespaces: vec![node.workload_namespace()],
         policies: vec![l.policy],
         ttl_seconds: TOKEN_TTL_SECONDS,
+        ..Default::default()
     }
 }
 
