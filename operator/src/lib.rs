@@ -25,6 +25,8 @@ pub mod controller;
 pub mod crdgen;
 pub mod flow;
 pub mod jobs;
+pub mod layout;
+pub mod manifest;
 pub mod markup;
 pub mod plan;
 pub mod pseudonymisation;

@@ -5,7 +5,7 @@
 use crate::api::{
     DataHub, DatasetLocation, Distribution, DistributionKind, RegionalNode, Stage, StorageMode,
 };
-use crate::controller::storage::{hub_layout, node_layout};
+use crate::layout::{hub_layout, node_layout};
 
 /// The resource that holds a dataset.
 #[derive(Clone, Copy, Debug)]

@@ -200,7 +200,7 @@ impl Catalogue {
 /// dataset's distributions are derived from the environment's own hubs and nodes, as the
 /// operator would. Fails naming every dataset whose location does not resolve.
 pub fn offline(
-    resources: &crate::render::Resources,
+    resources: &crate::manifest::Resources,
     name: Option<&str>,
 ) -> anyhow::Result<Catalogue> {
     use anyhow::Context as _;
@@ -271,7 +271,7 @@ mod tests {
 
     fn local() -> Catalogue {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments/local");
-        let resources = crate::render::load(&dir).expect("environments/local loads");
+        let resources = crate::manifest::load(&dir).expect("environments/local loads");
         offline(&resources, None).expect("its catalogue renders")
     }
 

@@ -5,7 +5,7 @@
 //! object. [`delay`] is pure; [`Backoff`] keeps the counts per object.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
@@ -72,25 +72,6 @@ pub fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
-}
-
-/// Runs `reconcile` and forgets the object's failures when it succeeds; every controller's
-/// reconcile goes through it.
-pub async fn tracked<K, E, Fut>(
-    obj: Arc<K>,
-    ctx: Arc<Context>,
-    reconcile: impl FnOnce(Arc<K>, Arc<Context>) -> Fut,
-) -> Result<Action, E>
-where
-    K: Resource<DynamicType = ()>,
-    Fut: std::future::Future<Output = Result<Action, E>>,
-{
-    let key = key(obj.as_ref());
-    let result = reconcile(obj, ctx.clone()).await;
-    if result.is_ok() {
-        ctx.backoff.succeeded(&key);
-    }
-    result
 }
 
 /// The requeue after a failed reconcile of `obj`.

@@ -22,7 +22,7 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::apply::{OWNER_KIND_LABEL, OWNER_NAME_LABEL};
 use super::context::{Context, OpenBaoAccess};
-use super::{backoff, catalog_service, data_hub, dataset, pseudonymisation_service, regional_node};
+use super::{data_hub, driver};
 use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
 use crate::telemetry::{Health, Metrics, serve};
 
@@ -357,8 +357,8 @@ async fn run_controllers(
         )
         .graceful_shutdown_on(until.clone())
         .run(
-            |o, c| backoff::tracked(o, c, regional_node::reconcile),
-            regional_node::error_policy,
+            driver::reconcile::<RegionalNode>,
+            driver::error_policy::<RegionalNode>,
             ctx.clone(),
         )
         .for_each(|result| async move {
@@ -396,8 +396,8 @@ async fn run_controllers(
         )
         .graceful_shutdown_on(until.clone())
         .run(
-            |o, c| backoff::tracked(o, c, data_hub::reconcile),
-            data_hub::error_policy,
+            driver::reconcile::<DataHub>,
+            driver::error_policy::<DataHub>,
             ctx.clone(),
         )
         .for_each(|result| async move {
@@ -417,8 +417,8 @@ async fn run_controllers(
     .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned(kind))
     .graceful_shutdown_on(until.clone())
     .run(
-        |o, c| backoff::tracked(o, c, pseudonymisation_service::reconcile),
-        pseudonymisation_service::error_policy,
+        driver::reconcile::<PseudonymisationService>,
+        driver::error_policy::<PseudonymisationService>,
         ctx.clone(),
     )
     .for_each(|result| async move {
@@ -470,8 +470,8 @@ async fn run_controllers(
         )
         .graceful_shutdown_on(until.clone())
         .run(
-            |o, c| backoff::tracked(o, c, dataset::reconcile),
-            dataset::error_policy,
+            driver::reconcile::<Dataset>,
+            driver::error_policy::<Dataset>,
             ctx.clone(),
         )
         .for_each(|result| async move {
@@ -510,8 +510,8 @@ async fn run_controllers(
         )
         .graceful_shutdown_on(until)
         .run(
-            |o, c| backoff::tracked(o, c, catalog_service::reconcile),
-            catalog_service::error_policy,
+            driver::reconcile::<CatalogService>,
+            driver::error_policy::<CatalogService>,
             ctx,
         )
         .for_each(|result| async move {

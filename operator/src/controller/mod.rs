@@ -4,6 +4,8 @@
 //! (pure) → apply → status. Only `apply` and `status` talk to the cluster, through the shared
 //! [`apply::Applier`] and [`status`] helpers.
 //!
+//! - [`driver`]: the one reconcile every controller runs (finalizer, pause, deadline,
+//!   conditions, status, events, metrics, backoff); each controller supplies its own steps.
 //! - [`manager`]: leader election, the controllers' run loop, graceful shutdown (I/O).
 //! - [`apply`]: server-side apply with one field manager, compare-before-write, pruning (I/O).
 //! - [`conditions`]: pure helpers for Kubernetes conditions.
@@ -22,6 +24,7 @@ pub mod conditions;
 pub mod context;
 pub mod data_hub;
 pub mod dataset;
+pub mod driver;
 pub mod manager;
 pub mod network;
 pub mod pseudonymisation_service;

@@ -1,6 +1,7 @@
-//! Where data and keys live, shared by the `RegionalNode` and `DataHub` controllers: bucket
-//! names, OpenBao namespaces, the grants behind every issued credential (pure), and the one
-//! I/O step that keeps a credential in OpenBao current.
+//! The storage and custody steps the `RegionalNode` and `DataHub` controllers share (I/O):
+//! the custodian's OpenBao namespace, key, policy and role, its buckets, the credentials kept
+//! current in OpenBao, and the deletion of all of it when the deletion policy asks. Where
+//! everything lives is [`crate::layout`] (pure), re-exported here.
 //!
 //! Custody: each region's keys and credentials sit in an OpenBao namespace of its own
 //! (`region-<node>`), the hub's in another (`hub-<hub>`). Credentials are issued by the S3
@@ -9,13 +10,14 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::conditions::{self, Desired};
 use crate::adapters::openbao;
-use crate::adapters::s3::{self, Access, Grant, IssuedCredentials};
-use crate::api::{DataHub, RegionalNode, StorageMode};
+use crate::adapters::s3::{self, Grant, IssuedCredentials};
 use crate::telemetry::Metrics;
+
+pub use crate::layout::*;
 
 /// Condition type: the custodian's OpenBao namespace, key, policy and role exist.
 pub const KEYS_READY: &str = "KeysReady";
@@ -55,6 +57,9 @@ pub enum Error {
     /// Deletion with `deletionPolicy: Delete` cannot proceed.
     #[error("{0}")]
     DeletionRefused(String),
+    /// The reconcile ran past its deadline and was cancelled.
+    #[error("the reconcile took longer than {0:?} and was cancelled")]
+    TimedOut(Duration),
 }
 
 impl Error {
@@ -72,7 +77,26 @@ impl Error {
             Error::Foreign(_) => "Conflict",
             Error::Status(_) => "StatusUpdateFailed",
             Error::DeletionRefused(_) => "DeletionRefused",
+            Error::TimedOut(_) => "DeadlineExceeded",
         }
+    }
+}
+
+impl super::driver::Failure for Error {
+    fn reason(&self) -> &'static str {
+        Error::reason(self)
+    }
+    fn conditions(&self) -> Vec<Desired> {
+        failed(self)
+    }
+    fn needs_new_spec(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+    }
+    fn write(error: kube::Error) -> Self {
+        Error::Status(error)
+    }
+    fn deadline(after: Duration) -> Self {
+        Error::TimedOut(after)
     }
 }
 
@@ -101,12 +125,6 @@ pub fn failed(e: &Error) -> Vec<Desired> {
         _ => {}
     }
     c
-}
-
-/// The owner a resource's buckets record: `Kind/name`. Not the UID, so that a resource deleted
-/// with `deletionPolicy: Retain` and created again under its name finds its buckets again.
-pub fn bucket_owner<K: kube::Resource<DynamicType = ()>>(obj: &K) -> String {
-    format!("{}/{}", K::kind(&()), kube::ResourceExt::name_any(obj))
 }
 
 /// What a custodian (a node or the hub) holds, for deletion.
@@ -172,252 +190,6 @@ pub async fn delete_custody(
         "deleted buckets and keys as the deletion policy asks"
     );
     Ok(())
-}
-
-/// KV version 2 mount inside each custodian's OpenBao namespace.
-pub const KV_MOUNT: &str = "secrets";
-/// Transit mount inside each custodian's OpenBao namespace.
-pub const KEY_MOUNT: &str = "transit";
-/// Mount of the Kubernetes auth method (root namespace).
-pub const AUTH_MOUNT: &str = "kubernetes";
-/// Lifetime of an issued S3 credential. It is re-issued when a third of it remains, so a
-/// credential that leaks stops working within this time.
-pub const CREDENTIAL_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Lifetime of an OpenBao token issued to a node's or hub's workload.
-pub const TOKEN_TTL_SECONDS: u64 = 900;
-
-/// The buckets and OpenBao names of one regional node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodeLayout {
-    /// Bucket of the region's raw extracts.
-    pub landing: String,
-    /// Bucket of the region's data in the common model (and its exports in federated mode).
-    pub standardised: String,
-    /// OpenBao namespace of the region's keys and credentials.
-    pub openbao_namespace: String,
-    /// The region's Transit key.
-    pub key: String,
-    /// OpenBao policy (root namespace) of the node's workloads.
-    pub policy: String,
-    /// Kubernetes auth role of the node's workloads.
-    pub role: String,
-    /// KV path of the node's own S3 credential.
-    pub credentials_path: String,
-}
-
-/// The layout of a node.
-pub fn node_layout(node: &RegionalNode) -> NodeLayout {
-    let name = kube::ResourceExt::name_any(node);
-    let prefix = node.bucket_prefix();
-    NodeLayout {
-        landing: format!("{prefix}-landing"),
-        standardised: format!("{prefix}-standardised"),
-        openbao_namespace: format!("region-{name}"),
-        key: "region".into(),
-        policy: format!("vardhub-region-{name}"),
-        role: format!("vardhub-region-{name}"),
-        credentials_path: "s3/node".into(),
-    }
-}
-
-/// The node's own credential: its two buckets, nothing else.
-pub fn node_grants(node: &RegionalNode) -> Vec<Grant> {
-    let l = node_layout(node);
-    vec![
-        Grant {
-            bucket: l.landing,
-            prefix: None,
-            access: Access::ReadWrite,
-        },
-        Grant {
-            bucket: l.standardised,
-            prefix: None,
-            access: Access::ReadWrite,
-        },
-    ]
-}
-
-/// The prefix federated exports are written under in the node's standardised bucket.
-pub fn federated_export_prefix(domain: &str) -> String {
-    format!("export/{domain}")
-}
-
-/// The buckets and OpenBao names of one hub.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HubLayout {
-    /// Landing zone: one prefix per region (central mode only).
-    pub landing: String,
-    /// Standardised zone: one prefix per region (central mode only).
-    pub standardised: String,
-    /// Purpose-specific zone: one prefix per data product.
-    pub products: String,
-    /// OpenBao namespace of the hub's keys and credentials.
-    pub openbao_namespace: String,
-    /// The hub's Transit key.
-    pub key: String,
-    /// OpenBao policy (root namespace) of the hub's workloads.
-    pub policy: String,
-    /// Kubernetes auth role of the hub's workloads.
-    pub role: String,
-}
-
-/// The layout of a hub.
-pub fn hub_layout(hub: &DataHub) -> HubLayout {
-    let name = kube::ResourceExt::name_any(hub);
-    let prefix = hub.bucket_prefix();
-    HubLayout {
-        landing: format!("{prefix}-landing"),
-        standardised: format!("{prefix}-standardised"),
-        products: format!("{prefix}-products"),
-        openbao_namespace: format!("hub-{name}"),
-        key: "hub".into(),
-        policy: format!("vardhub-hub-{name}"),
-        role: format!("vardhub-hub-{name}"),
-    }
-}
-
-/// KV path (in the hub's OpenBao namespace) of a node's ingest credential.
-pub fn ingest_credentials_path(node: &str) -> String {
-    format!("s3/ingest/{node}")
-}
-
-/// KV path (in the hub's OpenBao namespace) of a hub role's credential.
-pub fn role_credentials_path(role: HubRole) -> String {
-    format!("s3/roles/{}", role.name())
-}
-
-/// What a node may do in the hub's storage: in central mode, write its own regions' landing
-/// prefixes (a drop box: no read, no list); in federated mode nothing at all.
-pub fn ingest_grants(hub: &DataHub, node: &RegionalNode) -> Vec<Grant> {
-    if hub.spec.storage_mode == StorageMode::Federated {
-        return Vec::new();
-    }
-    let l = hub_layout(hub);
-    node.spec
-        .regions
-        .iter()
-        .map(|r| Grant {
-            bucket: l.landing.clone(),
-            prefix: Some(r.code().to_string()),
-            access: Access::Write,
-        })
-        .collect()
-}
-
-/// The hub's own workloads, each with the least its step needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HubRole {
-    /// Reads the landing zone, writes the standardised zone (central mode only).
-    Standardise,
-    /// Reads standardised data (the hub's, or the regions' exports in federated mode) and
-    /// writes the purpose-specific zone.
-    Publish,
-}
-
-impl HubRole {
-    /// Name in paths and sessions.
-    pub fn name(self) -> &'static str {
-        match self {
-            HubRole::Standardise => "standardise",
-            HubRole::Publish => "publish",
-        }
-    }
-
-    /// The roles a hub in `mode` has.
-    pub fn of(mode: StorageMode) -> &'static [HubRole] {
-        match mode {
-            StorageMode::Central => &[HubRole::Standardise, HubRole::Publish],
-            StorageMode::Federated => &[HubRole::Publish],
-        }
-    }
-}
-
-/// The grants of a hub role, given the hub's member nodes.
-pub fn role_grants(hub: &DataHub, role: HubRole, members: &[RegionalNode]) -> Vec<Grant> {
-    let l = hub_layout(hub);
-    let whole = |bucket: &str, access| Grant {
-        bucket: bucket.into(),
-        prefix: None,
-        access,
-    };
-    let mut grants = match (role, hub.spec.storage_mode) {
-        (HubRole::Standardise, _) => vec![
-            whole(&l.landing, Access::Read),
-            whole(&l.standardised, Access::ReadWrite),
-        ],
-        (HubRole::Publish, StorageMode::Central) => vec![
-            whole(&l.standardised, Access::Read),
-            whole(&l.products, Access::ReadWrite),
-        ],
-        (HubRole::Publish, StorageMode::Federated) => {
-            let mut g = vec![whole(&l.products, Access::ReadWrite)];
-            for node in members {
-                if let Some(export) = &node.spec.export {
-                    g.push(Grant {
-                        bucket: node_layout(node).standardised,
-                        prefix: Some(federated_export_prefix(&export.domain)),
-                        access: Access::Read,
-                    });
-                }
-            }
-            g
-        }
-    };
-    grants.sort();
-    grants
-}
-
-/// An OpenBao policy as JSON, from `(path, capabilities)` pairs.
-pub fn openbao_policy(paths: &[(String, &[&str])]) -> Value {
-    let mut map = serde_json::Map::new();
-    for (path, caps) in paths {
-        map.insert(path.clone(), json!({ "capabilities": caps }));
-    }
-    json!({ "path": map })
-}
-
-/// The OpenBao policy of a node's workloads: encrypt and decrypt with the region's key, read
-/// its own S3 credential and, when it exports to a hub, its ingest credential there.
-pub fn node_policy(node: &RegionalNode) -> Value {
-    let l = node_layout(node);
-    let ns = &l.openbao_namespace;
-    let mut paths: Vec<(String, &[&str])> = vec![
-        (format!("{ns}/{KEY_MOUNT}/encrypt/{}", l.key), &["update"]),
-        (format!("{ns}/{KEY_MOUNT}/decrypt/{}", l.key), &["update"]),
-        (
-            format!("{ns}/{KV_MOUNT}/data/{}", l.credentials_path),
-            &["read"],
-        ),
-    ];
-    if let Some(hub) = &node.spec.hub {
-        let node_name = kube::ResourceExt::name_any(node);
-        paths.push((
-            format!(
-                "hub-{}/{KV_MOUNT}/data/{}",
-                hub.name,
-                ingest_credentials_path(&node_name)
-            ),
-            &["read"],
-        ));
-    }
-    openbao_policy(&paths)
-}
-
-/// The OpenBao policy of a hub's workloads: the hub key and the hub roles' credentials.
-pub fn hub_policy(hub: &DataHub) -> Value {
-    let l = hub_layout(hub);
-    let ns = &l.openbao_namespace;
-    let mut paths: Vec<(String, &[&str])> = vec![
-        (format!("{ns}/{KEY_MOUNT}/encrypt/{}", l.key), &["update"]),
-        (format!("{ns}/{KEY_MOUNT}/decrypt/{}", l.key), &["update"]),
-    ];
-    for role in HubRole::of(hub.spec.storage_mode) {
-        paths.push((
-            format!("{ns}/{KV_MOUNT}/data/{}", role_credentials_path(*role)),
-            &["read"],
-        ));
-    }
-    openbao_policy(&paths)
 }
 
 /// Where a credential is kept: an OpenBao namespace and a KV path in its `secrets` mount.
@@ -555,6 +327,9 @@ pub fn describe_retention(r: &s3::Retention) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::s3::Access;
+    use crate::api::{DataHub, RegionalNode, StorageMode};
+    use serde_json::json;
 
     fn node(name: &str, regions: &[&str]) -> RegionalNode {
         let mut n = RegionalNode::new(

@@ -12,7 +12,7 @@
 //! | manifest | hub standardised | `manifests/<county>/<purpose>.json` |
 //! | data product | hub products | `<product>/<table>.parquet`, `<product>/report.html` |
 
-use crate::controller::storage::federated_export_prefix;
+use crate::layout::federated_export_prefix;
 
 /// Prefix of a region's source extract in its landing bucket.
 pub const SOURCE: &str = "source";

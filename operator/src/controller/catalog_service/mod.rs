@@ -7,11 +7,10 @@
 
 pub mod build;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -19,8 +18,9 @@ use kube::{Api, ResourceExt};
 use super::apply::{Owner, stamp};
 use super::conditions::{self, Desired, types};
 use super::context::Context;
-use super::status::{self, HasConditions};
-use crate::api::{CatalogService, CatalogServiceStatus, Dataset};
+use super::driver::{Failure, Reconciled};
+use super::status::HasConditions;
+use crate::api::{CatalogService, CatalogServiceStatus, CommonStatus, Dataset};
 use crate::catalog::Catalogue;
 
 /// Name of the controller: its field manager is `vardhub-catalog`.
@@ -54,6 +54,9 @@ pub enum Error {
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
+    /// The reconcile ran past its deadline and was cancelled.
+    #[error("the reconcile took longer than {0:?} and was cancelled")]
+    TimedOut(Duration),
 }
 
 impl Error {
@@ -66,7 +69,33 @@ impl Error {
             Error::Foreign(_) => "Conflict",
             Error::List(_) => "ListFailed",
             Error::Status(_) => "StatusUpdateFailed",
+            Error::TimedOut(_) => "DeadlineExceeded",
         }
+    }
+}
+
+impl Failure for Error {
+    fn reason(&self) -> &'static str {
+        Error::reason(self)
+    }
+    fn needs_new_spec(&self) -> bool {
+        matches!(self, Error::Invalid { .. })
+    }
+    fn conditions(&self) -> Vec<Desired> {
+        let advice = match self {
+            Error::Invalid { .. } => "correct the spec",
+            _ => "the operator retries; see its log and events",
+        };
+        let message = format!("{self}; {advice}");
+        let mut c = conditions::failed(self.reason(), &message);
+        c.push(Desired::no(RENDERED, self.reason(), message));
+        c
+    }
+    fn write(error: kube::Error) -> Self {
+        Error::Status(error)
+    }
+    fn deadline(after: Duration) -> Self {
+        Error::TimedOut(after)
     }
 }
 
@@ -80,97 +109,72 @@ impl HasConditions for CatalogService {
     }
 }
 
-struct Rendered {
+/// What a converged reconcile learned.
+pub struct Rendered {
     catalogue: Catalogue,
     available: bool,
 }
 
-/// Reconciles one catalogue service.
-#[tracing::instrument(skip_all, fields(object = %format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())))]
-pub async fn reconcile(svc: Arc<CatalogService>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if svc.metadata.deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+impl Reconciled for CatalogService {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const OWN_CONDITIONS: &'static [&'static str] = &[RENDERED];
+    type Error = Error;
+    type Observed = Rendered;
+
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or_default())
     }
-    let started = Instant::now();
-    let paused = super::is_paused(&svc.metadata);
-    let result = if paused {
-        None
-    } else {
-        Some(run_pipeline(&svc, &ctx).await)
-    };
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    let current = svc.status.clone().unwrap_or_default();
-    let mut new = current.clone();
-    let (desired, action) = match &result {
-        None => (
-            conditions::paused(
-                &current.common.conditions,
-                &[types::READY, RENDERED, types::PROGRESSING, types::DEGRADED],
+
+    async fn steps(&self, ctx: &Context) -> Result<Rendered, Error> {
+        run_pipeline(self, ctx).await
+    }
+
+    fn converged(&self, r: &Rendered, _ctx: &Context) -> (Vec<Desired>, Action) {
+        let pending = if r.catalogue.pending.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} selected dataset(s) wait for their location: {}",
+                r.catalogue.pending.len(),
+                r.catalogue.pending.join(", ")
+            )
+        };
+        let mut c = vec![
+            Desired::yes(
+                RENDERED,
+                "Rendered",
+                format!(
+                    "{} dataset(s) in {} page(s){pending}",
+                    r.catalogue.datasets.len(),
+                    r.catalogue.pages()
+                ),
             ),
-            Action::await_change(),
-        ),
-        Some(Ok(r)) => {
+            Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
+        ];
+        c.extend(conditions::rollout(r.available, "the catalogue is served"));
+        let requeue = if r.available { 600 } else { 10 };
+        (c, Action::requeue(Duration::from_secs(requeue)))
+    }
+
+    fn next_status(
+        &self,
+        common: CommonStatus,
+        observed: Option<&Rendered>,
+    ) -> CatalogServiceStatus {
+        let mut new = self.status.clone().unwrap_or_default();
+        new.common = common;
+        if let Some(r) = observed {
             let digest = r.catalogue.digest();
-            if current.digest.as_deref() != Some(digest.as_str()) {
+            if new.digest.as_deref() != Some(digest.as_str()) {
                 new.digest = Some(digest);
                 new.triples = Some(r.catalogue.triples_served() as i64);
                 new.last_render = Some(k8s_openapi::jiff::Timestamp::now().to_string());
             }
             new.datasets = Some(r.catalogue.datasets.len() as i32);
             new.pending = Some(r.catalogue.pending.len() as i32);
-            new.url = Some(build::url(&svc));
-            let pending = if r.catalogue.pending.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; {} selected dataset(s) wait for their location: {}",
-                    r.catalogue.pending.len(),
-                    r.catalogue.pending.join(", ")
-                )
-            };
-            let mut c = vec![
-                Desired::yes(
-                    RENDERED,
-                    "Rendered",
-                    format!(
-                        "{} dataset(s) in {} page(s){pending}",
-                        r.catalogue.datasets.len(),
-                        r.catalogue.pages()
-                    ),
-                ),
-                Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
-            ];
-            c.extend(conditions::rollout(r.available, "the catalogue is served"));
-            let requeue = if r.available { 600 } else { 10 };
-            (c, Action::requeue(Duration::from_secs(requeue)))
+            new.url = Some(build::url(self));
         }
-        Some(Err(e)) => {
-            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
-            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
-            let advice = match e {
-                Error::Invalid { .. } => "correct the spec",
-                _ => "the operator retries; see its log and events",
-            };
-            let message = format!("{e}; {advice}");
-            let mut c = conditions::failed(e.reason(), &message);
-            c.push(Desired::no(RENDERED, e.reason(), message));
-            (c, Action::requeue(Duration::from_secs(30)))
-        }
-    };
-    let generation = svc.metadata.generation;
-    new.common = conditions::common_status(
-        &current.common,
-        &desired,
-        generation,
-        &Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    status::update(&ctx, CONTROLLER, svc.as_ref(), &new)
-        .await
-        .map_err(Error::Status)?;
-    match result {
-        Some(Err(Error::Invalid { .. })) => Ok(Action::await_change()),
-        Some(Err(e)) => Err(e),
-        _ => Ok(action),
+        new
     }
 }
 
@@ -217,9 +221,4 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
         catalogue,
         available,
     })
-}
-
-/// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(svc: Arc<CatalogService>, _error: &Error, ctx: Arc<Context>) -> Action {
-    crate::controller::backoff::requeue(svc.as_ref(), &ctx)
 }

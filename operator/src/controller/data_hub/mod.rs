@@ -10,21 +10,22 @@
 
 pub mod build;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{self, Desired, types};
+use super::conditions::{Desired, types};
 use super::context::Context;
-use super::status::{self, HasConditions};
+use super::driver::Reconciled;
+use super::status::HasConditions;
 use super::storage::{self, HubRole};
 use crate::adapters::s3;
 use crate::api::{
-    DataHub, DataHubStatus, PseudonymisationService, RegionState, RegionalNode, ZoneStatus,
+    CommonStatus, DataHub, DataHubStatus, PseudonymisationService, RegionState, RegionalNode,
+    ZoneStatus,
 };
 
 /// Name of the controller: its field manager is `vardhub-datahub`.
@@ -48,7 +49,8 @@ impl HasConditions for DataHub {
     }
 }
 
-struct Observed {
+/// What a converged reconcile learned.
+pub struct Observed {
     regions: Vec<RegionState>,
     zones: Vec<ZoneStatus>,
     retention_gaps: Vec<String>,
@@ -57,81 +59,74 @@ struct Observed {
     unresolved: Vec<String>,
 }
 
-enum Step {
-    Converged(Observed),
-    Paused,
-}
+impl Reconciled for DataHub {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const OWN_CONDITIONS: &'static [&'static str] = &[KEYS_READY, STORAGE_READY, RETENTION_READY];
+    const DATA_FINALIZER: Option<&'static str> = Some(DATA_FINALIZER);
+    type Error = Error;
+    type Observed = Observed;
 
-/// Reconciles one hub.
-#[tracing::instrument(skip_all, fields(object = %hub.name_any(), generation = hub.metadata.generation))]
-pub async fn reconcile(hub: Arc<DataHub>, ctx: Arc<Context>) -> Result<Action, Error> {
-    match finalize(&hub, &ctx).await {
-        Ok(Some(action)) => return Ok(action),
-        Ok(None) => {}
-        Err(e) => {
-            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
-            tracing::warn!(reason = e.reason(), error = %e, "finalizing failed");
-            return Err(e);
-        }
+    fn api(client: kube::Client, _namespace: Option<&str>) -> Api<Self> {
+        Api::all(client)
     }
-    let started = Instant::now();
-    let result = run_pipeline(&hub, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    let mut observed = None;
-    let (conditions, action) = match &result {
-        Ok(Step::Converged(o)) => {
-            let c = converged(&hub, o);
-            observed = Some(o);
-            // Services are not watched by the hub: one that is missing is looked up again soon.
-            let again = if o.unresolved.is_empty() {
-                RESYNC
-            } else {
-                Duration::from_secs(30)
-            };
-            (c, Action::requeue(again))
+
+    fn wants_destruction(&self) -> bool {
+        self.deletes_data()
+    }
+
+    /// Deletes the hub's buckets (refused while objects remain unless `purgeObjects`) and its
+    /// OpenBao namespace, policy and role.
+    async fn destroy(&self, ctx: &Context) -> Result<(), Error> {
+        let bao = ctx
+            .openbao
+            .as_ref()
+            .ok_or(Error::NotConfigured("OpenBao"))?;
+        let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+        let layout = storage::hub_layout(self);
+        let custody = storage::Custody {
+            buckets: vec![&layout.landing, &layout.standardised, &layout.products],
+            owner: storage::bucket_owner(self),
+            openbao_namespace: &layout.openbao_namespace,
+            policy: &layout.policy,
+            role: &layout.role,
+        };
+        let purge = self.spec.purge_objects == Some(true);
+        storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
+    }
+
+    async fn steps(&self, ctx: &Context) -> Result<Observed, Error> {
+        run_pipeline(self, ctx).await
+    }
+
+    fn converged(&self, o: &Observed, _ctx: &Context) -> (Vec<Desired>, Action) {
+        // Services are not watched by the hub: one that is missing is looked up again soon.
+        let again = if o.unresolved.is_empty() {
+            RESYNC
+        } else {
+            Duration::from_secs(30)
+        };
+        (converged(self, o), Action::requeue(again))
+    }
+
+    fn next_status(&self, common: CommonStatus, observed: Option<&Observed>) -> DataHubStatus {
+        let current = self.status.clone().unwrap_or_default();
+        let (regions, zones, jobs) = match observed {
+            Some(o) => (o.regions.clone(), o.zones.clone(), o.jobs.clone()),
+            None => (current.regions, current.zones, current.jobs),
+        };
+        DataHubStatus {
+            common,
+            connected_regions: Some(regions.iter().filter(|r| r.connected).count() as i32),
+            namespace: Some(self.workload_namespace()),
+            openbao_namespace: Some(storage::hub_layout(self).openbao_namespace),
+            regions,
+            zones,
+            jobs,
         }
-        Ok(Step::Paused) => {
-            let current = hub
-                .status
-                .as_ref()
-                .map(|s| s.common.conditions.as_slice())
-                .unwrap_or_default();
-            let keep = [
-                types::READY,
-                types::PROGRESSING,
-                types::DEGRADED,
-                KEYS_READY,
-                STORAGE_READY,
-                RETENTION_READY,
-            ];
-            (conditions::paused(current, &keep), Action::await_change())
-        }
-        Err(e) => {
-            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
-            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
-            (failed(e), Action::requeue(Duration::from_secs(30)))
-        }
-    };
-    let new = next_status(
-        &hub,
-        &conditions,
-        observed,
-        Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    status::update(&ctx, CONTROLLER, hub.as_ref(), &new)
-        .await
-        .map_err(Error::Status)?;
-    match result {
-        Err(Error::Invalid(_)) => Ok(Action::await_change()),
-        Err(e) => Err(e),
-        Ok(_) => Ok(action),
     }
 }
 
-async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
-    if super::is_paused(&hub.metadata) {
-        return Ok(Step::Paused);
-    }
+async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
     let nodes = Api::<RegionalNode>::all(ctx.client.clone())
         .list(&Default::default())
         .await
@@ -255,13 +250,13 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Step, Error> {
     let jobs = super::regional_node::job_statuses(&Owner::of(hub), &hub.workload_namespace(), ctx)
         .await
         .map_err(Error::Apply)?;
-    Ok(Step::Converged(Observed {
+    Ok(Observed {
         regions: region_states(hub, &members, &missing),
         zones: zone_status,
         retention_gaps,
         jobs,
         unresolved,
-    }))
+    })
 }
 
 /// Each member region's state. Pure.
@@ -412,105 +407,4 @@ fn converged(hub: &DataHub, o: &Observed) -> Vec<Desired> {
         ));
     }
     c
-}
-
-use super::storage::failed;
-
-fn next_status(
-    hub: &DataHub,
-    conditions: &[Desired],
-    observed: Option<&Observed>,
-    now: Time,
-) -> DataHubStatus {
-    let current = hub.status.clone().unwrap_or_default();
-    let generation = hub.metadata.generation;
-    let (regions, zones, jobs) = match observed {
-        Some(o) => (o.regions.clone(), o.zones.clone(), o.jobs.clone()),
-        None => (
-            current.regions.clone(),
-            current.zones.clone(),
-            current.jobs.clone(),
-        ),
-    };
-    DataHubStatus {
-        common: conditions::common_status(&current.common, conditions, generation, &now),
-        connected_regions: Some(regions.iter().filter(|r| r.connected).count() as i32),
-        namespace: Some(hub.workload_namespace()),
-        openbao_namespace: Some(storage::hub_layout(hub).openbao_namespace),
-        regions,
-        zones,
-        jobs,
-    }
-}
-
-/// Keeps the data finalizer in line with the deletion policy and, on deletion of a hub that
-/// carries it, deletes its buckets (refused while objects remain unless `purgeObjects`) and
-/// its OpenBao namespace, policy and role.
-async fn finalize(hub: &DataHub, ctx: &Context) -> Result<Option<Action>, Error> {
-    let wants = hub.deletes_data();
-    let has = hub.finalizers().iter().any(|f| f == DATA_FINALIZER);
-    let deleting = hub.metadata.deletion_timestamp.is_some();
-    let api = Api::<DataHub>::all(ctx.client.clone());
-    let confirmed = match deleting && has {
-        true => super::confirmed_destruction(&api, hub, DataHub::deletes_data)
-            .await
-            .map_err(Error::Apply)?,
-        false => None,
-    };
-    if deleting && has && confirmed.is_none() {
-        tracing::info!("the deletion policy no longer asks for the data to be deleted; keeping it");
-    }
-    if let Some(current) = &confirmed
-        && let Err(e) = delete_data(current, ctx).await
-    {
-        let new = next_status(
-            hub,
-            &failed(&e),
-            None,
-            Time(k8s_openapi::jiff::Timestamp::now()),
-        );
-        status::update(ctx, CONTROLLER, hub, &new)
-            .await
-            .map_err(Error::Status)?;
-        return Err(e);
-    }
-    if deleting {
-        if has {
-            super::set_finalizer(&api, hub, DATA_FINALIZER, false)
-                .await
-                .map_err(Error::Apply)?;
-            ctx.metrics.api_write(CONTROLLER, "DataHub", "patch");
-        }
-        return Ok(Some(Action::await_change()));
-    }
-    if wants != has {
-        super::set_finalizer(&api, hub, DATA_FINALIZER, wants)
-            .await
-            .map_err(Error::Apply)?;
-        ctx.metrics.api_write(CONTROLLER, "DataHub", "patch");
-    }
-    Ok(None)
-}
-
-async fn delete_data(hub: &DataHub, ctx: &Context) -> Result<(), Error> {
-    let bao = ctx
-        .openbao
-        .as_ref()
-        .ok_or(Error::NotConfigured("OpenBao"))?;
-    let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
-    let layout = storage::hub_layout(hub);
-    let custody = storage::Custody {
-        buckets: vec![&layout.landing, &layout.standardised, &layout.products],
-        owner: storage::bucket_owner(hub),
-        openbao_namespace: &layout.openbao_namespace,
-        policy: &layout.policy,
-        role: &layout.role,
-    };
-    let purge = hub.spec.purge_objects == Some(true);
-    storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
-}
-
-/// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(hub: Arc<DataHub>, _error: &Error, ctx: Arc<Context>) -> Action {
-    crate::controller::backoff::requeue(hub.as_ref(), &ctx)
 }

@@ -6,17 +6,16 @@
 //! S3 server holds under each address (I/O, read only) → [`locate::with_figures`] (pure) →
 //! status. It never reads or writes the data itself.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::conditions::{self, Desired, types};
 use super::context::Context;
-use super::status::{self, HasConditions};
-use crate::api::{DataHub, Dataset, DatasetStatus, Distribution, RegionalNode};
+use super::driver::{Failure, Reconciled};
+use super::status::HasConditions;
+use crate::api::{CommonStatus, DataHub, Dataset, DatasetStatus, Distribution, RegionalNode};
 use crate::catalog::locate::{self, Holder};
 
 /// Name of the controller: its field manager is `vardhub-dataset`.
@@ -31,6 +30,25 @@ pub enum Error {
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
+    /// The reconcile ran past its deadline and was cancelled.
+    #[error("the reconcile took longer than {0:?} and was cancelled")]
+    TimedOut(Duration),
+}
+
+impl Failure for Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Read(_) => "ReadFailed",
+            Error::Status(_) => "StatusUpdateFailed",
+            Error::TimedOut(_) => "DeadlineExceeded",
+        }
+    }
+    fn write(error: kube::Error) -> Self {
+        Error::Status(error)
+    }
+    fn deadline(after: Duration) -> Self {
+        Error::TimedOut(after)
+    }
 }
 
 impl HasConditions for Dataset {
@@ -45,45 +63,59 @@ impl HasConditions for Dataset {
     }
 }
 
-/// Reconciles one dataset.
-#[tracing::instrument(skip_all, fields(object = %format!("{}/{}", ds.namespace().unwrap_or_default(), ds.name_any())))]
-pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let location = &ds.spec.location;
-    let hub;
-    let node;
-    let holder = if let Some(h) = &location.data_hub {
-        hub = Api::<DataHub>::all(ctx.client.clone())
-            .get_opt(&h.name)
-            .await
-            .map_err(Error::Read)?;
-        hub.as_ref().map(Holder::Hub)
-    } else if let Some(n) = &location.regional_node {
-        node = Api::<RegionalNode>::all(ctx.client.clone())
-            .get_opt(&n.name)
-            .await
-            .map_err(Error::Read)?;
-        node.as_ref().map(Holder::Node)
-    } else {
-        None
-    };
-    let resolved = match locate::distributions(location, holder) {
-        Ok(d) => Ok(figures(d, &ctx).await),
-        Err(e) => Err(e),
-    };
-    let missing_sources = missing_sources(&ds, &ctx).await?;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    let (desired, distributions) = match resolved {
-        // The data is located, but the lineage names a dataset that does not exist.
-        Ok(d) if !missing_sources.is_empty() => (
-            vec![
-                Desired::no(types::READY, "SourceNotFound", missing_sources.join("; ")),
+/// What a reconcile learned: the distributions, or why the location does not resolve, and
+/// the sources that do not exist.
+pub struct Observed {
+    resolved: Result<Vec<Distribution>, locate::Unresolved>,
+    missing_sources: Vec<String>,
+}
+
+impl Reconciled for Dataset {
+    const CONTROLLER: &'static str = CONTROLLER;
+    type Error = Error;
+    type Observed = Observed;
+
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or_default())
+    }
+
+    async fn steps(&self, ctx: &Context) -> Result<Observed, Error> {
+        let location = &self.spec.location;
+        let hub;
+        let node;
+        let holder = if let Some(h) = &location.data_hub {
+            hub = Api::<DataHub>::all(ctx.client.clone())
+                .get_opt(&h.name)
+                .await
+                .map_err(Error::Read)?;
+            hub.as_ref().map(Holder::Hub)
+        } else if let Some(n) = &location.regional_node {
+            node = Api::<RegionalNode>::all(ctx.client.clone())
+                .get_opt(&n.name)
+                .await
+                .map_err(Error::Read)?;
+            node.as_ref().map(Holder::Node)
+        } else {
+            None
+        };
+        let resolved = match locate::distributions(location, holder) {
+            Ok(d) => Ok(figures(d, ctx).await),
+            Err(e) => Err(e),
+        };
+        Ok(Observed {
+            resolved,
+            missing_sources: missing_sources(self, ctx).await?,
+        })
+    }
+
+    fn converged(&self, o: &Observed, ctx: &Context) -> (Vec<Desired>, Action) {
+        let desired = match &o.resolved {
+            // The data is located, but the lineage names a dataset that does not exist.
+            Ok(_) if !o.missing_sources.is_empty() => vec![
+                Desired::no(types::READY, "SourceNotFound", o.missing_sources.join("; ")),
                 Desired::no(types::DEGRADED, "NoErrors", "the location resolves"),
             ],
-            d,
-        ),
-        Ok(d) => (
-            vec![
+            Ok(d) => vec![
                 Desired::yes(
                     types::READY,
                     "Located",
@@ -91,39 +123,41 @@ pub async fn reconcile(ds: Arc<Dataset>, ctx: Arc<Context>) -> Result<Action, Er
                 ),
                 Desired::no(types::DEGRADED, "NoErrors", "the location resolves"),
             ],
-            d,
-        ),
-        Err(e) => {
-            ctx.metrics
-                .reconcile_error(CONTROLLER, "LocationUnresolved");
-            let mut c = conditions::failed("LocationUnresolved", &e.to_string());
-            c.retain(|d| d.type_ != types::PROGRESSING);
-            (c, Vec::new())
+            Err(e) => {
+                ctx.metrics
+                    .reconcile_error(CONTROLLER, "LocationUnresolved");
+                let mut c = conditions::failed("LocationUnresolved", &e.to_string());
+                c.retain(|d| d.type_ != types::PROGRESSING);
+                c
+            }
+        };
+        // A missing holder is watched: its creation triggers a reconcile. A missing source
+        // and the objects a run writes are not: they are looked at again soon, or on this
+        // period.
+        let action = if !o.missing_sources.is_empty() {
+            Action::requeue(Duration::from_secs(30))
+        } else if ctx.storage.is_some() {
+            Action::requeue(FIGURES_PERIOD)
+        } else {
+            Action::await_change()
+        };
+        (desired, action)
+    }
+
+    fn next_status(&self, common: CommonStatus, observed: Option<&Observed>) -> DatasetStatus {
+        let distributions = match observed {
+            Some(o) => o.resolved.clone().unwrap_or_default(),
+            None => self
+                .status
+                .as_ref()
+                .map(|s| s.distributions.clone())
+                .unwrap_or_default(),
+        };
+        DatasetStatus {
+            common,
+            distributions,
         }
-    };
-    let generation = ds.metadata.generation;
-    let current = ds.status.clone().unwrap_or_default();
-    let new = DatasetStatus {
-        common: conditions::common_status(
-            &current.common,
-            &desired,
-            generation,
-            &Time(k8s_openapi::jiff::Timestamp::now()),
-        ),
-        distributions,
-    };
-    status::update(&ctx, CONTROLLER, ds.as_ref(), &new)
-        .await
-        .map_err(Error::Status)?;
-    // A missing holder is watched: its creation triggers a reconcile. A missing source and
-    // the objects a run writes are not: they are looked at again soon, or on this period.
-    Ok(if !missing_sources.is_empty() {
-        Action::requeue(Duration::from_secs(30))
-    } else if ctx.storage.is_some() {
-        Action::requeue(FIGURES_PERIOD)
-    } else {
-        Action::await_change()
-    })
+    }
 }
 
 /// The datasets `spec.derivedFrom` names that do not exist in the dataset's namespace, each
@@ -183,16 +217,4 @@ async fn figures(resolved: Vec<Distribution>, ctx: &Context) -> Vec<Distribution
             .get(&(bucket.to_owned(), prefix.to_owned()))
             .cloned()
     })
-}
-
-/// Backoff after a failed reconcile.
-pub fn error_policy(ds: Arc<Dataset>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.reconcile_error(
-        CONTROLLER,
-        match error {
-            Error::Read(_) => "ReadFailed",
-            Error::Status(_) => "StatusUpdateFailed",
-        },
-    );
-    crate::controller::backoff::requeue(ds.as_ref(), &ctx)
 }

@@ -7,20 +7,22 @@
 
 pub mod build;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
 use super::conditions::{self, Desired, types};
 use super::context::Context;
-use super::status::{self, HasConditions};
+use super::driver::{Failure, Reconciled};
+use super::status::HasConditions;
 use crate::adapters::openbao;
-use crate::api::{PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus};
+use crate::api::{
+    CommonStatus, PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus,
+};
 
 /// Name of the controller: its field manager is `vardhub-pseudonymisation`.
 pub const CONTROLLER: &str = "pseudonymisation";
@@ -56,12 +58,12 @@ pub enum Error {
     /// An object to be written exists and belongs to someone else.
     #[error("{0}")]
     Foreign(#[from] crate::controller::apply::Foreign),
-    /// Writing the status failed.
-    #[error("writing the status failed: {0}")]
+    /// Writing the resource's status or finalizers failed.
+    #[error("writing the resource failed: {0}")]
     Status(#[source] kube::Error),
-    /// Adding or removing the key-deletion finalizer failed.
-    #[error("updating the finalizer failed: {0}")]
-    Finalizer(#[source] kube::Error),
+    /// The reconcile ran past its deadline and was cancelled.
+    #[error("the reconcile took longer than {0:?} and was cancelled")]
+    TimedOut(Duration),
 }
 
 impl Error {
@@ -75,8 +77,46 @@ impl Error {
             Error::Apply(_) => "ApplyFailed",
             Error::Foreign(_) => "Conflict",
             Error::Status(_) => "StatusUpdateFailed",
-            Error::Finalizer(_) => "FinalizerFailed",
+            Error::TimedOut(_) => "DeadlineExceeded",
         }
+    }
+}
+
+impl Failure for Error {
+    fn reason(&self) -> &'static str {
+        Error::reason(self)
+    }
+    fn needs_new_spec(&self) -> bool {
+        matches!(self, Error::Invalid { .. })
+    }
+    fn conditions(&self) -> Vec<Desired> {
+        let advice = match self {
+            Error::Invalid { .. } => "correct the spec",
+            Error::NoOpenBao => "give the operator VAULT_ADDR and VAULT_TOKEN",
+            _ => "the operator retries; see its log and events",
+        };
+        let message = format!("{self}; {advice}");
+        let mut c = conditions::failed(self.reason(), &message);
+        let keys_ok = !matches!(
+            self,
+            Error::Keys(_) | Error::NoOpenBao | Error::Invalid { .. }
+        );
+        c.push(if keys_ok {
+            Desired::yes(
+                KEYS_READY,
+                "KeysInPlace",
+                "domain keys, policy and role exist in OpenBao",
+            )
+        } else {
+            Desired::no(KEYS_READY, self.reason(), message)
+        });
+        c
+    }
+    fn write(error: kube::Error) -> Self {
+        Error::Status(error)
+    }
+    fn deadline(after: Duration) -> Self {
+        Error::TimedOut(after)
     }
 }
 
@@ -96,100 +136,74 @@ pub fn validate(_svc: &PseudonymisationService) -> Result<(), Error> {
     Ok(())
 }
 
-enum Outcome {
-    Paused,
-    Converged { available: bool },
+/// What a converged reconcile learned.
+pub struct Observed {
+    available: bool,
 }
 
-/// Reconciles one pseudonymisation service.
-#[tracing::instrument(skip_all, fields(object = %format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any())))]
-pub async fn reconcile(
-    svc: Arc<PseudonymisationService>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
-    if let Some(action) = finalize(&svc, &ctx).await? {
-        return Ok(action);
+impl Reconciled for PseudonymisationService {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const OWN_CONDITIONS: &'static [&'static str] = &[KEYS_READY];
+    const DATA_FINALIZER: Option<&'static str> = Some(KEY_FINALIZER);
+    type Error = Error;
+    type Observed = Observed;
+
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or_default())
     }
-    let started = Instant::now();
-    let result = run_pipeline(&svc, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    let (conditions, action) = match &result {
-        Ok(Outcome::Paused) => {
-            let current = svc
-                .status
-                .as_ref()
-                .map(|s| s.common.conditions.as_slice())
-                .unwrap_or_default();
-            let keep = [
+
+    fn wants_destruction(&self) -> bool {
+        self.deletes_keys()
+    }
+
+    async fn destroy(&self, ctx: &Context) -> Result<(), Error> {
+        let Some(bao) = &ctx.openbao else {
+            return Err(Error::NoOpenBao);
+        };
+        let names = build::names(self);
+        bao.admin
+            .delete_kubernetes_role(build::AUTH_MOUNT, &names.role)
+            .await?;
+        bao.admin
+            .delete_kubernetes_role(build::AUTH_MOUNT, &names.caller_role)
+            .await?;
+        bao.admin.delete_policy(&names.policy).await?;
+        bao.admin.delete_policy(&names.reidentify_policy).await?;
+        bao.admin.delete_mount(&names.mount).await?;
+        bao.admin.delete_mount(&names.pki_mount).await?;
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "delete");
+        tracing::warn!(mount = %names.mount, "deleted the domain keys as the deletion policy asks");
+        Ok(())
+    }
+
+    async fn steps(&self, ctx: &Context) -> Result<Observed, Error> {
+        run_pipeline(self, ctx).await
+    }
+
+    fn converged(&self, o: &Observed, _ctx: &Context) -> (Vec<Desired>, Action) {
+        let mut c = vec![
+            Desired::yes(
                 KEYS_READY,
-                types::READY,
-                types::PROGRESSING,
-                types::DEGRADED,
-            ];
-            (conditions::paused(current, &keep), Action::await_change())
+                "KeysInPlace",
+                "domain keys, policy and role exist in OpenBao",
+            ),
+            Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
+        ];
+        c.extend(conditions::rollout(o.available, "the service answers"));
+        let requeue = if o.available { 600 } else { 10 };
+        (c, Action::requeue(Duration::from_secs(requeue)))
+    }
+
+    fn next_status(&self, common: CommonStatus, _observed: Option<&Observed>) -> Self::Status {
+        PseudonymisationServiceStatus {
+            common,
+            domains: Some(self.spec.domains.len() as i32),
+            audience: Some(build::audience(self)),
         }
-        Ok(Outcome::Converged { available }) => {
-            let mut c = vec![
-                Desired::yes(
-                    KEYS_READY,
-                    "KeysInPlace",
-                    "domain keys, policy and role exist in OpenBao",
-                ),
-                Desired::no(types::DEGRADED, "NoErrors", "the last reconcile succeeded"),
-            ];
-            c.extend(conditions::rollout(*available, "the service answers"));
-            let requeue = if *available { 600 } else { 10 };
-            (c, Action::requeue(Duration::from_secs(requeue)))
-        }
-        Err(e) => {
-            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
-            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
-            let keys_ok = !matches!(e, Error::Keys(_) | Error::NoOpenBao | Error::Invalid { .. });
-            let advice = match e {
-                Error::Invalid { .. } => "correct the spec",
-                Error::NoOpenBao => "give the operator VAULT_ADDR and VAULT_TOKEN",
-                _ => "the operator retries; see its log and events",
-            };
-            let message = format!("{e}; {advice}");
-            let mut c = conditions::failed(e.reason(), &message);
-            c.push(if keys_ok {
-                Desired::yes(
-                    KEYS_READY,
-                    "KeysInPlace",
-                    "domain keys, policy and role exist in OpenBao",
-                )
-            } else {
-                Desired::no(KEYS_READY, e.reason(), message)
-            });
-            (c, Action::requeue(Duration::from_secs(30)))
-        }
-    };
-    let generation = svc.metadata.generation;
-    let current = svc.status.clone().unwrap_or_default();
-    let new = PseudonymisationServiceStatus {
-        common: conditions::common_status(
-            &current.common,
-            &conditions,
-            generation,
-            &Time(k8s_openapi::jiff::Timestamp::now()),
-        ),
-        domains: Some(svc.spec.domains.len() as i32),
-        audience: Some(build::audience(&svc)),
-    };
-    status::update(&ctx, CONTROLLER, svc.as_ref(), &new)
-        .await
-        .map_err(Error::Status)?;
-    match result {
-        Err(Error::Invalid { .. }) => Ok(Action::await_change()),
-        Err(e) => Err(e),
-        Ok(_) => Ok(action),
     }
 }
 
-async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Outcome, Error> {
-    if super::is_paused(&svc.metadata) {
-        return Ok(Outcome::Paused);
-    }
+async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Observed, Error> {
     validate(svc)?;
     let Some(bao) = &ctx.openbao else {
         return Err(Error::NoOpenBao);
@@ -216,7 +230,7 @@ async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Ou
         .await
         .map_err(Error::Apply)?;
     let available = deployment.as_ref().is_some_and(super::workload::rolled_out);
-    Ok(Outcome::Converged { available })
+    Ok(Observed { available })
 }
 
 /// Transit mount, one key per domain, the policy and the Kubernetes auth role. Keys are
@@ -277,84 +291,6 @@ async fn ensure_keys(
         ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");
     }
     Ok(())
-}
-
-fn has_finalizer(svc: &PseudonymisationService) -> bool {
-    svc.finalizers().iter().any(|f| f == KEY_FINALIZER)
-}
-
-/// Keeps the key-deletion finalizer in line with the deletion policy, and on deletion of a
-/// resource that carries it deletes the mount with every domain key, the policies and the
-/// role. Returns an action when the reconcile ends here.
-async fn finalize(svc: &PseudonymisationService, ctx: &Context) -> Result<Option<Action>, Error> {
-    let wants = svc.deletes_keys();
-    let has = has_finalizer(svc);
-    let deleting = svc.metadata.deletion_timestamp.is_some();
-    let api: Api<PseudonymisationService> =
-        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-    let confirmed = match deleting && has {
-        true => super::confirmed_destruction(&api, svc, PseudonymisationService::deletes_keys)
-            .await
-            .map_err(Error::Finalizer)?,
-        false => None,
-    };
-    if deleting && has && confirmed.is_none() {
-        tracing::info!(
-            "the deletion policy no longer asks for the keys to be deleted; keeping them"
-        );
-    }
-    if let Some(svc) = &confirmed {
-        let Some(bao) = &ctx.openbao else {
-            return Err(Error::NoOpenBao);
-        };
-        let names = build::names(svc);
-        bao.admin
-            .delete_kubernetes_role(build::AUTH_MOUNT, &names.role)
-            .await?;
-        bao.admin
-            .delete_kubernetes_role(build::AUTH_MOUNT, &names.caller_role)
-            .await?;
-        bao.admin.delete_policy(&names.policy).await?;
-        bao.admin.delete_policy(&names.reidentify_policy).await?;
-        bao.admin.delete_mount(&names.mount).await?;
-        bao.admin.delete_mount(&names.pki_mount).await?;
-        ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "delete");
-        tracing::warn!(mount = %names.mount, "deleted the domain keys as the deletion policy asks");
-    }
-    if deleting {
-        if has {
-            set_finalizer(svc, ctx, false).await?;
-        }
-        return Ok(Some(Action::await_change()));
-    }
-    if wants != has {
-        set_finalizer(svc, ctx, wants).await?;
-    }
-    Ok(None)
-}
-
-async fn set_finalizer(
-    svc: &PseudonymisationService,
-    ctx: &Context,
-    present: bool,
-) -> Result<(), Error> {
-    let api: Api<PseudonymisationService> =
-        Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-    super::set_finalizer(&api, svc, KEY_FINALIZER, present)
-        .await
-        .map_err(Error::Finalizer)?;
-    ctx.metrics
-        .api_write(CONTROLLER, "PseudonymisationService", "patch");
-    Ok(())
-}
-
-/// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(
-    svc: Arc<PseudonymisationService>,
-    _error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    crate::controller::backoff::requeue(svc.as_ref(), &ctx)
 }
 
 #[cfg(test)]

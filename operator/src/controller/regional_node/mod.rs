@@ -9,24 +9,24 @@
 pub mod build;
 pub mod validate;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
 use super::apply::{Owner, stamp};
-use super::conditions::{self, Desired, types};
+use super::conditions::{Desired, types};
 use super::context::Context;
-use super::status::{self, HasConditions};
+use super::driver::Reconciled;
+use super::status::HasConditions;
 use super::storage;
 use crate::adapters::s3::BucketSpec;
 use crate::api::{
-    DataHub, JobRun, JobStatus, PseudonymisationService, RegionalNode, RegionalNodeStatus,
-    StorageMode,
+    CommonStatus, DataHub, JobRun, JobStatus, PseudonymisationService, RegionalNode,
+    RegionalNodeStatus, StorageMode,
 };
 
 /// Name of the controller: its field manager is `vardhub-regionalnode`.
@@ -54,7 +54,7 @@ impl HasConditions for RegionalNode {
 
 /// What a converged reconcile learned.
 #[derive(Default)]
-struct Observed {
+pub struct Observed {
     hub: Option<Result<String, String>>,
     /// A reference the node names that does not resolve (a missing hub or service, a domain
     /// that does not admit the node), naming the field.
@@ -62,83 +62,68 @@ struct Observed {
     jobs: Vec<JobStatus>,
 }
 
-enum Step {
-    Converged(Observed),
-    Paused,
-}
+impl Reconciled for RegionalNode {
+    const CONTROLLER: &'static str = CONTROLLER;
+    const OWN_CONDITIONS: &'static [&'static str] = &[KEYS_READY, STORAGE_READY];
+    const DATA_FINALIZER: Option<&'static str> = Some(DATA_FINALIZER);
+    type Error = Error;
+    type Observed = Observed;
 
-/// Reconciles one regional node.
-#[tracing::instrument(skip_all, fields(object = %node.name_any(), generation = node.metadata.generation))]
-pub async fn reconcile(node: Arc<RegionalNode>, ctx: Arc<Context>) -> Result<Action, Error> {
-    match finalize(&node, &ctx).await {
-        Ok(Some(action)) => return Ok(action),
-        Ok(None) => {}
-        Err(e) => {
-            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
-            tracing::warn!(reason = e.reason(), error = %e, "finalizing failed");
-            return Err(e);
-        }
+    fn api(client: kube::Client, _namespace: Option<&str>) -> Api<Self> {
+        Api::all(client)
     }
-    let started = Instant::now();
-    let result = run_pipeline(&node, &ctx).await;
-    ctx.metrics.reconciled(CONTROLLER, started.elapsed());
-    let mut jobs = None;
-    let (conditions, action) = match &result {
-        Ok(Step::Converged(observed)) => {
-            jobs = Some(observed.jobs.clone());
-            // The hub is watched; the service a reference waits for is looked up again soon.
-            let again = match observed.unresolved {
-                Some(_) => Duration::from_secs(30),
-                None => RESYNC,
-            };
-            (converged(&node, observed), Action::requeue(again))
+
+    fn wants_destruction(&self) -> bool {
+        self.deletes_data()
+    }
+
+    /// Deletes the buckets (refused while objects remain unless `purgeObjects`), the OpenBao
+    /// namespace with the region's key and credential, its policy and role.
+    async fn destroy(&self, ctx: &Context) -> Result<(), Error> {
+        let bao = ctx
+            .openbao
+            .as_ref()
+            .ok_or(Error::NotConfigured("OpenBao"))?;
+        let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+        let layout = storage::node_layout(self);
+        let custody = storage::Custody {
+            buckets: vec![&layout.landing, &layout.standardised],
+            owner: storage::bucket_owner(self),
+            openbao_namespace: &layout.openbao_namespace,
+            policy: &layout.policy,
+            role: &layout.role,
+        };
+        let purge = self.spec.purge_objects == Some(true);
+        storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
+    }
+
+    async fn steps(&self, ctx: &Context) -> Result<Observed, Error> {
+        run_pipeline(self, ctx).await
+    }
+
+    fn converged(&self, observed: &Observed, _ctx: &Context) -> (Vec<Desired>, Action) {
+        // The hub is watched; the service a reference waits for is looked up again soon.
+        let again = match observed.unresolved {
+            Some(_) => Duration::from_secs(30),
+            None => RESYNC,
+        };
+        (converged(self, observed), Action::requeue(again))
+    }
+
+    fn next_status(&self, common: CommonStatus, observed: Option<&Observed>) -> RegionalNodeStatus {
+        let current = self.status.clone().unwrap_or_default();
+        let layout = storage::node_layout(self);
+        RegionalNodeStatus {
+            common,
+            namespace: Some(self.workload_namespace()),
+            openbao_namespace: Some(layout.openbao_namespace),
+            buckets: vec![layout.landing, layout.standardised],
+            jobs: observed.map_or(current.jobs, |o| o.jobs.clone()),
         }
-        Ok(Step::Paused) => {
-            let current = node
-                .status
-                .as_ref()
-                .map(|s| s.common.conditions.as_slice())
-                .unwrap_or_default();
-            (
-                conditions::paused(
-                    current,
-                    &[
-                        types::READY,
-                        types::PROGRESSING,
-                        types::DEGRADED,
-                        KEYS_READY,
-                        STORAGE_READY,
-                    ],
-                ),
-                Action::await_change(),
-            )
-        }
-        Err(e) => {
-            ctx.metrics.reconcile_error(CONTROLLER, e.reason());
-            tracing::warn!(reason = e.reason(), error = %e, "reconcile failed");
-            (failed(e), Action::requeue(Duration::from_secs(30)))
-        }
-    };
-    let new = next_status(
-        &node,
-        &conditions,
-        jobs,
-        Time(k8s_openapi::jiff::Timestamp::now()),
-    );
-    status::update(&ctx, CONTROLLER, node.as_ref(), &new)
-        .await
-        .map_err(Error::Status)?;
-    match result {
-        Err(Error::Invalid(_)) => Ok(Action::await_change()),
-        Err(e) => Err(e),
-        Ok(_) => Ok(action),
     }
 }
 
-async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error> {
-    if super::is_paused(&node.metadata) {
-        return Ok(Step::Paused);
-    }
+async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Observed, Error> {
     validate::validate(node)?;
     let bao = ctx
         .openbao
@@ -266,11 +251,11 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Step, Error>
         (_, Some(problem)) => Some(problem.clone()),
         _ => None,
     };
-    Ok(Step::Converged(Observed {
+    Ok(Observed {
         hub,
         unresolved,
         jobs,
-    }))
+    })
 }
 
 /// The last run of each of an owner's scheduled jobs in `ns`, from its CronJobs and Jobs.
@@ -382,97 +367,4 @@ fn converged(node: &RegionalNode, observed: &Observed) -> Vec<Desired> {
         c[3] = Desired::yes(types::PROGRESSING, "WaitingForReferences", problem.clone());
     }
     c
-}
-
-use super::storage::failed;
-
-/// The next status: the namespace, buckets, jobs and the merged conditions. Pure.
-pub fn next_status(
-    node: &RegionalNode,
-    conditions: &[Desired],
-    jobs: Option<Vec<JobStatus>>,
-    now: Time,
-) -> RegionalNodeStatus {
-    let current = node.status.clone().unwrap_or_default();
-    let generation = node.metadata.generation;
-    let layout = storage::node_layout(node);
-    RegionalNodeStatus {
-        common: conditions::common_status(&current.common, conditions, generation, &now),
-        namespace: Some(node.workload_namespace()),
-        openbao_namespace: Some(layout.openbao_namespace),
-        buckets: vec![layout.landing, layout.standardised],
-        jobs: jobs.unwrap_or(current.jobs),
-    }
-}
-
-/// Keeps the data finalizer in line with the deletion policy; on deletion of a node that
-/// carries it, deletes buckets (refused while objects remain unless `purgeObjects`), the
-/// OpenBao namespace with the region's key and credential, its policy and role. Returns an
-/// action when the reconcile ends here.
-async fn finalize(node: &RegionalNode, ctx: &Context) -> Result<Option<Action>, Error> {
-    let wants = node.deletes_data();
-    let has = node.finalizers().iter().any(|f| f == DATA_FINALIZER);
-    let deleting = node.metadata.deletion_timestamp.is_some();
-    let api = Api::<RegionalNode>::all(ctx.client.clone());
-    let confirmed = match deleting && has {
-        true => super::confirmed_destruction(&api, node, RegionalNode::deletes_data)
-            .await
-            .map_err(Error::Apply)?,
-        false => None,
-    };
-    if deleting && has && confirmed.is_none() {
-        tracing::info!("the deletion policy no longer asks for the data to be deleted; keeping it");
-    }
-    if let Some(node) = &confirmed {
-        let bao = ctx
-            .openbao
-            .as_ref()
-            .ok_or(Error::NotConfigured("OpenBao"))?;
-        let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
-        let layout = storage::node_layout(node);
-        let custody = storage::Custody {
-            buckets: vec![&layout.landing, &layout.standardised],
-            owner: storage::bucket_owner(node),
-            openbao_namespace: &layout.openbao_namespace,
-            policy: &layout.policy,
-            role: &layout.role,
-        };
-        let purge = node.spec.purge_objects == Some(true);
-        if let Err(e) =
-            storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
-        {
-            let conditions = failed(&e);
-            let new = next_status(
-                node,
-                &conditions,
-                None,
-                Time(k8s_openapi::jiff::Timestamp::now()),
-            );
-            status::update(ctx, CONTROLLER, node, &new)
-                .await
-                .map_err(Error::Status)?;
-            return Err(e);
-        }
-    }
-    if deleting {
-        if has {
-            super::set_finalizer(&api, node, DATA_FINALIZER, false)
-                .await
-                .map_err(Error::Apply)?;
-            ctx.metrics.api_write(CONTROLLER, "RegionalNode", "patch");
-        }
-        return Ok(Some(Action::await_change()));
-    }
-    if wants != has {
-        super::set_finalizer(&api, node, DATA_FINALIZER, wants)
-            .await
-            .map_err(Error::Apply)?;
-        ctx.metrics.api_write(CONTROLLER, "RegionalNode", "patch");
-    }
-    Ok(None)
-}
-
-/// Backoff after a failed reconcile; the failure is already in the status and the metrics.
-pub fn error_policy(node: Arc<RegionalNode>, _error: &Error, ctx: Arc<Context>) -> Action {
-    crate::controller::backoff::requeue(node.as_ref(), &ctx)
 }
