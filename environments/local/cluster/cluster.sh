@@ -1009,6 +1009,16 @@ cmd_import_image() {
     log "imported $file into $NODE_NAME"
 }
 
+# freeze|thaw COMPONENT: stop or continue the component's process (SIGSTOP/SIGCONT), an
+# outage for failure tests in which the server keeps its state (OpenBao runs in memory).
+cmd_signal() {
+    local signal=$1 name=${2:-} pid
+    [[ -n "$name" ]] || die "usage: cluster.sh freeze|thaw COMPONENT (openbao, minio, ...)"
+    pid=$(component_pid "$name") || die "$name is not running"
+    kill "-$signal" "$pid"
+    log "$name (pid $pid): SIG$signal"
+}
+
 cmd_env() {
     [[ -f "$ENV_FILE" && -n "$(running_components)" ]] || die "the local cluster is not running; start it with 'cluster.sh up'"
     cat "$ENV_FILE"
@@ -1024,6 +1034,7 @@ usage: $(basename "$0") build|up|down|status|env
   status  show which components run and their versions
   env     print export lines for the running cluster (eval "\$(cluster.sh env)")
   import-image FILE   load an OCI image tarball into the real node's containerd
+  freeze|thaw NAME    stop or continue one component's process (an outage that keeps state)
 
 cache: $CACHE_DIR   run dir: $RUN_DIR
 EOF
@@ -1037,6 +1048,8 @@ main() {
     status) cmd_status ;;
     env) cmd_env ;;
     import-image) cmd_import_image "${2:-}" ;;
+    freeze) cmd_signal STOP "${2:-}" ;;
+    thaw) cmd_signal CONT "${2:-}" ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

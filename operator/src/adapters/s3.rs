@@ -168,17 +168,25 @@ pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// holding the reconcile (or a job) forever; large uploads are not cut short by it.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn timeouts() -> aws_sdk_s3::config::timeout::TimeoutConfig {
-    aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+/// How long one administrative call of the operator may take, retries included: a hung
+/// server fails the step, and the resource says so, well within a reconcile's deadline.
+pub const ADMIN_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn timeouts(operation: Option<std::time::Duration>) -> aws_sdk_s3::config::timeout::TimeoutConfig {
+    let mut builder = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .build()
+        .read_timeout(READ_TIMEOUT);
+    if let Some(limit) = operation {
+        builder = builder.operation_timeout(limit);
+    }
+    builder.build()
 }
 
 fn s3_client(
     endpoint: &str,
     region: &str,
     credentials: aws_sdk_s3::config::Credentials,
+    operation_timeout: Option<std::time::Duration>,
 ) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version_latest()
@@ -186,7 +194,7 @@ fn s3_client(
         .region(aws_sdk_s3::config::Region::new(region.to_string()))
         .credentials_provider(credentials)
         .force_path_style(true)
-        .timeout_config(timeouts())
+        .timeout_config(timeouts(operation_timeout))
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -201,7 +209,7 @@ impl IssuedCredentials {
             None,
             "issued-by-vardhub",
         );
-        s3_client(&self.endpoint, &self.region, credentials)
+        s3_client(&self.endpoint, &self.region, credentials, None)
     }
 }
 
@@ -233,7 +241,12 @@ impl Storage {
             None,
             "vardhub-operator",
         );
-        let s3 = s3_client(&settings.endpoint, &settings.region, credentials.clone());
+        let s3 = s3_client(
+            &settings.endpoint,
+            &settings.region,
+            credentials.clone(),
+            Some(ADMIN_CALL_TIMEOUT),
+        );
         let sts = aws_sdk_sts::Config::builder()
             .behavior_version_latest()
             .endpoint_url(settings.sts_endpoint.as_ref().unwrap_or(&settings.endpoint))
@@ -243,6 +256,7 @@ impl Storage {
                 aws_sdk_sts::config::timeout::TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
                     .read_timeout(READ_TIMEOUT)
+                    .operation_timeout(ADMIN_CALL_TIMEOUT)
                     .build(),
             )
             .build();

@@ -41,6 +41,8 @@ pub struct Context {
     pub paths: super::network::Paths,
     /// Failures in a row per object, for the requeue after the next.
     pub backoff: Arc<super::backoff::Backoff>,
+    /// The last external pass of each resource, so that it is not repeated needlessly.
+    pub passes: Arc<super::passes::Passes>,
 }
 
 impl Context {
@@ -58,6 +60,7 @@ impl Context {
             storage: None,
             paths: Default::default(),
             backoff: Default::default(),
+            passes: Default::default(),
             image: default_image(),
         }
     }

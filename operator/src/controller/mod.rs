@@ -27,6 +27,7 @@ pub mod dataset;
 pub mod driver;
 pub mod manager;
 pub mod network;
+pub mod passes;
 pub mod pseudonymisation_service;
 pub mod regional_node;
 pub mod status;

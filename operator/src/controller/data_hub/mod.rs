@@ -141,6 +141,67 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
         .ok_or(Error::NotConfigured("OpenBao"))?;
     let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
 
+    // The external pass, unless nothing it depends on (the hub, its members) changed since
+    // the last one; what it found about the zones is kept for the status.
+    let pass = super::backoff::key(hub);
+    let member_prints: Vec<_> = members
+        .iter()
+        .map(|n| (n.name_any(), n.metadata.uid.clone(), n.metadata.generation))
+        .collect();
+    let print = super::passes::fingerprint(&hub.metadata, &member_prints);
+    let (zone_status, retention_gaps) = match ctx.passes.recent::<Zones>(&pass, print) {
+        Some(found) => found,
+        None => {
+            let found = external_pass(hub, &members, ctx, bao, s3).await?;
+            ctx.passes.record(&pass, print, found.clone());
+            found
+        }
+    };
+
+    // The hub's namespace in the cluster.
+    let inputs = build::Inputs {
+        openbao_addr: bao.workload_addr.clone(),
+        s3_endpoint: s3.endpoint().to_string(),
+        paths: ctx.paths.clone(),
+        hub: None,
+        image: ctx.image.clone(),
+    };
+    let desired = stamp(&Owner::of(hub), build::children(hub, &members, &inputs)?);
+    let applier = ctx.applier(CONTROLLER);
+    applier
+        .apply_all(&desired)
+        .await
+        .map_err(|e| e.split(Error::Apply))?;
+    applier
+        .prune(&Owner::of(hub), &build::owned_kinds(), &desired)
+        .await
+        .map_err(Error::Apply)?;
+
+    let jobs = super::regional_node::job_statuses(&Owner::of(hub), &hub.workload_namespace(), ctx)
+        .await
+        .map_err(Error::Apply)?;
+    Ok(Observed {
+        regions: region_states(hub, &members, &missing),
+        zones: zone_status,
+        retention_gaps,
+        jobs,
+        unresolved,
+    })
+}
+
+/// What the external pass found about the zones: their status, and the retention locks that
+/// could not be set.
+type Zones = (Vec<ZoneStatus>, Vec<String>);
+
+/// The hub's external state: its OpenBao namespace, key, policy and role, its zone buckets,
+/// and the credentials (a drop box per member, one per hub role) kept current in OpenBao.
+async fn external_pass(
+    hub: &DataHub,
+    members: &[RegionalNode],
+    ctx: &Context,
+    bao: &super::context::OpenBaoAccess,
+    s3: &crate::adapters::s3::Storage,
+) -> Result<Zones, Error> {
     // Keys: the hub's own namespace, key, policy and role.
     let layout = storage::hub_layout(hub);
     storage::ensure_custody(
@@ -189,7 +250,7 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
         .collect();
 
     // Credentials: a drop box per member node, and one per hub role.
-    for node in &members {
+    for node in members {
         let grants = storage::ingest_grants(hub, node);
         if grants.is_empty() {
             continue;
@@ -221,42 +282,13 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
                 path: &path,
                 session: &session,
             },
-            &storage::role_grants(hub, *role, &members),
+            &storage::role_grants(hub, *role, members),
             &ctx.metrics,
             CONTROLLER,
         )
         .await?;
     }
-
-    // The hub's namespace in the cluster.
-    let inputs = build::Inputs {
-        openbao_addr: bao.workload_addr.clone(),
-        s3_endpoint: s3.endpoint().to_string(),
-        paths: ctx.paths.clone(),
-        hub: None,
-        image: ctx.image.clone(),
-    };
-    let desired = stamp(&Owner::of(hub), build::children(hub, &members, &inputs)?);
-    let applier = ctx.applier(CONTROLLER);
-    applier
-        .apply_all(&desired)
-        .await
-        .map_err(|e| e.split(Error::Apply))?;
-    applier
-        .prune(&Owner::of(hub), &build::owned_kinds(), &desired)
-        .await
-        .map_err(Error::Apply)?;
-
-    let jobs = super::regional_node::job_statuses(&Owner::of(hub), &hub.workload_namespace(), ctx)
-        .await
-        .map_err(Error::Apply)?;
-    Ok(Observed {
-        regions: region_states(hub, &members, &missing),
-        zones: zone_status,
-        retention_gaps,
-        jobs,
-        unresolved,
-    })
+    Ok((zone_status, retention_gaps))
 }
 
 /// Each member region's state. Pure.

@@ -153,6 +153,67 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Observed, Er
         _ => None,
     };
 
+    // The external pass, unless nothing it depends on changed since the last one.
+    let pass = super::backoff::key(node);
+    let print = super::passes::fingerprint(&node.metadata, ());
+    if ctx.passes.recent::<()>(&pass, print).is_none() {
+        external_pass(node, ctx, bao, s3).await?;
+        ctx.passes.record(&pass, print, ());
+    }
+
+    // Workloads and isolation in the cluster.
+    let inputs = build::Inputs {
+        openbao_addr: bao.workload_addr.clone(),
+        s3_endpoint: s3.endpoint().to_string(),
+        paths: ctx.paths.clone(),
+        hub: hub.clone(),
+        image: ctx.image.clone(),
+    };
+    let desired = stamp(&Owner::of(node), build::children(node, &inputs)?);
+    let applier = ctx.applier(CONTROLLER);
+    applier
+        .apply_all(&desired)
+        .await
+        .map_err(|e| e.split(Error::Apply))?;
+    applier
+        .prune(&Owner::of(node), &build::owned_kinds(), &desired)
+        .await
+        .map_err(Error::Apply)?;
+
+    let jobs = job_statuses(&Owner::of(node), &node.workload_namespace(), ctx)
+        .await
+        .map_err(Error::Apply)?;
+    let hub = node.spec.hub.as_ref().map(|r| match &hub {
+        Some(h) => Ok(format!(
+            "exports to hub {} ({} mode)",
+            r.name,
+            match h.spec.storage_mode {
+                StorageMode::Central => "central",
+                StorageMode::Federated => "federated",
+            }
+        )),
+        None => Err(format!("spec.hub: DataHub {} does not exist", r.name)),
+    });
+    let unresolved = match (&hub, &export_problem) {
+        (Some(Err(missing)), _) => Some(missing.clone()),
+        (_, Some(problem)) => Some(problem.clone()),
+        _ => None,
+    };
+    Ok(Observed {
+        hub,
+        unresolved,
+        jobs,
+    })
+}
+
+/// The node's external state: its OpenBao namespace, key, policy and role, its buckets, and
+/// its own S3 credential kept current in OpenBao.
+async fn external_pass(
+    node: &RegionalNode,
+    ctx: &Context,
+    bao: &super::context::OpenBaoAccess,
+    s3: &crate::adapters::s3::Storage,
+) -> Result<(), Error> {
     // Keys: the region's own namespace, key, policy and role in OpenBao.
     let layout = storage::node_layout(node);
     storage::ensure_custody(
@@ -212,50 +273,7 @@ async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Observed, Er
         CONTROLLER,
     )
     .await?;
-
-    // Workloads and isolation in the cluster.
-    let inputs = build::Inputs {
-        openbao_addr: bao.workload_addr.clone(),
-        s3_endpoint: s3.endpoint().to_string(),
-        paths: ctx.paths.clone(),
-        hub: hub.clone(),
-        image: ctx.image.clone(),
-    };
-    let desired = stamp(&Owner::of(node), build::children(node, &inputs)?);
-    let applier = ctx.applier(CONTROLLER);
-    applier
-        .apply_all(&desired)
-        .await
-        .map_err(|e| e.split(Error::Apply))?;
-    applier
-        .prune(&Owner::of(node), &build::owned_kinds(), &desired)
-        .await
-        .map_err(Error::Apply)?;
-
-    let jobs = job_statuses(&Owner::of(node), &node.workload_namespace(), ctx)
-        .await
-        .map_err(Error::Apply)?;
-    let hub = node.spec.hub.as_ref().map(|r| match &hub {
-        Some(h) => Ok(format!(
-            "exports to hub {} ({} mode)",
-            r.name,
-            match h.spec.storage_mode {
-                StorageMode::Central => "central",
-                StorageMode::Federated => "federated",
-            }
-        )),
-        None => Err(format!("spec.hub: DataHub {} does not exist", r.name)),
-    });
-    let unresolved = match (&hub, &export_problem) {
-        (Some(Err(missing)), _) => Some(missing.clone()),
-        (_, Some(problem)) => Some(problem.clone()),
-        _ => None,
-    };
-    Ok(Observed {
-        hub,
-        unresolved,
-        jobs,
-    })
+    Ok(())
 }
 
 /// The last run of each of an owner's scheduled jobs in `ns`, from its CronJobs and Jobs.
