@@ -93,9 +93,9 @@ mod tests {
     }
 
     #[test]
-    fn five_crds_in_the_vardhub_category() {
+    fn six_crds_in_the_vardhub_category() {
         let crds = crate::api::crds();
-        assert_eq!(crds.len(), 5);
+        assert_eq!(crds.len(), 6);
         for crd in crds {
             let names = &crd.spec.names;
             assert_eq!(crd.spec.group, crate::api::GROUP);

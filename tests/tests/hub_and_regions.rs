@@ -122,6 +122,30 @@ async fn apply_export_service(admin: &Client, hub: &str) -> Result<()> {
     Ok(())
 }
 
+/// Removes the service of [`apply_export_service`] and waits until it is gone, so that no
+/// later test's operator finds it.
+async fn remove_export_service(admin: &Client, hub: &str) -> Result<()> {
+    let services: Api<PseudonymisationService> =
+        Api::namespaced(admin.clone(), &DataHub::workload_namespace_of(hub));
+    if services.get_opt("pseudonymisation").await?.is_some() {
+        services
+            .delete("pseudonymisation", &DeleteParams::foreground())
+            .await?;
+    }
+    eventually(
+        "the export service to be gone",
+        Duration::from_secs(60),
+        || async {
+            Ok(services
+                .get_opt("pseudonymisation")
+                .await?
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await
+}
+
 async fn wait_hub_ready(admin: &Client, hub: &str) -> Result<DataHub> {
     apply_export_service(admin, hub).await?;
     let hubs: Api<DataHub> = Api::all(admin.clone());
@@ -533,6 +557,7 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     .await?;
 
     // Deleting the hub and the nodes (default policy) keeps every object and key.
+    remove_export_service(&admin, hub).await?;
     Api::<DataHub>::all(admin.clone())
         .delete(hub, &DeleteParams::background())
         .await?;
@@ -663,6 +688,7 @@ async fn federated_hub_keeps_regional_data_in_the_regions() -> Result<()> {
         .expect_err("mode switch refused");
     assert!(err.to_string().contains("spec.storageMode"), "{err}");
 
+    remove_export_service(&admin, hub).await?;
     operator.stop().await?;
     hubs.delete(hub, &DeleteParams::background()).await?;
     delete_nodes(&admin, "t4f-").await
@@ -1003,6 +1029,120 @@ async fn a_node_can_neither_claim_nor_purge_buckets_it_did_not_create() -> Resul
     operator.stop().await?;
     vardhub::adapters::s3::Storage::new(cluster.s3_settings())
         .purge_bucket(stranger_bucket)
+        .await?;
+    Ok(())
+}
+
+/// Someone with OpenBao rights made a namespace (with a key in it) under the name a node
+/// would use. The node does not take it over: it reports `Conflict` naming the namespace, no
+/// policy or role of the node is written, and deleting the node with every purge asked for
+/// leaves the namespace and its key where they were. OpenBao itself is the witness.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_node_cannot_take_over_an_openbao_namespace_it_did_not_create() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let name = "squatted";
+    let namespace = format!("region-{name}");
+    let bao = |method: reqwest::Method, path: &str, ns: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}/v1/{path}", cluster.vault_addr))
+            .header("X-Vault-Token", &cluster.vault_token);
+        if let Some(ns) = ns {
+            request = request.header("X-Vault-Namespace", ns);
+        }
+        request
+    };
+    bao(
+        reqwest::Method::POST,
+        &format!("sys/namespaces/{namespace}"),
+        None,
+    )
+    .send()
+    .await?
+    .error_for_status()?;
+    bao(
+        reqwest::Method::POST,
+        "sys/mounts/transit",
+        Some(&namespace),
+    )
+    .json(&json!({"type": "transit"}))
+    .send()
+    .await?
+    .error_for_status()?;
+    bao(
+        reqwest::Method::POST,
+        "transit/keys/region",
+        Some(&namespace),
+    )
+    .send()
+    .await?
+    .error_for_status()?;
+
+    let operator = RunningOperator::start(cluster, "test-namespace-claim").await?;
+    let node: RegionalNode = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+        "metadata": {"name": name},
+        "spec": {"regions": ["21"], "deletionPolicy": "Delete", "confirmDeletion": true,
+                 "purgeObjects": true},
+    }))?;
+    nodes
+        .patch(
+            name,
+            &PatchParams::apply("vardhub-tests").force(),
+            &Patch::Apply(&node),
+        )
+        .await?;
+    let message = eventually(
+        "the node to report the conflict",
+        Duration::from_secs(60),
+        || async {
+            let n = nodes.get(name).await?;
+            let conditions = n.status.map(|s| s.common.conditions).unwrap_or_default();
+            Ok(conditions
+                .into_iter()
+                .find(|c| c.type_ == types::DEGRADED && c.reason == "Conflict")
+                .map(|c| c.message))
+        },
+    )
+    .await?;
+    assert!(
+        message.contains(&format!(
+            "OpenBao namespace {namespace} belongs to no vardhub resource"
+        )),
+        "names the namespace: {message}"
+    );
+    let layout = vardhub::layout::node_layout(&node);
+    for path in [
+        format!("sys/policies/acl/{}", layout.policy),
+        format!("auth/kubernetes/role/{}", layout.role),
+    ] {
+        let status = bao(reqwest::Method::GET, &path, None)
+            .send()
+            .await?
+            .status();
+        assert_eq!(status.as_u16(), 404, "{path} was not written");
+    }
+
+    nodes.delete(name, &DeleteParams::foreground()).await?;
+    eventually("the node to be gone", Duration::from_secs(60), || async {
+        Ok(nodes.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await?;
+    let key = bao(
+        reqwest::Method::GET,
+        "transit/keys/region",
+        Some(&namespace),
+    )
+    .send()
+    .await?;
+    assert_eq!(key.status().as_u16(), 200, "the other party's key is kept");
+    operator.stop().await?;
+    cluster
+        .openbao_admin()?
+        .delete_namespace(&namespace)
         .await?;
     Ok(())
 }

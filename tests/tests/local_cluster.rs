@@ -54,6 +54,7 @@ async fn crds_are_installed_with_category_and_short_names() -> Result<()> {
         "pseudonymisationservices",
         "catalogservices",
         "datasets",
+        "datapermits",
     ] {
         assert!(
             names.contains(&format!("{plural}.vardhub.io")),
@@ -74,6 +75,7 @@ async fn crds_are_installed_with_category_and_short_names() -> Result<()> {
         ("pseudonymisationservice", "A PseudonymisationService"),
         ("catalogservice", "A CatalogService"),
         ("dataset", "A Dataset is"),
+        ("datapermit", "A DataPermit grants"),
     ] {
         let text = kubectl(&["explain", kind])?;
         let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");

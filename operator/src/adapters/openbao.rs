@@ -40,6 +40,14 @@ pub enum Error {
     /// OpenBao's answer did not have the expected shape.
     #[error("unexpected answer from OpenBao: {0}")]
     Unexpected(String),
+    /// An OpenBao namespace exists that another resource, or no vardhub resource, created.
+    #[error("OpenBao namespace {namespace} belongs to {}, not to this resource", owner.as_deref().unwrap_or("no vardhub resource"))]
+    NotOurs {
+        /// The namespace.
+        namespace: String,
+        /// The owner its custom metadata records, if any.
+        owner: Option<String>,
+    },
 }
 
 /// The longest any one OpenBao call may take: a hung server fails the call (and the reconcile
@@ -529,8 +537,8 @@ struct ReadNamespace {
     name: String,
 }
 
-/// `POST sys/namespaces/<name>`.
-#[derive(Debug, Endpoint)]
+/// `POST sys/namespaces/<name>`, recording its owner in its custom metadata.
+#[derive(Debug, Endpoint, Serialize)]
 #[endpoint(
     path = "sys/namespaces/{self.name}",
     method = "POST",
@@ -539,7 +547,12 @@ struct ReadNamespace {
 struct CreateNamespace {
     #[endpoint(skip)]
     name: String,
+    custom_metadata: std::collections::BTreeMap<String, String>,
 }
+
+/// The custom-metadata key of an OpenBao namespace that records which resource created it
+/// (`Kind/name`), as the tag of the same name does on a bucket.
+pub const OWNER_METADATA: &str = "vardhub.io/owner";
 
 /// `DELETE sys/namespaces/<name>`.
 #[derive(Debug, Endpoint)]
@@ -733,15 +746,35 @@ impl Admin {
 
     /// Creates the OpenBao namespace unless it exists; returns whether it wrote. Namespaces
     /// give each custodian (a region, the hub) a boundary of its own for keys and mounts.
-    pub async fn ensure_namespace(&self, name: &str) -> Result<bool, Error> {
-        let read = ReadNamespace { name: name.into() };
-        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
-            Ok(_) => Ok(false),
-            Err(ClientError::APIError { code: 404, .. }) => {
-                let create = CreateNamespace { name: name.into() };
+    pub async fn ensure_namespace(&self, name: &str, owner: &str) -> Result<bool, Error> {
+        match self.namespace_owner(name).await? {
+            Some(Some(found)) if found == owner => Ok(false),
+            Some(found) => Err(Error::NotOurs {
+                namespace: name.into(),
+                owner: found,
+            }),
+            None => {
+                let create = CreateNamespace {
+                    name: name.into(),
+                    custom_metadata: [(OWNER_METADATA.to_string(), owner.to_string())].into(),
+                };
                 vaultrs::api::exec_with_result(self.client().as_ref(), create).await?;
                 Ok(true)
             }
+        }
+    }
+
+    /// The owner an OpenBao namespace records: `None` when there is no such namespace,
+    /// `Some(None)` when it records none.
+    pub async fn namespace_owner(&self, name: &str) -> Result<Option<Option<String>>, Error> {
+        let read = ReadNamespace { name: name.into() };
+        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
+            Ok(found) => Ok(Some(
+                found["custom_metadata"][OWNER_METADATA]
+                    .as_str()
+                    .map(str::to_string),
+            )),
+            Err(ClientError::APIError { code: 404, .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

@@ -7,6 +7,7 @@
 //! | [`PseudonymisationService`] | namespaced | overarching service: pseudonyms per purpose, keys in OpenBao |
 //! | [`CatalogService`] | namespaced | overarching service: the DCAT-AP / HealthDCAT-AP catalogue |
 //! | [`Dataset`] | namespaced | metadata of one dataset at one stage, from which the catalogue is generated |
+//! | [`DataPermit`] | namespaced | access to a hub's data products for one holder, purpose and time |
 //!
 //! Everything here is plain data: no I/O. Doc comments become `kubectl explain`.
 
@@ -17,6 +18,7 @@
 mod catalog_service;
 mod common;
 mod data_hub;
+mod data_permit;
 mod dataset;
 mod pseudonymisation_service;
 mod region;
@@ -25,6 +27,7 @@ mod regional_node;
 pub use catalog_service::*;
 pub use common::*;
 pub use data_hub::*;
+pub use data_permit::*;
 pub use dataset::*;
 pub use pseudonymisation_service::*;
 pub use region::*;
@@ -48,6 +51,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         PseudonymisationService::crd(),
         CatalogService::crd(),
         Dataset::crd(),
+        DataPermit::crd(),
     ]
 }
 

@@ -23,7 +23,9 @@ use kube::runtime::reflector::ObjectRef;
 use super::apply::{OWNER_KIND_LABEL, OWNER_NAME_LABEL};
 use super::context::{Context, OpenBaoAccess};
 use super::{data_hub, driver};
-use crate::api::{CatalogService, DataHub, Dataset, PseudonymisationService, RegionalNode};
+use crate::api::{
+    CatalogService, DataHub, DataPermit, Dataset, PseudonymisationService, RegionalNode,
+};
 use crate::telemetry::{Health, Metrics, serve};
 
 /// Settings of the operator process.
@@ -508,17 +510,48 @@ async fn run_controllers(
                     .collect::<Vec<_>>()
             },
         )
-        .graceful_shutdown_on(until)
+        .graceful_shutdown_on(until.clone())
         .run(
             driver::reconcile::<CatalogService>,
             driver::error_policy::<CatalogService>,
-            ctx,
+            ctx.clone(),
         )
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "catalog controller");
             }
         });
-    futures::join!(nodes, hubs, pseudonymisation, datasets, catalogs);
+    // A permit follows its hub's data products, and changes phase on its own schedule.
+    let permits = Controller::new(
+        Api::<DataPermit>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let permit_store = permits.store();
+    let permits = permits
+        .watches(
+            Api::<DataHub>::all(client.clone()),
+            watcher::Config::default(),
+            move |hub: DataHub| {
+                let name = hub.name_any();
+                permit_store
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.spec.data_hub.name == name)
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(until)
+        .run(
+            driver::reconcile::<DataPermit>,
+            driver::error_policy::<DataPermit>,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "datapermit controller");
+            }
+        });
+    futures::join!(nodes, hubs, pseudonymisation, datasets, catalogs, permits);
     tracing::info!("controllers stopped");
 }

@@ -16,6 +16,7 @@
 //! - [`storage`]: where data and keys live (buckets, OpenBao namespaces, credentials).
 //! - [`dataset`]: the `Dataset` controller (distributions from the location).
 //! - [`catalog_service`]: the `CatalogService` controller (the served catalogue).
+//! - [`data_permit`]: the `DataPermit` controller (whether a permit grants access now).
 
 pub mod apply;
 pub mod backoff;
@@ -23,6 +24,7 @@ pub mod catalog_service;
 pub mod conditions;
 pub mod context;
 pub mod data_hub;
+pub mod data_permit;
 pub mod dataset;
 pub mod driver;
 pub mod manager;

@@ -68,6 +68,7 @@ impl Error {
         match self {
             Error::Invalid(_) => "InvalidSpec",
             Error::NotConfigured(_) => "NotConfigured",
+            Error::Keys(openbao::Error::NotOurs { .. }) => "Conflict",
             Error::Keys(_) => "KeysFailed",
             Error::Storage(s3::Error::NotOurs { .. }) => "Conflict",
             Error::Storage(_) => "StorageFailed",
@@ -110,6 +111,9 @@ pub fn failed(e: &Error) -> Vec<Desired> {
             "name a namespace of the resource's own (a node's spec.namespace, a hub's metadata.name), or remove the other one; the operator retries"
         }
         Error::Foreign(_) => "remove the other object; the operator retries",
+        Error::Keys(openbao::Error::NotOurs { .. }) => {
+            "give the resource a name whose OpenBao namespace is free, or remove the other namespace; the operator retries"
+        }
         Error::Storage(s3::Error::NotOurs { .. }) => {
             "give the resource a bucket prefix of its own (a node's spec.storage.bucketPrefix, a hub's spec.bucketPrefix); the operator retries"
         }
@@ -183,8 +187,20 @@ pub async fn delete_custody(
         .delete_kubernetes_role(AUTH_MOUNT, custody.role)
         .await?;
     admin.delete_policy(custody.policy).await?;
-    admin.delete_namespace(custody.openbao_namespace).await?;
-    metrics.api_write(controller, "OpenBaoNamespace", "delete");
+    // The namespace, with every key and credential in it, only when it records this
+    // custodian as its owner.
+    match admin.namespace_owner(custody.openbao_namespace).await? {
+        Some(Some(owner)) if owner == custody.owner => {
+            admin.delete_namespace(custody.openbao_namespace).await?;
+            metrics.api_write(controller, "OpenBaoNamespace", "delete");
+        }
+        Some(owner) => tracing::warn!(
+            namespace = custody.openbao_namespace,
+            owner = owner.as_deref().unwrap_or("none"),
+            "keeping an OpenBao namespace this resource does not own"
+        ),
+        None => {}
+    }
     tracing::warn!(
         namespace = custody.openbao_namespace,
         "deleted buckets and keys as the deletion policy asks"
@@ -271,13 +287,14 @@ pub enum CredentialError {
 /// every write.
 pub async fn ensure_custody(
     admin: &openbao::Admin,
+    owner: &str,
     namespace: &str,
     key: &str,
     rotate_days: Option<i32>,
     metrics: &Metrics,
     controller: &'static str,
 ) -> Result<(), openbao::Error> {
-    if admin.ensure_namespace(namespace).await? {
+    if admin.ensure_namespace(namespace, owner).await? {
         metrics.api_write(controller, "OpenBaoNamespace", "create");
     }
     let transit = admin.transit_in(namespace, KEY_MOUNT)?;

@@ -206,6 +206,7 @@ async fn external_pass(
     let layout = storage::hub_layout(hub);
     storage::ensure_custody(
         &bao.admin,
+        &storage::bucket_owner(hub),
         &layout.openbao_namespace,
         &layout.key,
         None,

@@ -218,6 +218,7 @@ async fn external_pass(
     let layout = storage::node_layout(node);
     storage::ensure_custody(
         &bao.admin,
+        &storage::bucket_owner(node),
         &layout.openbao_namespace,
         &layout.key,
         node.spec.keys.rotation_period_days,
