@@ -118,7 +118,7 @@ async fn a_permit_grants_access_only_while_valid_and_names_what_its_hub_lacks() 
                 &["waiting-times"],
                 &rfc3339(0),
                 &rfc3339(60),
-                "ssh-ed25519 not a key!",
+                "ssh-ed25519 *** not base64",
             ),
             "spec.holder.sshPublicKey",
         ),
