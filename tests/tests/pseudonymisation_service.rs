@@ -1048,7 +1048,7 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
             .any(|r| r["outcome"] == "failed" && r["reason"] == "413 Payload Too Large"),
         "{audit:?}"
     );
-    assert_eq!(audit.len(), 12, "nothing else is recorded: {audit:?}");
+    assert_eq!(audit.len(), 13, "nothing else is recorded: {audit:?}");
     assert!(
         audit
             .iter()

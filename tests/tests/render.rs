@@ -30,6 +30,25 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
     ])?;
     let operator = RunningOperator::start(cluster, "test-render").await?;
     let hubs: Api<DataHub> = Api::all(admin.clone());
+    // The hubs' pseudonymisation services live in the namespaces the operator makes for the
+    // hubs; the nodes export through them, and neither is Ready without them.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    for ns in ["hub-national", "hub-federated"] {
+        eventually(
+            &format!("namespace {ns}"),
+            Duration::from_secs(90),
+            || async { Ok(namespaces.get_opt(ns).await?.map(|_| ())) },
+        )
+        .await?;
+    }
+    let services = repo_root().join("environments/local/hub-services");
+    kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=vardhub-tests",
+        "-k",
+        &services.to_string_lossy(),
+    ])?;
     for name in ["national", "federated"] {
         eventually(
             &format!("the local hub {name} to be Ready"),
@@ -123,7 +142,6 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
 
     kubectl(&["delete", "-k", &dir_arg, "--wait=false"])?;
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
     eventually(
         "the local environment to be gone",
         Duration::from_secs(60),
