@@ -140,6 +140,9 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
         "the plan names exactly the manual edits"
     );
 
+    // The hubs' services first, and wholly, so that the next test's dry runs of the other
+    // alternatives do not meet them.
+    kubectl(&["delete", "-k", &services.to_string_lossy(), "--wait=true"])?;
     kubectl(&["delete", "-k", &dir_arg, "--wait=false"])?;
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
     eventually(
