@@ -131,6 +131,18 @@ pub fn failed(e: &Error) -> Vec<Desired> {
     c
 }
 
+/// The OpenBao and S3 connections a custodian's steps need, or which one the operator lacks.
+pub fn connections(
+    ctx: &super::context::Context,
+) -> Result<(&super::context::OpenBaoAccess, &s3::Storage), Error> {
+    let bao = ctx
+        .openbao
+        .as_ref()
+        .ok_or(Error::NotConfigured("OpenBao"))?;
+    let s3 = ctx.storage.as_deref().ok_or(Error::NotConfigured("S3"))?;
+    Ok((bao, s3))
+}
+
 /// What a custodian (a node or the hub) holds, for deletion.
 #[derive(Clone, Debug)]
 pub struct Custody<'a> {

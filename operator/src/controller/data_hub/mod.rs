@@ -77,11 +77,7 @@ impl Reconciled for DataHub {
     /// Deletes the hub's buckets (refused while objects remain unless `purgeObjects`) and its
     /// OpenBao namespace, policy and role.
     async fn destroy(&self, ctx: &Context) -> Result<(), Error> {
-        let bao = ctx
-            .openbao
-            .as_ref()
-            .ok_or(Error::NotConfigured("OpenBao"))?;
-        let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+        let (bao, s3) = storage::connections(ctx)?;
         let layout = storage::hub_layout(self);
         let custody = storage::Custody {
             buckets: vec![&layout.landing, &layout.standardised, &layout.products],
@@ -135,11 +131,7 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
     let (members, missing) = build::members(hub, &nodes);
     build::validate(hub, &members)?;
     let unresolved = unresolved_services(hub, ctx).await?;
-    let bao = ctx
-        .openbao
-        .as_ref()
-        .ok_or(Error::NotConfigured("OpenBao"))?;
-    let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+    let (bao, s3) = storage::connections(ctx)?;
 
     // The external pass, unless nothing it depends on (the hub, its members) changed since
     // the last one; what it found about the zones is kept for the status.

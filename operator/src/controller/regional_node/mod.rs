@@ -80,11 +80,7 @@ impl Reconciled for RegionalNode {
     /// Deletes the buckets (refused while objects remain unless `purgeObjects`), the OpenBao
     /// namespace with the region's key and credential, its policy and role.
     async fn destroy(&self, ctx: &Context) -> Result<(), Error> {
-        let bao = ctx
-            .openbao
-            .as_ref()
-            .ok_or(Error::NotConfigured("OpenBao"))?;
-        let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+        let (bao, s3) = storage::connections(ctx)?;
         let layout = storage::node_layout(self);
         let custody = storage::Custody {
             buckets: vec![&layout.landing, &layout.standardised],
@@ -125,11 +121,7 @@ impl Reconciled for RegionalNode {
 
 async fn run_pipeline(node: &RegionalNode, ctx: &Context) -> Result<Observed, Error> {
     validate::validate(node)?;
-    let bao = ctx
-        .openbao
-        .as_ref()
-        .ok_or(Error::NotConfigured("OpenBao"))?;
-    let s3 = ctx.storage.as_ref().ok_or(Error::NotConfigured("S3"))?;
+    let (bao, s3) = storage::connections(ctx)?;
 
     let hub = match &node.spec.hub {
         Some(r) => Api::<DataHub>::all(ctx.client.clone())
