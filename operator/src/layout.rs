@@ -102,6 +102,11 @@ pub struct HubLayout {
     pub policy: String,
     /// Kubernetes auth role of the hub's workloads.
     pub role: String,
+    /// OpenBao policy of the hub's exposure components: its read-only credential, nothing else.
+    pub exposure_policy: String,
+    /// Kubernetes auth role of the hub's exposure components. A `.` cannot occur in a hub's
+    /// name, so no other hub's role can have this name.
+    pub exposure_role: String,
 }
 
 /// The layout of a hub.
@@ -116,7 +121,17 @@ pub fn hub_layout(hub: &DataHub) -> HubLayout {
         key: "hub".into(),
         policy: format!("vardhub-hub-{name}"),
         role: format!("vardhub-hub-{name}"),
+        exposure_policy: format!("vardhub-hub-{name}.exposure"),
+        exposure_role: format!("vardhub-hub-{name}.exposure"),
     }
+}
+
+/// Name of the hub's exposure API objects (Deployment, Service, ServiceAccount, ...).
+pub const EXPOSURE_API: &str = "exposure-api";
+
+/// Where the hub's exposure API is served inside the cluster.
+pub fn exposure_api_url(hub: &DataHub) -> String {
+    format!("http://{EXPOSURE_API}.{}.svc", hub.workload_namespace())
 }
 
 /// KV path (in the hub's OpenBao namespace) of a node's ingest credential.
@@ -155,6 +170,9 @@ pub enum HubRole {
     /// Reads standardised data (the hub's, or the regions' exports in federated mode) and
     /// writes the purpose-specific zone.
     Publish,
+    /// Reads the purpose-specific zone, to hand products to permit holders (only while the
+    /// hub exposes them).
+    Expose,
 }
 
 impl HubRole {
@@ -163,15 +181,20 @@ impl HubRole {
         match self {
             HubRole::Standardise => "standardise",
             HubRole::Publish => "publish",
+            HubRole::Expose => "expose",
         }
     }
 
-    /// The roles a hub in `mode` has.
-    pub fn of(mode: StorageMode) -> &'static [HubRole] {
-        match mode {
-            StorageMode::Central => &[HubRole::Standardise, HubRole::Publish],
-            StorageMode::Federated => &[HubRole::Publish],
+    /// The roles `hub` has: by its storage mode, and `Expose` while it exposes products.
+    pub fn of(hub: &DataHub) -> Vec<HubRole> {
+        let mut roles = match hub.spec.storage_mode {
+            StorageMode::Central => vec![HubRole::Standardise, HubRole::Publish],
+            StorageMode::Federated => vec![HubRole::Publish],
+        };
+        if hub.exposes() {
+            roles.push(HubRole::Expose);
         }
+        roles
     }
 }
 
@@ -188,6 +211,7 @@ pub fn role_grants(hub: &DataHub, role: HubRole, members: &[RegionalNode]) -> Ve
             whole(&l.landing, Access::Read),
             whole(&l.standardised, Access::ReadWrite),
         ],
+        (HubRole::Expose, _) => vec![whole(&l.products, Access::Read)],
         (HubRole::Publish, StorageMode::Central) => vec![
             whole(&l.standardised, Access::Read),
             whole(&l.products, Access::ReadWrite),
@@ -254,11 +278,27 @@ pub fn hub_policy(hub: &DataHub) -> Value {
         (format!("{ns}/{KEY_MOUNT}/encrypt/{}", l.key), &["update"]),
         (format!("{ns}/{KEY_MOUNT}/decrypt/{}", l.key), &["update"]),
     ];
-    for role in HubRole::of(hub.spec.storage_mode) {
+    for role in HubRole::of(hub) {
+        if role == HubRole::Expose {
+            continue;
+        }
         paths.push((
-            format!("{ns}/{KV_MOUNT}/data/{}", role_credentials_path(*role)),
+            format!("{ns}/{KV_MOUNT}/data/{}", role_credentials_path(role)),
             &["read"],
         ));
     }
     openbao_policy(&paths)
+}
+
+/// The OpenBao policy of a hub's exposure components: read their own credential; no key.
+pub fn exposure_policy(hub: &DataHub) -> Value {
+    let l = hub_layout(hub);
+    openbao_policy(&[(
+        format!(
+            "{}/{KV_MOUNT}/data/{}",
+            l.openbao_namespace,
+            role_credentials_path(HubRole::Expose)
+        ),
+        &["read"],
+    )])
 }

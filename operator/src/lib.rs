@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod compare;
 pub mod controller;
 pub mod crdgen;
+pub mod exposure;
 pub mod flow;
 pub mod jobs;
 pub mod layout;

@@ -161,6 +161,41 @@ enum Command {
         #[arg(long)]
         name: String,
     },
+    /// Serve a hub's data products to the holders of data permits over HTTP (run by the hub's
+    /// controller when `spec.exposure.api` is on). Logs in to OpenBao with its ServiceAccount
+    /// for a read-only S3 credential; the OpenBao settings come from the environment
+    /// (`VAULT_ADDR`, `VARDHUB_OPENBAO_AUTH_MOUNT`, `VARDHUB_OPENBAO_ROLE`,
+    /// `VARDHUB_OPENBAO_TOKEN_FILE`, `VARDHUB_S3_CREDENTIALS`).
+    ExposureApi {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// Namespace of the hub's workloads and its `DataPermit`s.
+        #[arg(long, env = "POD_NAMESPACE")]
+        namespace: String,
+        /// The hub.
+        #[arg(long)]
+        hub: String,
+        /// The hub's purpose-specific bucket.
+        #[arg(long)]
+        bucket: String,
+        /// The OIDC issuer whose bearer tokens are accepted.
+        #[arg(long)]
+        issuer: String,
+        /// The audience the tokens must carry.
+        #[arg(long)]
+        audience: String,
+        #[arg(long, env = "VAULT_ADDR", hide = true)]
+        openbao_addr: String,
+        #[arg(long, env = "VARDHUB_OPENBAO_AUTH_MOUNT", hide = true)]
+        auth_mount: String,
+        #[arg(long, env = "VARDHUB_OPENBAO_ROLE", hide = true)]
+        openbao_role: String,
+        #[arg(long, env = "VARDHUB_OPENBAO_TOKEN_FILE", hide = true)]
+        token_file: PathBuf,
+        #[arg(long, env = "VARDHUB_S3_CREDENTIALS", hide = true)]
+        credentials: String,
+    },
     /// Render the DCAT-AP 3 / HealthDCAT-AP catalogue of a manifest directory offline, as the
     /// cluster would serve it: each dataset's distributions come from the directory's own
     /// hubs and nodes. Needs no cluster; for reviewing a change before it is merged.
@@ -458,6 +493,38 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print!("---\n{text}");
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::ExposureApi {
+            listen,
+            namespace,
+            hub,
+            bucket,
+            issuer,
+            audience,
+            openbao_addr,
+            auth_mount,
+            openbao_role,
+            token_file,
+            credentials,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                let settings = vardhub::exposure::api::Settings {
+                    namespace,
+                    hub,
+                    bucket,
+                    issuer,
+                    audience,
+                    openbao_addr,
+                    auth_mount,
+                    role: openbao_role,
+                    token_file,
+                    credentials,
+                };
+                vardhub::exposure::api::run(client, settings, listen, shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            })
         }
         Command::CatalogService {
             listen,

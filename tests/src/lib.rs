@@ -336,6 +336,13 @@ impl RunningOperator {
         Self::start_with(cluster, identity, "vardhub-operator", 15, true).await
     }
 
+    /// Starts an operator on the usual Lease whose workloads run the project's image built
+    /// for this run (`VARDHUB_IMAGE`, imported into the real node), so that they really run.
+    pub async fn start_with_image(cluster: &LocalCluster, identity: &str) -> Result<Self> {
+        let image = env("VARDHUB_IMAGE")?;
+        Self::start_full(cluster, identity, "vardhub-operator", 15, true, Some(image)).await
+    }
+
     /// Starts an operator on the given Lease, with or without OpenBao and S3.
     pub async fn start_with(
         cluster: &LocalCluster,
@@ -343,6 +350,25 @@ impl RunningOperator {
         lease: &str,
         lease_duration_seconds: u64,
         openbao: bool,
+    ) -> Result<Self> {
+        Self::start_full(
+            cluster,
+            identity,
+            lease,
+            lease_duration_seconds,
+            openbao,
+            None,
+        )
+        .await
+    }
+
+    async fn start_full(
+        cluster: &LocalCluster,
+        identity: &str,
+        lease: &str,
+        lease_duration_seconds: u64,
+        openbao: bool,
+        image: Option<String>,
     ) -> Result<Self> {
         let client = cluster.operator_client().await?;
         let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
@@ -352,7 +378,7 @@ impl RunningOperator {
             lease_name: lease.into(),
             identity: identity.into(),
             lease_duration_seconds,
-            image: None,
+            image,
             openbao: openbao.then(|| vardhub::controller::manager::OpenBaoSettings {
                 address: cluster.vault_addr.clone(),
                 auth: vardhub::adapters::openbao::Auth::Token(cluster.vault_token.clone()),

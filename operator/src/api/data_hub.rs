@@ -6,8 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CRON, CommonStatus, CountyCode, DNS_LABEL, DeletionPolicy, IMAGE_BY_DIGEST, Placement,
-    ResourceRef,
+    CRON, CommonStatus, CountyCode, DNS_LABEL, DeletionPolicy, HTTP_IRI, IMAGE_BY_DIGEST,
+    Placement, ResourceRef,
 };
 
 /// The region-common data hub: data mapped to the common data model, logically separated per
@@ -234,16 +234,39 @@ fn default_threshold() -> i32 {
     5
 }
 
-/// How consumers reach purpose-specific data.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// How consumers reach purpose-specific data. Either way, a consumer receives only the
+/// products of a `DataPermit` that is in force for it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!self.api || has(self.oidc)")
+    .message("spec.exposure.oidc: the API needs the OIDC issuer whose bearer tokens it accepts"))]
+#[x_kube(validation = Rule::new("!self.sftp")
+    .message("spec.exposure.sftp: SFTP exposure is not available yet; use spec.exposure.api"))]
 pub struct Exposure {
-    /// Serve purpose-specific data over an HTTP API.
+    /// Serve purpose-specific data over an HTTP API (`vardhub exposure-api`, in the hub's
+    /// namespace): listing and download, with range requests, of the products a permit holder
+    /// may receive.
     #[serde(default)]
     pub api: bool,
-    /// Share purpose-specific data over SFTP.
+    /// Share purpose-specific data over SFTP. Not available yet: `true` is refused, so that
+    /// nobody believes products are shared when they are not.
     #[serde(default)]
     pub sftp: bool,
+    /// The OIDC issuer whose tokens the API accepts, and the audience they must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcProvider>,
+}
+
+/// An OIDC issuer trusted by the hub's API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OidcProvider {
+    /// The issuer (`iss`); its keys are found at `<issuer>/.well-known/openid-configuration`.
+    #[schemars(regex(pattern = HTTP_IRI), length(max = 2048))]
+    pub issuer: String,
+    /// The audience (`aud`) tokens must carry: the client id the issuer gives the hub's API.
+    #[schemars(length(min = 1, max = 255))]
+    pub audience: String,
 }
 
 /// Observed state of a hub.
@@ -315,6 +338,11 @@ impl DataHub {
     pub fn deletes_data(&self) -> bool {
         self.spec.deletion_policy == super::DeletionPolicy::Delete
             && self.spec.confirm_deletion == Some(true)
+    }
+
+    /// Whether the hub hands data products to permit holders (API or SFTP).
+    pub fn exposes(&self) -> bool {
+        self.spec.exposure.api || self.spec.exposure.sftp
     }
 
     /// The prefix of the hub's bucket names.

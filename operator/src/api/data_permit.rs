@@ -116,3 +116,39 @@ pub struct DataPermitStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
 }
+
+impl DataPermit {
+    /// Whether the permit grants anything at `now`: within its validity (the end exclusive),
+    /// not being deleted, and not found invalid by its controller.
+    pub fn in_force(&self, now: k8s_openapi::jiff::Timestamp) -> bool {
+        self.metadata.deletion_timestamp.is_none()
+            && self.spec.valid_from.0 <= now
+            && now < self.spec.valid_until.0
+            && self
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_none_or(|p| p != "Invalid")
+    }
+
+    /// Whether the permit, in force at `now`, grants `product` of `hub` to the OIDC identity
+    /// (`issuer`, `subject`).
+    pub fn grants(
+        &self,
+        hub: &str,
+        issuer: &str,
+        subject: &str,
+        product: &str,
+        now: k8s_openapi::jiff::Timestamp,
+    ) -> bool {
+        self.spec.data_hub.name == hub
+            && self
+                .spec
+                .holder
+                .oidc
+                .as_ref()
+                .is_some_and(|o| o.issuer == issuer && o.subject == subject)
+            && self.spec.products.iter().any(|p| p == product)
+            && self.in_force(now)
+    }
+}

@@ -359,6 +359,27 @@ pub fn dataset(out: &mut Triples, cat: CatalogRef<'_>, ds: DatasetRef<'_>) -> Na
             lang(distribution_note(d.kind), "en"),
         );
         out.add(dns.clone(), dcat::ACCESS_URL, iri(&d.access_url));
+        if d.kind == crate::api::DistributionKind::Api
+            && let Some(endpoint) = reqwest::Url::parse(&d.access_url)
+                .and_then(|u| u.join("/v1/"))
+                .ok()
+        {
+            // The API that serves the distribution, as DCAT-AP describes an access service.
+            let service = blank(&["service", ds.name, &d.name]);
+            out.add(dns.clone(), dcat::ACCESS_SERVICE, service.clone());
+            out.add(service.clone(), rdf::TYPE, dcat::DATA_SERVICE);
+            out.add(
+                service.clone(),
+                dct::TITLE,
+                lang(
+                    "The hub's API for data products, for holders of a data permit",
+                    "en",
+                ),
+            );
+            out.add(service.clone(), dcat::ENDPOINT_URL, iri(endpoint.as_str()));
+            out.add(service.clone(), dcat::SERVES_DATASET, s.clone());
+            out.add(service, dct::ACCESS_RIGHTS, rights.clone());
+        }
         out.add(dns.clone(), dct::ACCESS_RIGHTS, rights.clone());
         legislation(out, &dns, &spec.applicable_legislation);
         run_figures(out, &dns, d);

@@ -5,7 +5,7 @@
 use crate::api::{
     DataHub, DatasetLocation, Distribution, DistributionKind, RegionalNode, Stage, StorageMode,
 };
-use crate::layout::{hub_layout, node_layout};
+use crate::layout::{exposure_api_url, hub_layout, node_layout};
 
 /// The resource that holds a dataset.
 #[derive(Clone, Copy, Debug)]
@@ -243,12 +243,28 @@ pub fn distributions(
                             ),
                         });
                     }
-                    Ok(vec![s3(
+                    let mut out = vec![s3(
                         &layout.products,
                         Some(product),
                         format!("Data product {product} in the hub's purpose-specific zone"),
                         STABLE,
-                    )])
+                    )];
+                    if hub.spec.exposure.api {
+                        out.push(Distribution {
+                            name: "api".into(),
+                            kind: DistributionKind::Api,
+                            access_url: format!(
+                                "{}/v1/products/{product}/objects",
+                                exposure_api_url(hub)
+                            ),
+                            title: format!(
+                                "Data product {product} through the hub's API, for holders of a data permit"
+                            ),
+                            availability: Some(STABLE.into()),
+                            ..Default::default()
+                        });
+                    }
+                    Ok(out)
                 }
             }
         }
@@ -305,6 +321,22 @@ mod tests {
             e.message.contains("declares: waiting-times"),
             "{}",
             e.message
+        );
+    }
+
+    #[test]
+    fn an_exposed_product_is_also_reached_through_the_hubs_api() {
+        let mut h = hub("central");
+        let at_product = at(Stage::PurposeSpecific, true, Some("waiting-times"));
+        let only_s3 = distributions(&at_product, Some(Holder::Hub(&h))).expect("resolved");
+        assert_eq!(only_s3.len(), 1, "not exposed: the bucket alone");
+        h.spec.exposure.api = true;
+        let d = distributions(&at_product, Some(Holder::Hub(&h))).expect("resolved");
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[1].kind, DistributionKind::Api);
+        assert_eq!(
+            d[1].access_url,
+            "http://exposure-api.hub-national.svc/v1/products/waiting-times/objects"
         );
     }
 

@@ -321,4 +321,39 @@ mod tests {
         let csv = String::from_utf8(c.variables_csv().expect("csv")).expect("utf-8");
         assert!(csv.starts_with(&variables::HEADER.join(",")));
     }
+
+    #[test]
+    fn an_exposed_product_names_the_hubs_api_as_its_access_service() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments/local");
+        let mut resources = crate::manifest::load(&dir).expect("environments/local loads");
+        for hub in &mut resources.hubs {
+            hub.spec.exposure.api = true;
+        }
+        let c = offline(&resources, None).expect("its catalogue renders");
+        let one = serialize(
+            &c.dataset("hip-fracture-product").expect("present"),
+            Format::NTriples,
+        )
+        .expect("n-triples");
+        let text = String::from_utf8(one).expect("utf-8");
+        assert!(
+            text.contains("<http://www.w3.org/ns/dcat#accessService>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("<http://www.w3.org/ns/dcat#DataService>"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "<http://www.w3.org/ns/dcat#endpointURL> <http://exposure-api.hub-national.svc/v1/>"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "<http://exposure-api.hub-national.svc/v1/products/hip-fracture/objects>"
+            )
+        );
+    }
 }

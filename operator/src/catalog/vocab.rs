@@ -26,6 +26,8 @@ terms!(
         CONTACT_POINT = "contactPoint", THEME = "theme", THEME_TAXONOMY = "themeTaxonomy",
         KEYWORD = "keyword", START_DATE = "startDate", END_DATE = "endDate",
         MEDIA_TYPE = "mediaType", BYTE_SIZE = "byteSize",
+        ACCESS_SERVICE = "accessService", DATA_SERVICE = "DataService",
+        ENDPOINT_URL = "endpointURL", SERVES_DATASET = "servesDataset",
     }
 );
 terms!(

@@ -357,7 +357,7 @@ pub fn describe_retention(r: &s3::Retention) -> String {
 mod tests {
     use super::*;
     use crate::adapters::s3::Access;
-    use crate::api::{DataHub, RegionalNode, StorageMode};
+    use crate::api::{DataHub, RegionalNode};
     use serde_json::json;
 
     fn node(name: &str, regions: &[&str]) -> RegionalNode {
@@ -400,7 +400,7 @@ mod tests {
                 .iter()
                 .all(|g| g.prefix.as_deref() == Some("export/research"))
         );
-        assert_eq!(HubRole::of(StorageMode::Federated), &[HubRole::Publish]);
+        assert_eq!(HubRole::of(&hub("federated")), vec![HubRole::Publish]);
     }
 
     #[test]

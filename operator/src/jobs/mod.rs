@@ -373,25 +373,37 @@ async fn credential(addr: &str, token: &str, full_path: &str) -> Result<IssuedCr
         .with_context(|| format!("no S3 credential at {full_path}"))
 }
 
+/// Logs in to OpenBao as a workload, with the ServiceAccount token in `token_file` under the
+/// Kubernetes auth `role` at `auth_mount`, and reads its S3 credential at `credentials`
+/// (`<namespace>/<mount>/data/<path>`). Returns the OpenBao token and the credential. Used by
+/// the jobs and the exposure API.
+pub async fn workload_credential(
+    openbao_addr: &str,
+    auth_mount: &str,
+    role: &str,
+    token_file: &std::path::Path,
+    credentials: &str,
+) -> Result<(String, IssuedCredentials)> {
+    let jwt = std::fs::read_to_string(token_file)
+        .with_context(|| format!("reading the ServiceAccount token {}", token_file.display()))?;
+    let (token, _) = openbao::login_kubernetes(openbao_addr, auth_mount, role, &jwt)
+        .await
+        .with_context(|| format!("logging in to OpenBao as role {role}"))?;
+    let issued = credential(openbao_addr, &token, credentials).await?;
+    Ok((token, issued))
+}
+
 /// Runs one job to its end.
 pub async fn run(stage: Stage, settings: &Settings) -> Result<Report> {
-    let jwt = std::fs::read_to_string(&settings.token_file).with_context(|| {
-        format!(
-            "reading the ServiceAccount token {}",
-            settings.token_file.display()
-        )
-    })?;
-    let (token, _) = openbao::login_kubernetes(
+    let (token, issued) = workload_credential(
         &settings.openbao_addr,
         &settings.auth_mount,
         &settings.role,
-        &jwt,
+        &settings.token_file,
+        &settings.credentials,
     )
-    .await
-    .with_context(|| format!("logging in to OpenBao as role {}", settings.role))?;
-    let s3 = credential(&settings.openbao_addr, &token, &settings.credentials)
-        .await?
-        .client();
+    .await?;
+    let s3 = issued.client();
     let buckets = settings.buckets();
     for bucket in &buckets {
         s3.head_bucket()

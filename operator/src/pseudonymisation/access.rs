@@ -311,18 +311,34 @@ pub enum DiscoveryError {
     #[error("reading the ServiceAccount issuer's keys: {0}")]
     Kube(#[from] kube::Error),
     /// The keys could not be used.
-    #[error("the ServiceAccount issuer's keys are unusable: {0}")]
+    #[error("the token issuer's keys are unusable: {0}")]
     Keys(String),
+    /// An OIDC issuer's discovery document or keys could not be read.
+    #[error("reading the OIDC issuer's keys: {0}")]
+    Oidc(String),
 }
 
-/// Verifies callers' tokens.
+/// Where a verifier reads its issuer's keys again.
+enum KeySource {
+    /// The API server's ServiceAccount issuer, through the API server.
+    Kube(kube::Client),
+    /// An OIDC issuer, through its discovery document.
+    Oidc {
+        http: reqwest::Client,
+        issuer: String,
+    },
+}
+
+/// Verifies bearer tokens: signature, issuer, audience and lifetime. [`Verifier::verify`]
+/// then reads a ServiceAccount from them; [`Verifier::subject`] the plain OIDC subject.
 pub struct Verifier {
     issuer: String,
     audience: String,
     keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
-    client: Option<kube::Client>,
+    source: Option<KeySource>,
     refreshed: Mutex<Instant>,
     liveness: Option<Liveness>,
+    leeway: u64,
 }
 
 impl Verifier {
@@ -333,10 +349,77 @@ impl Verifier {
             issuer,
             audience: audience.into(),
             keys: RwLock::new(keys),
-            client: Some(client),
+            source: Some(KeySource::Kube(client)),
             refreshed: Mutex::new(Instant::now()),
             liveness: None,
+            leeway: LEEWAY_SECONDS,
         })
+    }
+
+    /// Reads the keys of the OIDC issuer `issuer` (`<issuer>/.well-known/openid-configuration`,
+    /// then its `jwks_uri`) with `http`. The discovery document must name the same issuer.
+    pub async fn discover_oidc(
+        http: reqwest::Client,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, DiscoveryError> {
+        let keys = Self::fetch_oidc(&http, issuer).await?;
+        Ok(Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            keys: RwLock::new(keys),
+            source: Some(KeySource::Oidc {
+                http,
+                issuer: issuer.into(),
+            }),
+            refreshed: Mutex::new(Instant::now()),
+            liveness: None,
+            leeway: LEEWAY_SECONDS,
+        })
+    }
+
+    /// The same verifier, tolerating `seconds` of clock skew instead of [`LEEWAY_SECONDS`].
+    pub fn with_leeway(self, seconds: u64) -> Self {
+        Self {
+            leeway: seconds,
+            ..self
+        }
+    }
+
+    async fn fetch_oidc(
+        http: &reqwest::Client,
+        issuer: &str,
+    ) -> Result<HashMap<String, (Algorithm, DecodingKey)>, DiscoveryError> {
+        let oidc = |e: reqwest::Error| DiscoveryError::Oidc(e.without_url().to_string());
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let discovery: Discovery = http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(oidc)?
+            .json()
+            .await
+            .map_err(oidc)?;
+        if discovery.issuer != issuer {
+            return Err(DiscoveryError::Keys(format!(
+                "the discovery document names the issuer {}, not {issuer}",
+                discovery.issuer
+            )));
+        }
+        let jwks: JwkSet = http
+            .get(&discovery.jwks_uri)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(oidc)?
+            .json()
+            .await
+            .map_err(oidc)?;
+        decoding_keys(&jwks)
     }
 
     /// The same verifier, also having every token confirmed as live (see [`Liveness`]).
@@ -353,9 +436,10 @@ impl Verifier {
             issuer: issuer.into(),
             audience: audience.into(),
             keys: RwLock::new(decoding_keys(jwks)?),
-            client: None,
+            source: None,
             refreshed: Mutex::new(Instant::now()),
             liveness: None,
+            leeway: LEEWAY_SECONDS,
         })
     }
 
@@ -388,7 +472,7 @@ impl Verifier {
 
     /// Reads the keys again when the last read is older than [`REFRESH_INTERVAL`].
     async fn refresh(&self) {
-        let Some(client) = &self.client else { return };
+        let Some(source) = &self.source else { return };
         {
             let Ok(mut last) = self.refreshed.lock() else {
                 return;
@@ -398,13 +482,17 @@ impl Verifier {
             }
             *last = Instant::now();
         }
-        match Self::fetch(client).await {
-            Ok((_, keys)) => {
+        let fetched = match source {
+            KeySource::Kube(client) => Self::fetch(client).await.map(|(_, keys)| keys),
+            KeySource::Oidc { http, issuer } => Self::fetch_oidc(http, issuer).await,
+        };
+        match fetched {
+            Ok(keys) => {
                 if let Ok(mut held) = self.keys.write() {
                     *held = keys;
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "could not read the ServiceAccount issuer's keys"),
+            Err(e) => tracing::warn!(error = %e, "could not read the token issuer's keys"),
         }
     }
 
@@ -412,8 +500,8 @@ impl Verifier {
         self.keys.read().ok()?.get(kid).cloned()
     }
 
-    /// The caller a bearer token proves, or why it proves none.
-    pub async fn verify(&self, token: &str) -> Result<Caller, Refusal> {
+    /// The claims of a bearer token whose signature, issuer, audience and lifetime verify.
+    async fn verified_claims(&self, token: &str) -> Result<serde_json::Value, Refusal> {
         let header = decode_header(token).map_err(|e| Refusal::Invalid(e.to_string()))?;
         let kid = header.kid.unwrap_or_default();
         let (alg, key) = match self.key(&kid) {
@@ -429,10 +517,30 @@ impl Verifier {
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.validate_nbf = true;
-        validation.leeway = LEEWAY_SECONDS;
-        let claims = decode::<serde_json::Value>(token, &key, &validation)
+        validation.leeway = self.leeway;
+        Ok(decode::<serde_json::Value>(token, &key, &validation)
             .map_err(|e| Refusal::Invalid(e.to_string()))?
-            .claims;
+            .claims)
+    }
+
+    /// The subject (`sub`) of a verified OIDC token.
+    pub async fn subject(&self, token: &str) -> Result<String, Refusal> {
+        let claims = self.verified_claims(token).await?;
+        claims["sub"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| Refusal::Invalid("the token names no subject".into()))
+    }
+
+    /// The issuer tokens must name.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The caller a bearer token proves, or why it proves none.
+    pub async fn verify(&self, token: &str) -> Result<Caller, Refusal> {
+        let claims = self.verified_claims(token).await?;
         let claims: Claims =
             serde_json::from_value(claims).map_err(|_| Refusal::NotServiceAccount)?;
         if let Some(liveness) = &self.liveness {

@@ -1,13 +1,13 @@
-//! The service's audit trail: one JSON line per request, served or refused.
-//!
-//! Records are written straight to standard output (or to a writer of the caller's choice),
-//! outside the log and its levels, so that no log setting can switch them off; the platform's
-//! log collection keeps them with the pod's other output. A record names the caller, the
+//! The service's audit trail: one JSON line per request, served or refused, through the
+//! components' shared [`AuditSink`]; the platform's log collection keeps them with the pod's
+//! other output. A record names the caller, the
 //! domain, the action, the outcome and the row count: never an identifier, a pseudonym or a
 //! token.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use crate::telemetry::AuditSink;
 
 use serde::Serialize;
 
@@ -80,8 +80,6 @@ pub struct Record<'a> {
 
 #[derive(Serialize)]
 struct Line<'a> {
-    time: String,
-    audit: &'static str,
     #[serde(flatten)]
     record: &'a Record<'a>,
     /// The purpose the resource states for the domain, so that a record says what the
@@ -91,9 +89,9 @@ struct Line<'a> {
 }
 
 /// Where records go.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuditLog {
-    sink: Arc<Mutex<Box<dyn Write + Send>>>,
+    sink: AuditSink,
     purposes: Arc<std::collections::BTreeMap<String, String>>,
 }
 
@@ -103,17 +101,11 @@ impl Default for AuditLog {
     }
 }
 
-impl std::fmt::Debug for AuditLog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("AuditLog")
-    }
-}
-
 impl AuditLog {
     /// Records written to `writer`, one line each.
     pub fn to(writer: impl Write + Send + 'static) -> Self {
         Self {
-            sink: Arc::new(Mutex::new(Box::new(writer))),
+            sink: AuditSink::to(STREAM, writer),
             purposes: Default::default(),
         }
     }
@@ -128,30 +120,17 @@ impl AuditLog {
 
     /// Writes one record, whole, as one line.
     pub fn record(&self, record: &Record<'_>) {
-        let line = Line {
-            time: k8s_openapi::jiff::Timestamp::now().to_string(),
-            audit: STREAM,
+        self.sink.write(&Line {
             record,
             purpose: self.purposes.get(record.domain).map(String::as_str),
-        };
-        let Ok(mut bytes) = serde_json::to_vec(&line) else {
-            return;
-        };
-        bytes.push(b'\n');
-        match self.sink.lock() {
-            Ok(mut sink) => {
-                if sink.write_all(&bytes).and_then(|()| sink.flush()).is_err() {
-                    tracing::error!("could not write an audit record");
-                }
-            }
-            Err(_) => tracing::error!("the audit log is unusable"),
-        }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[derive(Clone, Default)]
     struct Shared(Arc<Mutex<Vec<u8>>>);

@@ -1,9 +1,11 @@
 //! Observability: Prometheus metrics, the `/healthz`, `/readyz` and `/metrics` endpoints, and
 //! logging.
 
+mod audit;
 mod metrics;
 mod server;
 
+pub use audit::AuditSink;
 pub use metrics::Metrics;
 pub use server::{Health, serve};
 

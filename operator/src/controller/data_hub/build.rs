@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{Container, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Container, Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
@@ -242,6 +244,10 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
         OwnedKind::namespaced::<NetworkPolicy>(),
         OwnedKind::namespaced::<ServiceAccount>(),
         OwnedKind::namespaced::<CronJob>(),
+        OwnedKind::namespaced::<Role>(),
+        OwnedKind::namespaced::<RoleBinding>(),
+        OwnedKind::namespaced::<Deployment>(),
+        OwnedKind::namespaced::<Service>(),
     ]
 }
 
@@ -307,6 +313,7 @@ pub fn children(
     for job in jobs(hub, members, inputs) {
         objects.push(DesiredObject::from_typed(&job)?);
     }
+    objects.extend(super::exposure::children(hub, inputs)?);
     Ok(objects)
 }
 

@@ -9,6 +9,7 @@
 //! `deletionPolicy: Delete` is confirmed.
 
 pub mod build;
+pub mod exposure;
 
 use std::time::Duration;
 
@@ -87,6 +88,10 @@ impl Reconciled for DataHub {
             role: &layout.role,
         };
         let purge = self.spec.purge_objects == Some(true);
+        bao.admin
+            .delete_kubernetes_role(storage::AUTH_MOUNT, &layout.exposure_role)
+            .await?;
+        bao.admin.delete_policy(&layout.exposure_policy).await?;
         storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
     }
 
@@ -220,6 +225,27 @@ async fn external_pass(
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
+    // The exposure API's own identity: it reads its credential and nothing else.
+    if hub.spec.exposure.api {
+        if bao
+            .admin
+            .ensure_policy(&layout.exposure_policy, &storage::exposure_policy(hub))
+            .await?
+        {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
+        }
+        if bao
+            .admin
+            .ensure_kubernetes_role(
+                storage::AUTH_MOUNT,
+                &layout.exposure_role,
+                &exposure::role(hub),
+            )
+            .await?
+        {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
+        }
+    }
 
     // Zones.
     let zones = build::zones(hub);
@@ -264,8 +290,8 @@ async fn external_pass(
         )
         .await?;
     }
-    for role in HubRole::of(hub.spec.storage_mode) {
-        let path = storage::role_credentials_path(*role);
+    for role in HubRole::of(hub) {
+        let path = storage::role_credentials_path(role);
         let session = format!("hub-{}-{}", hub.name_any(), role.name());
         storage::ensure_credential(
             s3,
@@ -275,7 +301,7 @@ async fn external_pass(
                 path: &path,
                 session: &session,
             },
-            &storage::role_grants(hub, *role, members),
+            &storage::role_grants(hub, role, members),
             &ctx.metrics,
             CONTROLLER,
         )

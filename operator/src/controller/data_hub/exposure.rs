@@ -1,0 +1,305 @@
+//! What a hub runs to hand its data products to permit holders: the API component (`vardhub
+//! exposure-api`) with its own identity, read-only in the cluster (permits) and in S3 (the
+//! purpose-specific zone), its Service and its network policy. Pure.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
+    ServiceAccount, ServicePort, ServiceSpec,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::core::ObjectMeta;
+
+use crate::adapters::openbao::KubernetesRole;
+use crate::api::DataHub;
+use crate::controller::apply::DesiredObject;
+use crate::controller::network;
+use crate::controller::storage::{self, HubRole, TOKEN_TTL_SECONDS};
+use crate::controller::workload::{self, Inputs};
+
+pub use crate::layout::{EXPOSURE_API as API, exposure_api_url as api_url};
+/// Port of the API's HTTP server.
+pub const PORT: i32 = 8080;
+
+fn selector_labels(hub: &DataHub) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "exposure-api".to_string(),
+        ),
+        ("app.kubernetes.io/instance".to_string(), hub.name_any()),
+    ])
+}
+
+fn meta(hub: &DataHub) -> ObjectMeta {
+    let mut labels = selector_labels(hub);
+    labels.insert("app.kubernetes.io/component".into(), "exposure".into());
+    ObjectMeta {
+        name: Some(API.into()),
+        namespace: Some(hub.workload_namespace()),
+        labels: Some(labels),
+        ..Default::default()
+    }
+}
+
+/// The Kubernetes auth role of the exposure components: their ServiceAccount, in the hub's
+/// namespace, gets the exposure policy and nothing else (no key, no other role's credential).
+pub fn role(hub: &DataHub) -> KubernetesRole {
+    KubernetesRole {
+        service_accounts: vec![API.into()],
+        namespaces: vec![hub.workload_namespace()],
+        policies: vec![storage::hub_layout(hub).exposure_policy],
+        ttl_seconds: TOKEN_TTL_SECONDS,
+        ..Default::default()
+    }
+}
+
+/// The objects of the hub's exposure: none unless `spec.exposure.api` is on.
+pub fn children(hub: &DataHub, inputs: &Inputs) -> Result<Vec<DesiredObject>, serde_json::Error> {
+    let Some(oidc) = hub
+        .spec
+        .exposure
+        .oidc
+        .as_ref()
+        .filter(|_| hub.spec.exposure.api)
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![
+        DesiredObject::from_typed(&ServiceAccount {
+            metadata: meta(hub),
+            automount_service_account_token: Some(true),
+            ..Default::default()
+        })?,
+        DesiredObject::from_typed(&permit_reader(hub))?,
+        DesiredObject::from_typed(&role_binding(hub))?,
+        DesiredObject::from_typed(&deployment(hub, inputs, &oidc.issuer, &oidc.audience))?,
+        DesiredObject::from_typed(&service(hub))?,
+        DesiredObject::from_typed(&network_policy(hub, inputs, &oidc.issuer))?,
+    ])
+}
+
+/// Read-only access to the permits of the hub's namespace: all the API needs to decide.
+pub fn permit_reader(hub: &DataHub) -> Role {
+    Role {
+        metadata: meta(hub),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec!["vardhub.io".into()]),
+            resources: Some(vec!["datapermits".into()]),
+            verbs: vec!["get".into(), "list".into(), "watch".into()],
+            ..Default::default()
+        }]),
+    }
+}
+
+fn role_binding(hub: &DataHub) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(hub),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "Role".into(),
+            name: API.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: API.into(),
+            namespace: Some(hub.workload_namespace()),
+            ..Default::default()
+        }]),
+    }
+}
+
+/// The API's Deployment, meeting Pod Security "restricted". It logs in to OpenBao with its
+/// ServiceAccount's token and reads its S3 credential there: no secret in the spec.
+pub fn deployment(hub: &DataHub, inputs: &Inputs, issuer: &str, audience: &str) -> Deployment {
+    let l = storage::hub_layout(hub);
+    let probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::Int(PORT),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let mut env = workload::job_identity(
+        &inputs.openbao_addr,
+        &l.exposure_role,
+        &format!(
+            "{}/{}/data/{}",
+            l.openbao_namespace,
+            storage::KV_MOUNT,
+            storage::role_credentials_path(HubRole::Expose)
+        ),
+        &inputs.s3_endpoint,
+    );
+    for e in &mut env {
+        if e.name == "VARDHUB_OPENBAO_TOKEN_FILE" {
+            e.value = Some("/var/run/secrets/kubernetes.io/serviceaccount/token".into());
+        }
+    }
+    let placement = &hub.spec.placement;
+    let container = Container {
+        name: "api".into(),
+        image: Some(inputs.image.clone()),
+        args: Some(vec![
+            "exposure-api".into(),
+            format!("--listen=0.0.0.0:{PORT}"),
+            format!("--namespace={}", hub.workload_namespace()),
+            format!("--hub={}", hub.name_any()),
+            format!("--bucket={}", l.products),
+            format!("--issuer={issuer}"),
+            format!("--audience={audience}"),
+        ]),
+        env: Some(env),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: PORT,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe("/readyz")),
+        liveness_probe: Some(probe("/healthz")),
+        resources: Some(workload::resources_or(placement, "100m", "64Mi", "256Mi")),
+        security_context: Some(workload::restricted_container()),
+        ..Default::default()
+    };
+    let mut template = meta(hub);
+    template.name = None;
+    template.namespace = None;
+    Deployment {
+        metadata: meta(hub),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(hub)),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(template),
+                spec: Some(PodSpec {
+                    service_account_name: Some(API.into()),
+                    containers: vec![container],
+                    security_context: Some(workload::restricted_pod()),
+                    node_selector: workload::node_selector(placement),
+                    tolerations: workload::tolerations(placement),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn service(hub: &DataHub) -> Service {
+    Service {
+        metadata: meta(hub),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(hub)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Permit holders come from anywhere, so the HTTP port is open to all; every request is
+/// authenticated and checked against a permit. Out of the pod go, besides the hub's own
+/// paths (DNS, OpenBao, S3), the API server (permits) and the issuer's address when it is an
+/// IP literal; an issuer named by host name is reached only if it is OpenBao.
+pub fn network_policy(hub: &DataHub, inputs: &Inputs, issuer: &str) -> NetworkPolicy {
+    let mut egress = network::to_peers(&inputs.paths.api_server);
+    egress.extend(network::to_peers(&network::literal(issuer)));
+    NetworkPolicy {
+        metadata: meta(hub),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(hub)),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(PORT)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            egress: Some(egress),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(exposure: serde_json::Value) -> DataHub {
+        DataHub::new(
+            "h",
+            serde_json::from_value(serde_json::json!({ "exposure": exposure })).expect("spec"),
+        )
+    }
+
+    #[test]
+    fn nothing_runs_unless_the_api_is_on() {
+        let inputs = Inputs::default();
+        assert!(
+            children(&hub(serde_json::json!({})), &inputs)
+                .expect("objects")
+                .is_empty()
+        );
+        let on = hub(serde_json::json!({
+            "api": true,
+            "oidc": {"issuer": "http://10.0.0.1:8200/v1/identity/oidc", "audience": "a"},
+        }));
+        let objects = children(&on, &inputs).expect("objects");
+        assert_eq!(objects.len(), 6);
+    }
+
+    #[test]
+    fn the_api_reads_permits_and_its_own_credential_only() {
+        let h = hub(serde_json::json!({
+            "api": true,
+            "oidc": {"issuer": "http://10.0.0.1:8200/v1/identity/oidc", "audience": "a"},
+        }));
+        let rules = permit_reader(&h).rules.unwrap_or_default();
+        assert!(rules.iter().all(|r| {
+            r.resources == Some(vec!["datapermits".to_string()])
+                && r.verbs
+                    .iter()
+                    .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
+        }));
+        let policy = storage::exposure_policy(&h).to_string();
+        assert!(
+            policy.contains("hub-h/secrets/data/s3/roles/expose"),
+            "{policy}"
+        );
+        assert!(!policy.contains("transit"), "{policy}");
+        assert_eq!(role(&h).service_accounts, vec![API.to_string()]);
+        let pod = deployment(&h, &Inputs::default(), "http://i", "a")
+            .spec
+            .and_then(|s| s.template.spec)
+            .expect("pod");
+        let env = pod.containers[0].env.clone().unwrap_or_default();
+        assert!(
+            env.iter()
+                .all(|e| !e.name.contains("SECRET") && e.value_from.is_none()),
+            "no secret in the pod spec"
+        );
+    }
+}

@@ -1,0 +1,543 @@
+//! Exposure by API, end to end on the real node: a hub with `exposure.api` runs the project's
+//! API component in a real pod; holders with tokens of a real OIDC issuer (OpenBao's identity
+//! tokens) read exactly what their permits grant, byte ranges included; everything else is
+//! refused with the specific status; a deleted permit and an expired token stop working; and
+//! the component's audit trail holds every request the test made, and nothing else.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::{Api, Client};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use vardhub::api::{DataHub, DataPermit};
+use vardhub::controller::conditions::{is_true, types};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually};
+
+const HUB: &str = "exposed";
+const NS: &str = "hub-exposed";
+const USERPASS: &str = "exposure-holders";
+const OIDC_KEY: &str = "exposure-tests";
+/// Tokens of this OIDC role live 20 seconds, so that the test sees one expire.
+const OIDC_ROLE: &str = "exposure-tests";
+const HOLDER_POLICY: &str = "exposure-test-holder";
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the tests with `make test`"))
+}
+
+/// OpenBao's HTTP API as its root, for setting up the issuer and its users.
+struct Bao {
+    http: reqwest::Client,
+    addr: String,
+    token: String,
+}
+
+impl Bao {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value)> {
+        let mut request = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", &self.token);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    async fn write(&self, path: &str, body: Value) -> Result<Value> {
+        let (status, value) = self.call(reqwest::Method::POST, path, Some(body)).await?;
+        if !status.is_success() {
+            bail!("OpenBao refused POST {path}: {status} {value}");
+        }
+        Ok(value)
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        self.call(reqwest::Method::DELETE, path, None).await?;
+        Ok(())
+    }
+}
+
+/// A holder: a user of OpenBao's userpass method, whose entity is the token subject.
+struct Holder {
+    token: String,
+    entity: String,
+}
+
+async fn holder(bao: &Bao, name: &str) -> Result<Holder> {
+    bao.write(
+        &format!("auth/{USERPASS}/users/{name}"),
+        json!({"password": "exposure-test-password", "token_policies": HOLDER_POLICY}),
+    )
+    .await?;
+    let login = bao
+        .write(
+            &format!("auth/{USERPASS}/login/{name}"),
+            json!({"password": "exposure-test-password"}),
+        )
+        .await?;
+    Ok(Holder {
+        token: login["auth"]["client_token"]
+            .as_str()
+            .context("login token")?
+            .into(),
+        entity: login["auth"]["entity_id"]
+            .as_str()
+            .context("entity id")?
+            .into(),
+    })
+}
+
+/// A fresh identity token of the holder.
+async fn id_token(bao: &Bao, holder: &Holder) -> Result<String> {
+    let answer: Value = bao
+        .http
+        .get(format!("{}/v1/identity/oidc/token/{OIDC_ROLE}", bao.addr))
+        .header("X-Vault-Token", &holder.token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(answer["data"]["token"]
+        .as_str()
+        .context("identity token")?
+        .into())
+}
+
+/// Sets up OpenBao as the OIDC issuer: its issuer URL, a signing key, a role whose tokens
+/// live 20 s, a userpass method and the policy that lets holders ask for tokens. Returns the
+/// issuer and the audience.
+async fn issuer(bao: &Bao) -> Result<(String, String)> {
+    bao.write("identity/oidc/config", json!({"issuer": bao.addr}))
+        .await?;
+    let (status, value) = bao
+        .call(
+            reqwest::Method::POST,
+            &format!("sys/auth/{USERPASS}"),
+            Some(json!({"type": "userpass"})),
+        )
+        .await?;
+    if !status.is_success() && !value.to_string().contains("path is already in use") {
+        bail!("enabling userpass: {status} {value}");
+    }
+    bao.write(
+        &format!("identity/oidc/key/{OIDC_KEY}"),
+        json!({"allowed_client_ids": "*", "rotation_period": "24h", "verification_ttl": "24h"}),
+    )
+    .await?;
+    bao.write(
+        &format!("identity/oidc/role/{OIDC_ROLE}"),
+        json!({"key": OIDC_KEY, "ttl": "20s"}),
+    )
+    .await?;
+    bao.write(
+        &format!("sys/policies/acl/{HOLDER_POLICY}"),
+        json!({"policy": format!("path \"identity/oidc/token/{OIDC_ROLE}\" {{ capabilities = [\"read\"] }}")}),
+    )
+    .await?;
+    let (_, role) = bao
+        .call(
+            reqwest::Method::GET,
+            &format!("identity/oidc/role/{OIDC_ROLE}"),
+            None,
+        )
+        .await?;
+    let audience = role["data"]["client_id"]
+        .as_str()
+        .context("the role's client id")?
+        .to_string();
+    let discovery: Value = bao
+        .http
+        .get(format!(
+            "{}/v1/identity/oidc/.well-known/openid-configuration",
+            bao.addr
+        ))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let issuer = discovery["issuer"]
+        .as_str()
+        .context("the issuer")?
+        .to_string();
+    Ok((issuer, audience))
+}
+
+fn permit(name: &str, product: &str, issuer: &str, subject: &str) -> Result<DataPermit> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let at = |s: i64| {
+        (now + k8s_openapi::jiff::SignedDuration::from_secs(s))
+            .round(k8s_openapi::jiff::Unit::Second)
+            .map(|t| t.to_string())
+    };
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataPermit",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "dataHub": {"name": HUB},
+            "products": [product],
+            "purpose": "Follow-up of the care guarantee",
+            "holder": {"name": format!("holder of {name}"), "oidc": {"issuer": issuer, "subject": subject}},
+            "issuedBy": {"name": "The access body", "uri": "https://example.org/hdab", "email": "hdab@example.org"},
+            "validFrom": at(-60)?, "validUntil": at(3600)?,
+        },
+    }))?)
+}
+
+/// The bytes of the test's object: every byte value, sixteen times.
+fn content() -> Vec<u8> {
+    (0..4096u32).map(|i| (i % 256) as u8).collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster and the real node: make test"]
+async fn permit_holders_read_exactly_their_products_through_the_api() -> Result<()> {
+    let _serial = OPERATOR_LOCK.lock().await;
+    let cluster = LocalCluster::get();
+    let admin = cluster.admin_client().await?;
+    let bao = Bao {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+        addr: cluster.vault_addr.clone(),
+        token: env("VAULT_TOKEN")?,
+    };
+    let operator = RunningOperator::start_with_image(cluster, "exposure-test").await?;
+    let outcome = scenario(cluster, &admin, &bao).await;
+    let cleanup = clean_up(&admin, &bao).await;
+    operator.stop().await?;
+    outcome?;
+    cleanup
+}
+
+async fn clean_up(admin: &Client, bao: &Bao) -> Result<()> {
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    let permits: Api<DataPermit> = Api::namespaced(admin.clone(), NS);
+    for name in ["permit-a", "permit-b"] {
+        let _ = permits.delete(name, &DeleteParams::default()).await;
+    }
+    if hubs.get_opt(HUB).await?.is_some() {
+        hubs.delete(HUB, &DeleteParams::default()).await?;
+    }
+    eventually("the hub to be gone", Duration::from_secs(180), || async {
+        Ok(hubs.get_opt(HUB).await?.is_none().then_some(()))
+    })
+    .await?;
+    for path in [
+        format!("sys/auth/{USERPASS}"),
+        format!("identity/oidc/role/{OIDC_ROLE}"),
+        format!("identity/oidc/key/{OIDC_KEY}"),
+        format!("sys/policies/acl/{HOLDER_POLICY}"),
+    ] {
+        bao.delete(&path).await?;
+    }
+    Ok(())
+}
+
+async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<()> {
+    let (issuer, audience) = issuer(bao).await?;
+    let a = holder(bao, "holder-a").await?;
+    let b = holder(bao, "holder-b").await?;
+
+    // The hub exposes two products over the API, its pod on the real node.
+    let hubs: Api<DataHub> = Api::all(admin.clone());
+    let hub: DataHub = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+        "metadata": {"name": HUB},
+        "spec": {
+            "zones": {"purposeSpecific": [
+                {"name": "waiting-times", "purpose": "waiting-times"},
+                {"name": "hip-fracture", "purpose": "hip-fracture"},
+            ]},
+            "exposure": {"api": true, "oidc": {"issuer": issuer, "audience": audience}},
+            "placement": {
+                "nodeSelector": {"kubernetes.io/hostname": env("VARDHUB_NODE_NAME")?},
+                "tolerations": [{"key": env("VARDHUB_NODE_TAINT")?, "operator": "Exists", "effect": "NoSchedule"}],
+            },
+            "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
+        },
+    }))?;
+    hubs.patch(
+        HUB,
+        &PatchParams::apply("vardhub-tests"),
+        &Patch::Apply(&hub),
+    )
+    .await?;
+    eventually("the hub to be Ready", Duration::from_secs(120), || async {
+        Ok(hubs
+            .get(HUB)
+            .await?
+            .status
+            .filter(|s| is_true(&s.common.conditions, types::READY))
+            .map(|_| ()))
+    })
+    .await?;
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
+    let api_pods = ListParams::default().labels("app.kubernetes.io/name=exposure-api");
+    let rolled_out = eventually(
+        "the API's pod to be ready on the real node",
+        Duration::from_secs(240),
+        || async {
+            Ok(deployments
+                .get_opt("exposure-api")
+                .await?
+                .filter(vardhub::controller::workload::rolled_out)
+                .map(|_| ()))
+        },
+    )
+    .await;
+    if let Err(e) = rolled_out {
+        let mut said = String::new();
+        for p in pods.list(&api_pods).await?.items {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let logs = pods
+                .logs(&name, &LogParams::default())
+                .await
+                .unwrap_or_default();
+            said.push_str(&format!(
+                "\n{name}: {:?}\n{logs}",
+                p.status.map(|s| s.container_statuses)
+            ));
+        }
+        return Err(e.context(format!("the API's pods said:{said}")));
+    }
+    let pod = pods
+        .list(&api_pods)
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .context("the API's running pod")?;
+    let pod_name = pod.metadata.name.clone().context("pod name")?;
+    let ip = pod.status.and_then(|s| s.pod_ip).context("the pod's IP")?;
+    let base = format!("http://{ip}:8080/v1/products");
+
+    // The products, as the publish job would leave them (written as the S3 server's root).
+    let s3 = cluster.s3_root();
+    let bucket = format!("vardhub-hub-{HUB}-products");
+    let bytes = content();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("waiting-times/waiting_times.csv")
+        .body(bytes.clone().into())
+        .send()
+        .await?;
+    s3.put_object()
+        .bucket(&bucket)
+        .key("hip-fracture/hip_fracture.parquet")
+        .body(b"rows of b".to_vec().into())
+        .send()
+        .await?;
+
+    let permits: Api<DataPermit> = Api::namespaced(admin.clone(), NS);
+    for p in [
+        permit("permit-a", "waiting-times", &issuer, &a.entity)?,
+        permit("permit-b", "hip-fracture", &issuer, &b.entity)?,
+    ] {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        permits
+            .patch(
+                &name,
+                &PatchParams::apply("vardhub-tests"),
+                &Patch::Apply(&p),
+            )
+            .await?;
+    }
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let mut requests = 0usize;
+    let mut get = async |url: String,
+                         token: Option<&str>,
+                         range: Option<&str>|
+           -> Result<reqwest::Response> {
+        requests += 1;
+        let mut r = http.get(url);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        Ok(r.send().await?)
+    };
+    let own = format!("{base}/waiting-times/objects/waiting_times.csv");
+    let other = format!("{base}/hip-fracture/objects/hip_fracture.parquet");
+
+    // No token, or a token that is not the issuer's → 401.
+    let r = get(own.clone(), None, None).await?;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no token");
+    assert!(r.headers().contains_key("www-authenticate"));
+    let r = get(own.clone(), Some("not.a.token"), None).await?;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a made-up token");
+    let foreign = cluster
+        .service_account_token(NS, "default", Some(&audience))
+        .await?;
+    let r = get(own.clone(), Some(&foreign), None).await?;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "a token of another issuer"
+    );
+
+    // Holder A: lists and reads its product, whole and by range.
+    let token_a = id_token(bao, &a).await?;
+    let listed: Value = get(base.clone(), Some(&token_a), None)
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    assert_eq!(
+        listed["products"],
+        json!([{"name": "waiting-times", "permit": "permit-a"}]),
+        "{listed}"
+    );
+    let objects: Value = get(
+        format!("{base}/waiting-times/objects"),
+        Some(&token_a),
+        None,
+    )
+    .await?
+    .error_for_status()?
+    .json()
+    .await?;
+    assert_eq!(
+        objects["objects"],
+        json!([{"key": "waiting_times.csv", "size": 4096}]),
+        "{objects}"
+    );
+    let whole = get(own.clone(), Some(&token_a), None)
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    assert_eq!(whole.as_ref(), bytes.as_slice(), "the whole object");
+    let part = get(own.clone(), Some(&token_a), Some("bytes=1000-1099")).await?;
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok()),
+        Some("bytes 1000-1099/4096")
+    );
+    assert_eq!(
+        part.bytes().await?.as_ref(),
+        &bytes[1000..1100],
+        "exactly the bytes asked for"
+    );
+
+    // Holder A cannot reach B's product, nor leave its own by the key.
+    let r = get(other.clone(), Some(&token_a), None).await?;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "A reads B's product");
+    let r = get(format!("{base}/hip-fracture/objects"), Some(&token_a), None).await?;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "A lists B's product");
+    let r = get(
+        format!("{base}/waiting-times/objects/..%2Fhip-fracture%2Fhip_fracture.parquet"),
+        Some(&token_a),
+        None,
+    )
+    .await?;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "a key that climbs out of the product"
+    );
+
+    // Holder B reads its own and not A's.
+    let token_b = id_token(bao, &b).await?;
+    let r = get(other.clone(), Some(&token_b), None).await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await?.as_ref(), b"rows of b");
+    let r = get(own.clone(), Some(&token_b), None).await?;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "B reads A's product");
+
+    // Revocation: A's permit is deleted; A's next request is refused.
+    permits.delete("permit-a", &DeleteParams::default()).await?;
+    let mut refused_after = None;
+    for attempt in 0..50 {
+        let token = id_token(bao, &a).await?;
+        if get(own.clone(), Some(&token), None).await?.status() == StatusCode::FORBIDDEN {
+            refused_after = Some(attempt);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused_after = refused_after.context("A is refused once its permit is deleted")?;
+    println!("revocation: refused after {refused_after} allowed request(s)");
+
+    // Expiry: B's first token (20 s) stops working on its own, within the 5 s leeway.
+    let mut expired = false;
+    for _ in 0..60 {
+        if get(other.clone(), Some(&token_b), None).await?.status() == StatusCode::UNAUTHORIZED {
+            expired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(expired, "an expired token is refused");
+    let made = requests;
+
+    // The audit trail: one record per request the test made, none else, never the token.
+    let records = eventually(
+        "every request in the audit trail",
+        Duration::from_secs(30),
+        || async {
+            let logs = pods.logs(&pod_name, &LogParams::default()).await?;
+            let records: Vec<Value> = logs
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["audit"] == "vardhub-exposure")
+                .collect();
+            Ok((records.len() >= made).then_some((records, logs)))
+        },
+    )
+    .await?;
+    let (records, logs) = records;
+    assert_eq!(records.len(), made, "one record per request");
+    for token in [&token_a, &token_b, &foreign] {
+        assert!(
+            !logs.contains(token.as_str()),
+            "no token in the pod's output"
+        );
+    }
+    let count = |outcome: &str| records.iter().filter(|r| r["outcome"] == outcome).count();
+    println!(
+        "audit: {} records: {} served, {} unauthenticated, {} forbidden, {} failed",
+        records.len(),
+        count("served"),
+        count("unauthenticated"),
+        count("forbidden"),
+        count("failed")
+    );
+    let ranged = records
+        .iter()
+        .find(|r| r["range"] == "bytes=1000-1099")
+        .context("the range request's record")?;
+    assert_eq!(ranged["bytes"], 100);
+    assert_eq!(ranged["permit"], "permit-a");
+    assert_eq!(ranged["subject"], a.entity.as_str());
+    assert_eq!(
+        count("forbidden"),
+        4,
+        "A on B's object and listing, B on A's, A after revocation"
+    );
+    assert_eq!(count("failed"), 1, "the climbing key");
+    Ok(())
+}
