@@ -563,3 +563,193 @@ impl LocalCluster {
         )?)
     }
 }
+
+/// One S3 call as the S3 server's own trace saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Call {
+    /// The S3 API, for example `s3.PutObject`.
+    pub api: String,
+    /// The HTTP status it answered.
+    pub status: u64,
+    /// The access key that signed it, when it was signed.
+    pub access_key: Option<String>,
+    /// The request path (`/bucket/key`).
+    pub path: String,
+}
+
+impl S3Call {
+    /// Whether the call changes anything on the server.
+    pub fn writes(&self) -> bool {
+        ["Put", "Delete", "Post", "Copy", "Multipart", "Restore"]
+            .iter()
+            .any(|w| self.api.contains(w))
+    }
+}
+
+/// The S3 server's own trace of S3 calls (`mc admin trace`), an independent witness of what
+/// the operator sends. Only each call's API, status and signing access key are kept, in
+/// memory: never its headers, so no session token is written anywhere.
+pub struct S3Trace {
+    child: std::process::Child,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<S3Call>>>,
+    reader: std::thread::JoinHandle<()>,
+    /// The calls before this index were seen before the trace was proven live.
+    from: usize,
+}
+
+/// The bucket name the trace is proven live with; it never exists.
+const TRACE_MARKER: &str = "vardhub-trace-marker";
+
+impl LocalCluster {
+    /// Starts tracing the S3 server's S3 calls; returns once the trace has seen a call of
+    /// its own (a HEAD of a bucket that does not exist), so nothing after it is missed.
+    pub async fn s3_trace(&self) -> Result<S3Trace> {
+        let mc = env("VARDHUB_MC")?;
+        let (scheme, host) = self
+            .s3_endpoint
+            .split_once("://")
+            .context("the S3 endpoint has no scheme")?;
+        let mut child = Command::new(mc)
+            .args(["admin", "trace", "-v", "--json", "--call", "s3", "witness"])
+            .env(
+                "MC_HOST_witness",
+                format!(
+                    "{scheme}://{}:{}@{host}",
+                    self.s3_access_key_id, self.s3_secret_access_key
+                ),
+            )
+            .env("MC_CONFIG_DIR", std::env::temp_dir().join("vardhub-mc"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting mc admin trace")?;
+        let stdout = child.stdout.take().context("the trace's output")?;
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = calls.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                let Some(api) = v["api"].as_str() else {
+                    continue;
+                };
+                let path = field_anywhere(&v, "path")
+                    .and_then(|p| p.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let access_key = field_anywhere(&v, "authorization")
+                    .and_then(|c| c.as_str())
+                    .and_then(|c| {
+                        let rest = c.split_once("Credential=")?.1;
+                        Some(rest.split('/').next()?.to_string())
+                    });
+                let call = S3Call {
+                    api: api.to_string(),
+                    status: field_anywhere(&v, "statusCode")
+                        .and_then(|c| c.as_u64())
+                        .unwrap_or(0),
+                    access_key,
+                    path,
+                };
+                if let Ok(mut held) = sink.lock() {
+                    held.push(call);
+                }
+            }
+        });
+        let mut trace = S3Trace {
+            child,
+            calls,
+            reader,
+            from: 0,
+        };
+        let probe = self.s3_root();
+        eventually(
+            "the S3 trace to be live",
+            Duration::from_secs(30),
+            || async {
+                let _ = probe.head_bucket().bucket(TRACE_MARKER).send().await;
+                Ok(trace
+                    .calls()
+                    .iter()
+                    .any(|c| c.api == "s3.HeadBucket")
+                    .then_some(()))
+            },
+        )
+        .await?;
+        trace.from = trace.calls().len();
+        Ok(trace)
+    }
+}
+
+/// A field of a trace record (a header such as `Authorization`, `path`, `statusCode`),
+/// wherever the trace nests it; the name is compared without case. A header given as a list
+/// is its first value.
+fn field_anywhere<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.eq_ignore_ascii_case(name) {
+                Some(v.get(0).unwrap_or(v))
+            } else {
+                field_anywhere(v, name)
+            }
+        }),
+        serde_json::Value::Array(items) => items.iter().find_map(|i| field_anywhere(i, name)),
+        _ => None,
+    }
+}
+
+impl S3Trace {
+    fn calls(&self) -> Vec<S3Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Stops the trace; returns every call it saw after it was proven live, its own probes
+    /// left out.
+    pub fn stop(mut self) -> Vec<S3Call> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = self.reader.join();
+        let mut calls = self.calls.lock().map(|c| c.clone()).unwrap_or_default();
+        let mut after = calls.split_off(self.from.min(calls.len()));
+        // A probe of the marker may reach the trace after it was proven live.
+        after.retain(|c| !c.path.contains(TRACE_MARKER));
+        after
+    }
+}
+
+/// OpenBao's own audit device: where its log ends now, to read what comes after.
+pub fn openbao_audit_mark() -> Result<u64> {
+    Ok(std::fs::metadata(env("VARDHUB_OPENBAO_AUDIT_LOG")?)?.len())
+}
+
+/// The requests OpenBao's audit device recorded after `mark`, as `(operation, path)`; the
+/// path carries its namespace (`hub-x/transit/keys/hub`).
+pub fn openbao_requests_since(mark: u64) -> Result<Vec<(String, String)>> {
+    let bytes = std::fs::read(env("VARDHUB_OPENBAO_AUDIT_LOG")?)?;
+    let text = String::from_utf8_lossy(&bytes[usize::try_from(mark)?.min(bytes.len())..]);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if entry["type"] != "request" {
+            continue;
+        }
+        let request = &entry["request"];
+        let namespace = request["namespace"]["path"].as_str().unwrap_or_default();
+        out.push((
+            request["operation"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            format!(
+                "{namespace}{}",
+                request["path"].as_str().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(out)
+}

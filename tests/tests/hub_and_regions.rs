@@ -472,6 +472,10 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     );
     let export = serde_json::to_string(&cron_jobs.get("export").await?)?;
     assert!(export.contains("vardhub-hub-t4c-landing"));
+    // A Job finishing changes the node's status only: the operator skips the external pass,
+    // so neither the S3 server's trace nor OpenBao's audit device sees a call of it.
+    let bao_mark = vardhub_tests::openbao_audit_mark()?;
+    let trace = cluster.s3_trace().await?;
     let job = run_now(&admin, region_ns, "map-vardfakta").await?;
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
     eventually(
@@ -489,9 +493,24 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
         },
     )
     .await?;
+    let s3_calls: Vec<_> = trace
+        .stop()
+        .into_iter()
+        .filter(|c| c.access_key.as_deref() == Some(cluster.s3_access_key_id.as_str()))
+        .collect();
+    let bao_calls: Vec<_> = vardhub_tests::openbao_requests_since(bao_mark)?
+        .into_iter()
+        .filter(|(_, path)| path != "sys/health")
+        .collect();
+    assert!(
+        s3_calls.is_empty() && bao_calls.is_empty(),
+        "a Job's completion costs no external call: S3 {s3_calls:?}, OpenBao {bao_calls:?}"
+    );
     first.stop().await?;
 
-    // A second start at steady state writes nothing: API server, OpenBao or S3.
+    // A second start at steady state writes nothing: API server, OpenBao or S3. The S3
+    // server's own trace is the witness for S3.
+    let trace = cluster.s3_trace().await?;
     let since = k8s_openapi::jiff::Timestamp::now().to_string();
     let second = RunningOperator::start(cluster, "test-hub-second").await?;
     eventually(
@@ -517,6 +536,23 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     assert!(
         audited.is_empty(),
         "no API writes at steady state: {audited:?}"
+    );
+    let calls = trace.stop();
+    let by_operator = calls
+        .iter()
+        .filter(|c| c.access_key.as_deref() == Some(cluster.s3_access_key_id.as_str()))
+        .count();
+    let written: Vec<_> = calls.iter().filter(|c| c.writes()).collect();
+    assert!(
+        by_operator > 0,
+        "the trace sees the operator's reads (it checks every bucket once at start): {calls:?}"
+    );
+    assert!(
+        written.is_empty(),
+        "the S3 server's trace shows writes at steady state: {written:?}"
+    );
+    println!(
+        "steady state: the S3 server traced {by_operator} calls of the second operator, none a write"
     );
 
     // Drift: a CronJob, a NetworkPolicy and a bucket policy removed by hand come back.

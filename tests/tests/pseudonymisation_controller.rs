@@ -151,8 +151,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
 
     // A second start at steady state writes nothing, to the API server or to OpenBao: the
     // operator's counter says so, and so does OpenBao's own audit device.
-    let audit_log = std::env::var("VARDHUB_OPENBAO_AUDIT_LOG")?;
-    let audit_from = std::fs::metadata(&audit_log)?.len();
+    let audit_from = vardhub_tests::openbao_audit_mark()?;
     let second = RunningOperator::start(cluster, "test-pseudo-second").await?;
     eventually(
         "the second operator to reconcile",
@@ -168,7 +167,7 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     tokio::time::sleep(Duration::from_secs(3)).await;
     let text = second.metrics().await?;
     assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
-    let written = openbao_writes(&audit_log, audit_from, NS)?;
+    let written = openbao_writes(audit_from, NS)?;
     assert!(
         written.is_empty(),
         "OpenBao's audit device shows writes at steady state: {written:?}"
@@ -207,27 +206,15 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
 /// Write requests (create, update, delete) that OpenBao's audit device recorded after byte
 /// `from` of its log, on paths that name `namespace` (mounts, keys, the CA's role, policies
 /// and roles of the services there), as `operation path`.
-fn openbao_writes(log: &str, from: u64, namespace: &str) -> Result<Vec<String>> {
-    let bytes = std::fs::read(log)?;
-    let text = String::from_utf8_lossy(&bytes[usize::try_from(from)?.min(bytes.len())..]);
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let request = &entry["request"];
-        let path = request["path"].as_str().unwrap_or_default();
-        let operation = request["operation"].as_str().unwrap_or_default();
-        let names_it =
-            path.contains(&format!("/{namespace}/")) || path.contains(&format!(".{namespace}."));
-        if entry["type"] == "request"
-            && names_it
-            && ["create", "update", "delete"].contains(&operation)
-        {
-            out.push(format!("{operation} {path}"));
-        }
-    }
-    Ok(out)
+fn openbao_writes(from: u64, namespace: &str) -> Result<Vec<String>> {
+    Ok(vardhub_tests::openbao_requests_since(from)?
+        .into_iter()
+        .filter(|(operation, path)| {
+            (path.contains(&format!("/{namespace}/")) || path.contains(&format!(".{namespace}.")))
+                && ["create", "update", "delete"].contains(&operation.as_str())
+        })
+        .map(|(operation, path)| format!("{operation} {path}"))
+        .collect())
 }
 
 #[tokio::test]
