@@ -126,3 +126,20 @@ path "+/secrets/data/s3/roles/standardise" {
 path "+/secrets/data/s3/roles/publish" {
   capabilities = ["read", "create", "update"]
 }
+
+# ---------------------------------------------------------------- child namespace hub-<hub>: the exposure API's PKI
+# Admin::ensure_server_pki (via in_namespace) enable (POST, type=pki, max_lease_ttl) of exposure-pki; it goes with the hub's namespace
+path "+/sys/mounts/exposure-pki" {
+  capabilities = ["update"]
+}
+# Admin::ensure_server_pki: LIST issuers, then generate the root CA inside OpenBao once
+path "+/exposure-pki/issuers" {
+  capabilities = ["list"]
+}
+path "+/exposure-pki/root/generate/internal" {
+  capabilities = ["update"]
+}
+# Admin::ensure_server_pki: GET and POST roles/server (the API's two in-cluster names only)
+path "+/exposure-pki/roles/server" {
+  capabilities = ["read", "create", "update"]
+}

@@ -129,9 +129,24 @@ pub fn hub_layout(hub: &DataHub) -> HubLayout {
 /// Name of the hub's exposure API objects (Deployment, Service, ServiceAccount, ...).
 pub const EXPOSURE_API: &str = "exposure-api";
 
-/// Where the hub's exposure API is served inside the cluster.
+/// Where the hub's exposure API is served inside the cluster (HTTPS, port 443).
 pub fn exposure_api_url(hub: &DataHub) -> String {
-    format!("http://{EXPOSURE_API}.{}.svc", hub.workload_namespace())
+    format!("https://{EXPOSURE_API}.{}.svc", hub.workload_namespace())
+}
+
+/// The PKI mount of the hub's exposure API, inside the hub's OpenBao namespace.
+pub const EXPOSURE_PKI: &str = "exposure-pki";
+
+/// The exposure PKI's path from OpenBao's root (`hub-<hub>/exposure-pki`): where the API
+/// issues its certificate and where clients read the CA they trust (`<path>/ca/pem`).
+pub fn exposure_pki_path(hub: &DataHub) -> String {
+    format!("{}/{EXPOSURE_PKI}", hub_layout(hub).openbao_namespace)
+}
+
+/// The DNS names of the exposure API's certificate: its Service's names in the cluster.
+pub fn exposure_dns_names(hub: &DataHub) -> Vec<String> {
+    let base = format!("{EXPOSURE_API}.{}.svc", hub.workload_namespace());
+    vec![base.clone(), format!("{base}.cluster.local")]
 }
 
 /// KV path (in the hub's OpenBao namespace) of a node's ingest credential.
@@ -290,15 +305,26 @@ pub fn hub_policy(hub: &DataHub) -> Value {
     openbao_policy(&paths)
 }
 
-/// The OpenBao policy of a hub's exposure components: read their own credential; no key.
+/// The OpenBao policy of a hub's exposure components: read their own credential and take
+/// their server certificate; no key.
 pub fn exposure_policy(hub: &DataHub) -> Value {
     let l = hub_layout(hub);
-    openbao_policy(&[(
-        format!(
-            "{}/{KV_MOUNT}/data/{}",
-            l.openbao_namespace,
-            role_credentials_path(HubRole::Expose)
+    openbao_policy(&[
+        (
+            format!(
+                "{}/{KV_MOUNT}/data/{}",
+                l.openbao_namespace,
+                role_credentials_path(HubRole::Expose)
+            ),
+            &["read"],
         ),
-        &["read"],
-    )])
+        (
+            format!(
+                "{}/issue/{}",
+                exposure_pki_path(hub),
+                crate::adapters::openbao::SERVER_ROLE
+            ),
+            &["update"],
+        ),
+    ])
 }

@@ -195,6 +195,12 @@ enum Command {
         token_file: PathBuf,
         #[arg(long, env = "VARDHUB_S3_CREDENTIALS", hide = true)]
         credentials: String,
+        /// Serve HTTPS with a certificate issued by this OpenBao PKI mount's `server` role.
+        #[arg(long)]
+        tls_pki_mount: Option<String>,
+        /// A DNS name of the certificate (repeat; the first is the common name).
+        #[arg(long = "tls-name", requires = "tls_pki_mount")]
+        tls_names: Vec<String>,
     },
     /// Render the DCAT-AP 3 / HealthDCAT-AP catalogue of a manifest directory offline, as the
     /// cluster would serve it: each dataset's distributions come from the directory's own
@@ -506,6 +512,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             openbao_role,
             token_file,
             credentials,
+            tls_pki_mount,
+            tls_names,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
@@ -521,6 +529,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     role: openbao_role,
                     token_file,
                     credentials,
+                    tls: tls_pki_mount.map(|mount| (mount, tls_names)),
                 };
                 vardhub::exposure::api::run(client, settings, listen, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)

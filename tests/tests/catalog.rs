@@ -159,6 +159,28 @@ fn validate_catalogue(catalogue: &Catalogue, dir: &Path) -> Result<[usize; 3]> {
 
 #[test]
 #[ignore = "needs pySHACL and kubectl from the project's scripts: run `make test`"]
+fn a_catalogue_of_exposed_products_names_the_api_and_still_validates() -> Result<()> {
+    let mut resources = vardhub::render::load(&repo_root().join("environments/local"))?;
+    for hub in &mut resources.hubs {
+        hub.spec.exposure.api = true;
+    }
+    let catalogue = vardhub::catalog::offline(&resources, None)?;
+    let dir = tempdir()?;
+    validate_catalogue(&catalogue, &dir)?;
+    let turtle = String::from_utf8(serialize(&catalogue.all(), Format::Turtle)?)?;
+    for term in [
+        "dcat:accessService",
+        "dcat:DataService",
+        "dcat:endpointURL",
+        "dcat:servesDataset",
+    ] {
+        assert!(turtle.contains(term), "the exposed catalogue has {term}");
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs pySHACL and kubectl from the project's scripts: run `make test`"]
 fn the_local_catalogue_validates_against_dcat_ap_and_healthdcat_ap() -> Result<()> {
     let resources = vardhub::render::load(&repo_root().join("environments/local"))?;
     let catalogue = vardhub::catalog::offline(&resources, None)?;

@@ -326,7 +326,16 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         .context("the API's running pod")?;
     let pod_name = pod.metadata.name.clone().context("pod name")?;
     let ip = pod.status.and_then(|s| s.pod_ip).context("the pod's IP")?;
-    let base = format!("http://{ip}:8080/v1/products");
+    // Over HTTPS, with a certificate that chains to the hub's own exposure CA in OpenBao and
+    // names the Service.
+    let host = format!("exposure-api.{NS}.svc");
+    let ca = vardhub::adapters::openbao::ca_certificate(
+        &reqwest::Client::new(),
+        &cluster.vault_addr,
+        &format!("hub-{HUB}/exposure-pki"),
+    )
+    .await?;
+    let base = format!("https://{host}:8080/v1/products");
 
     // The products, as the publish job would leave them (written as the S3 server's root).
     let s3 = cluster.s3_root();
@@ -362,7 +371,19 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes())?])
+        .resolve(&host, std::net::SocketAddr::new(ip.parse()?, 8080))
         .build()?;
+    // Plain HTTP is not spoken at all, so no token can cross the network in clear.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{ip}:8080/v1/products"))
+        .send()
+        .await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP is refused: {:?}",
+        plain.map(|r| r.status())
+    );
     let mut requests = 0usize;
     let mut get = async |url: String,
                          token: Option<&str>,
@@ -441,6 +462,67 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         part.bytes().await?.as_ref(),
         &bytes[1000..1100],
         "exactly the bytes asked for"
+    );
+
+    // Throughput (figures only, no assertion on time): the same 32 MiB object through the
+    // API over HTTPS, and straight from the S3 server, best of three each.
+    let large: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    s3.put_object()
+        .bucket(&bucket)
+        .key("waiting-times/large.bin")
+        .body(large.clone().into())
+        .send()
+        .await?;
+    let mib = large.len() as f64 / f64::from(1u32 << 20);
+    let mut through_api = f64::MAX;
+    for _ in 0..3 {
+        let token = id_token(bao, &a).await?;
+        let begun = std::time::Instant::now();
+        let got = get(
+            format!("{base}/waiting-times/objects/large.bin"),
+            Some(&token),
+            None,
+        )
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+        through_api = through_api.min(begun.elapsed().as_secs_f64());
+        assert_eq!(got.len(), large.len(), "the whole large object");
+    }
+    // Straight from the S3 server with the same HTTP client, through a presigned URL, so that
+    // only the path differs.
+    let presigned = s3
+        .get_object()
+        .bucket(&bucket)
+        .key("waiting-times/large.bin")
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(
+            Duration::from_secs(120),
+        )?)
+        .await?;
+    let plain_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let mut direct = f64::MAX;
+    for _ in 0..3 {
+        let begun = std::time::Instant::now();
+        let got = plain_http
+            .get(presigned.uri())
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        direct = direct.min(begun.elapsed().as_secs_f64());
+        assert_eq!(got.len(), large.len());
+    }
+    println!(
+        "throughput of {mib:.0} MiB: API (HTTPS, permit checked) {:.0} MiB/s, S3 directly (HTTP, presigned) {:.0} MiB/s, API/direct {:.2}",
+        mib / through_api,
+        mib / direct,
+        direct / through_api
     );
 
     // Holder A cannot reach B's product, nor leave its own by the key.
@@ -539,5 +621,30 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         "A on B's object and listing, B on A's, A after revocation"
     );
     assert_eq!(count("failed"), 1, "the climbing key");
+
+    // The permit's status counts what its holder did, as the audit trail records it.
+    let of_b: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["permit"] == "permit-b")
+        .collect();
+    let served_b = of_b.iter().filter(|r| r["outcome"] == "served").count() as i64;
+    let bytes_b: i64 = of_b.iter().filter_map(|r| r["bytes"].as_i64()).sum();
+    assert!(
+        served_b >= 1 && bytes_b == 9 * served_b,
+        "{served_b} {bytes_b}"
+    );
+    let counted = eventually(
+        "permit-b to count its accesses",
+        Duration::from_secs(60),
+        || async {
+            let p = permits.get("permit-b").await?;
+            Ok(p.status
+                .and_then(|s| s.accesses)
+                .filter(|a| a.served == served_b))
+        },
+    )
+    .await?;
+    assert_eq!((counted.refused, counted.bytes), (0, bytes_b));
+    assert!(counted.last.is_some());
     Ok(())
 }

@@ -1168,6 +1168,18 @@ impl Transit {
     }
 }
 
+impl Admin {
+    /// Issues a server certificate for `names` (the first is the common name) from the PKI
+    /// engine at `mount`, with this client's token.
+    pub async fn issue_server_certificate(
+        &self,
+        mount: &str,
+        names: &[String],
+    ) -> Result<IssuedCertificate, Error> {
+        issue_server_certificate(self.client().as_ref(), mount, names).await
+    }
+}
+
 async fn issue_server_certificate(
     client: &VaultClient,
     mount: &str,

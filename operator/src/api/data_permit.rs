@@ -115,6 +115,25 @@ pub struct DataPermitStatus {
     /// hub does not have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// What the holder did under the permit, as the hub's exposure API counts it (the API
+    /// writes this field; the audit trail holds each access).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accesses: Option<PermitAccesses>,
+}
+
+/// Accesses under a permit.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PermitAccesses {
+    /// Requests served.
+    pub served: i64,
+    /// Requests the permit covered but that were refused (no such object, a bad range or key).
+    pub refused: i64,
+    /// Bytes served.
+    pub bytes: i64,
+    /// The last access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<Time>,
 }
 
 impl DataPermit {

@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(d[1].kind, DistributionKind::Api);
         assert_eq!(
             d[1].access_url,
-            "http://exposure-api.hub-national.svc/v1/products/waiting-times/objects"
+            "https://exposure-api.hub-national.svc/v1/products/waiting-times/objects"
         );
     }
 

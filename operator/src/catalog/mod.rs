@@ -346,13 +346,13 @@ mod tests {
         );
         assert!(
             text.contains(
-                "<http://www.w3.org/ns/dcat#endpointURL> <http://exposure-api.hub-national.svc/v1/>"
+                "<http://www.w3.org/ns/dcat#endpointURL> <https://exposure-api.hub-national.svc/v1/>"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "<http://exposure-api.hub-national.svc/v1/products/hip-fracture/objects>"
+                "<https://exposure-api.hub-national.svc/v1/products/hip-fracture/objects>"
             )
         );
     }

@@ -21,6 +21,7 @@
 pub mod apply;
 pub mod backoff;
 pub mod catalog_service;
+pub mod component;
 pub mod conditions;
 pub mod context;
 pub mod data_hub;

@@ -20,14 +20,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt as _;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, ResourceExt as _};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::api::DataPermit;
+use crate::adapters::openbao::{self, IssuedCertificate};
+use crate::api::{DataPermit, PermitAccesses};
 use crate::pseudonymisation::access::{Refusal, Verifier};
+use crate::pseudonymisation::tls::{Certificates, renewal_time};
 use crate::telemetry::AuditSink;
 
 /// The value of every audit record's `audit` field.
@@ -91,7 +93,21 @@ pub struct Exposure {
     permits: Store<DataPermit>,
     s3: Arc<RwLock<aws_sdk_s3::Client>>,
     audit: AuditSink,
+    tallies: Arc<std::sync::Mutex<std::collections::BTreeMap<String, Tally>>>,
 }
+
+/// The accesses counted under one permit (by name), for the permit's UID: the permit's own
+/// figures when the count began, plus what this process served since.
+#[derive(Clone, Debug)]
+struct Tally {
+    uid: String,
+    accesses: PermitAccesses,
+}
+
+/// How often counted accesses are written to the permits' status (only those that differ).
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+/// The field manager of the API's writes to permits' status.
+pub const FIELD_MANAGER: &str = "vardhub-exposure-api";
 
 impl Exposure {
     /// The API of `hub`'s products in `bucket`, deciding by `permits` and `verifier`.
@@ -110,6 +126,86 @@ impl Exposure {
             permits,
             s3: Arc::new(RwLock::new(s3)),
             audit,
+            tallies: Arc::default(),
+        }
+    }
+
+    /// Counts one request the permit `name` covered.
+    fn count(&self, name: &str, served: bool, bytes: Option<i64>) {
+        let Some(permit) = self
+            .permits
+            .get(&ObjectRef::new(name).within(&self.namespace()))
+        else {
+            return;
+        };
+        let uid = permit.metadata.uid.clone().unwrap_or_default();
+        let Ok(mut tallies) = self.tallies.lock() else {
+            return;
+        };
+        let tally = tallies.entry(name.to_string()).or_insert_with(|| Tally {
+            uid: String::new(),
+            accesses: PermitAccesses::default(),
+        });
+        if tally.uid != uid {
+            // A permit counted for the first time, or deleted and made again: start from its
+            // own figures.
+            *tally = Tally {
+                uid,
+                accesses: permit
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.accesses.clone())
+                    .unwrap_or_default(),
+            };
+        }
+        let a = &mut tally.accesses;
+        if served {
+            a.served += 1;
+            a.bytes += bytes.unwrap_or(0);
+        } else {
+            a.refused += 1;
+        }
+        a.last = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+    }
+
+    fn namespace(&self) -> String {
+        crate::api::DataHub::workload_namespace_of(&self.hub)
+    }
+
+    /// Writes each counted permit's figures to its status where they differ from what the
+    /// status shows; forgets permits that are gone.
+    async fn flush(&self, api: &Api<DataPermit>) {
+        let counted: Vec<(String, Tally)> = match self.tallies.lock() {
+            Ok(t) => t.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        let ns = self.namespace();
+        for (name, tally) in counted {
+            let current = self.permits.get(&ObjectRef::new(&name).within(&ns));
+            let Some(permit) = current.filter(|p| p.metadata.uid.as_deref() == Some(&tally.uid))
+            else {
+                if let Ok(mut t) = self.tallies.lock() {
+                    t.remove(&name);
+                }
+                continue;
+            };
+            if permit.status.as_ref().and_then(|s| s.accesses.as_ref()) == Some(&tally.accesses) {
+                continue;
+            }
+            let patch = json!({
+                "apiVersion": "vardhub.io/v1alpha1",
+                "kind": "DataPermit",
+                "status": { "accesses": tally.accesses },
+            });
+            let params = kube::api::PatchParams::apply(FIELD_MANAGER).force();
+            if let Err(e) = api
+                .patch_status(&name, &params, &kube::api::Patch::Apply(&patch))
+                .await
+            {
+                tracing::warn!(error = %e, permit = %name, "could not write the permit's access counts");
+            }
         }
     }
 
@@ -292,6 +388,9 @@ fn finish(
             record.outcome = Some(Outcome::Served);
             record.status = response.status().as_u16();
             exposure.audit.write(&record);
+            if let Some(permit) = &record.permit {
+                exposure.count(permit, true, record.bytes);
+            }
             response
         }
         Err(refused) => {
@@ -300,6 +399,9 @@ fn finish(
             record.reason = Some(refused.message.clone());
             record.bytes = None;
             exposure.audit.write(&record);
+            if let Some(permit) = &record.permit {
+                exposure.count(permit, false, None);
+            }
             refused.into_response()
         }
     }
@@ -525,19 +627,34 @@ pub struct Settings {
     pub token_file: std::path::PathBuf,
     /// Where its S3 credential lives (`<namespace>/<mount>/data/<path>`).
     pub credentials: String,
+    /// Serve HTTPS with certificates from this OpenBao PKI mount (path from the root
+    /// namespace) for these DNS names (the first is the common name); plain HTTP without.
+    pub tls: Option<(String, Vec<String>)>,
 }
 
-async fn s3_client(settings: &Settings) -> anyhow::Result<aws_sdk_s3::Client> {
-    Ok(crate::jobs::workload_credential(
+/// Logs in to OpenBao as the component; returns a client with its S3 credential and, when
+/// `certificate` is set, a new server certificate.
+async fn login(
+    settings: &Settings,
+    certificate: bool,
+) -> anyhow::Result<(aws_sdk_s3::Client, Option<IssuedCertificate>)> {
+    let (token, issued) = crate::jobs::workload_credential(
         &settings.openbao_addr,
         &settings.auth_mount,
         &settings.role,
         &settings.token_file,
         &settings.credentials,
     )
-    .await?
-    .1
-    .client())
+    .await?;
+    let certificate = match (&settings.tls, certificate) {
+        (Some((mount, names)), true) => Some(
+            openbao::Admin::new(&settings.openbao_addr, &token)?
+                .issue_server_certificate(mount, names)
+                .await?,
+        ),
+        _ => None,
+    };
+    Ok((issued.client(), certificate))
 }
 
 /// Retries `attempt` every five seconds until it succeeds, saying why it waits.
@@ -555,9 +672,11 @@ where
     }
 }
 
-/// Runs the API on `listen` until `shutdown`. It listens at once (`/healthz`), and serves
-/// once it has read the issuer's keys, follows the permits of the hub's namespace and has
-/// logged in to OpenBao for its credential (read again every [`CREDENTIAL_REFRESH`]).
+/// Runs the API on `listen` until `shutdown`. It listens at once, and serves once it has read
+/// the issuer's keys, follows the permits of the hub's namespace and has logged in to OpenBao
+/// for its credential and certificate (read again every [`CREDENTIAL_REFRESH`]; the
+/// certificate at two thirds of its life). Until its first certificate every TLS handshake
+/// fails.
 pub async fn run(
     client: kube::Client,
     settings: Settings,
@@ -565,17 +684,39 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started = Started::default();
+    let certificates = settings
+        .tls
+        .as_ref()
+        .map(|_| Arc::new(Certificates::pending()));
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(%listen, hub = %settings.hub, "listening; starting");
-    let init = tokio::spawn(start(client, settings, started.clone()));
-    let served = axum::serve(listener, router(started))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    tracing::info!(%listen, hub = %settings.hub, tls = certificates.is_some(), "listening; starting");
+    let init = tokio::spawn(start(
+        client,
+        settings,
+        started.clone(),
+        certificates.clone(),
+    ));
+    let served = match certificates {
+        Some(held) => {
+            let config = held.server_config()?;
+            crate::pseudonymisation::tls::serve(listener, router(started), config, shutdown).await
+        }
+        None => {
+            axum::serve(listener, router(started))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     init.abort();
     Ok(served?)
 }
 
-async fn start(client: kube::Client, settings: Settings, started: Started) -> anyhow::Result<()> {
+async fn start(
+    client: kube::Client,
+    settings: Settings,
+    started: Started,
+    certificates: Option<Arc<Certificates>>,
+) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
@@ -588,22 +729,28 @@ async fn start(client: kube::Client, settings: Settings, started: Started) -> an
     })
     .await;
     let (store, writer) = reflector::store();
-    let follow = reflector::reflector(
-        writer,
-        watcher(
-            Api::<DataPermit>::namespaced(client, &settings.namespace),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .applied_objects()
-    .for_each(|_| std::future::ready(()));
+    let permits = Api::<DataPermit>::namespaced(client, &settings.namespace);
+    let follow = reflector::reflector(writer, watcher(permits.clone(), watcher::Config::default()))
+        .default_backoff()
+        .applied_objects()
+        .for_each(|_| std::future::ready(()));
     tokio::spawn(follow);
     store.wait_until_ready().await?;
-    let s3 = until_ok("reading the S3 credential from OpenBao", || {
-        s3_client(&settings)
+    let wants_certificate = certificates.is_some();
+    let (s3, issued) = until_ok("logging in to OpenBao", || {
+        login(&settings, wants_certificate)
     })
     .await;
+    let mut renew_at = None;
+    let take = |issued: Option<IssuedCertificate>, renew_at: &mut Option<std::time::Instant>| {
+        if let (Some(held), Some(c)) = (&certificates, issued) {
+            match held.replace(&c.certificate, &c.private_key) {
+                Ok(()) => *renew_at = Some(renewal_time(c.expiration)),
+                Err(e) => tracing::warn!(error = %e, "the server certificate is unusable"),
+            }
+        }
+    };
+    take(issued, &mut renew_at);
     let exposure = Exposure::new(
         &settings.hub,
         &settings.bucket,
@@ -614,13 +761,24 @@ async fn start(client: kube::Client, settings: Settings, started: Started) -> an
     );
     started.set(exposure.clone());
     tracing::info!(hub = %settings.hub, "serving the hub's data products");
+    let flushing = exposure.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(FLUSH_INTERVAL).await;
+            flushing.flush(&permits).await;
+        }
+    });
     loop {
         tokio::time::sleep(CREDENTIAL_REFRESH).await;
-        match s3_client(&settings).await {
-            Ok(c) => exposure.replace_s3(c),
+        let due = wants_certificate && renew_at.is_none_or(|t| std::time::Instant::now() >= t);
+        match login(&settings, due).await {
+            Ok((s3, issued)) => {
+                exposure.replace_s3(s3);
+                take(issued, &mut renew_at);
+            }
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
-                "could not read the S3 credential again; keeping the current one"
+                "could not log in to OpenBao again; keeping the current credential and certificate"
             ),
         }
     }

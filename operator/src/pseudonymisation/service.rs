@@ -47,7 +47,7 @@ use super::access::{Caller, Grants, Throttle, Throttled, Verifier};
 use super::audit::{Action, AuditLog, Outcome, Record};
 use super::identifier::{Invalid, parse_local, parse_personal};
 use super::pseudonym::LocalKey;
-use super::tls::{Certificates, TlsError};
+use super::tls::{Certificates, TlsError, renewal_time};
 use crate::adapters::openbao::{self, MAX_BATCH, Transit};
 
 /// How a domain computes pseudonyms.
@@ -243,14 +243,6 @@ pub struct Service {
     http: reqwest::Client,
     /// The served certificate, when serving HTTPS, and when to take the next one.
     certificates: Option<(Arc<Certificates>, std::sync::Mutex<Instant>)>,
-}
-
-/// When to take a new certificate: at two thirds of its remaining lifetime.
-fn renewal_time(expiration: u64) -> Instant {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Instant::now() + Duration::from_secs(expiration.saturating_sub(now) * 2 / 3)
 }
 
 /// Errors while starting.

@@ -25,9 +25,19 @@ pub enum TlsError {
 }
 
 /// The service's current certificate, swapped in place when a new one is issued.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Certificates {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: RwLock<Option<Arc<CertifiedKey>>>,
+}
+
+/// When to take a new certificate that expires at `expiration` (seconds since the epoch): at
+/// two thirds of its remaining life.
+pub fn renewal_time(expiration: u64) -> std::time::Instant {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    std::time::Instant::now()
+        + std::time::Duration::from_secs(expiration.saturating_sub(now) * 2 / 3)
 }
 
 fn certified(certificate_pem: &str, key_pem: &str) -> Result<CertifiedKey, TlsError> {
@@ -44,15 +54,20 @@ impl Certificates {
     /// The certificate (with its chain) and its private key, in PEM.
     pub fn new(certificate_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
         Ok(Self {
-            current: RwLock::new(Arc::new(certified(certificate_pem, key_pem)?)),
+            current: RwLock::new(Some(Arc::new(certified(certificate_pem, key_pem)?))),
         })
+    }
+
+    /// No certificate yet: every handshake fails until [`Certificates::replace`] gives one.
+    pub fn pending() -> Self {
+        Self::default()
     }
 
     /// Replaces the certificate; connections already open keep theirs.
     pub fn replace(&self, certificate_pem: &str, key_pem: &str) -> Result<(), TlsError> {
         let next = Arc::new(certified(certificate_pem, key_pem)?);
         if let Ok(mut current) = self.current.write() {
-            *current = next;
+            *current = Some(next);
         }
         Ok(())
     }
@@ -72,7 +87,7 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.current.read().ok().map(|c| c.clone())
+        self.current.read().ok().and_then(|c| c.clone())
     }
 }
 

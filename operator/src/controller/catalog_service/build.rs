@@ -1,24 +1,16 @@
 //! What a `CatalogService` runs in the cluster: the catalogue's HTTP component with a
 //! read-only identity, its Service and its network policy. Pure.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec,
-};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
-};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
 
 use crate::api::CatalogService;
 use crate::controller::apply::{DesiredObject, OwnedKind};
+use crate::controller::component::Component;
 use crate::controller::network::{self, Paths};
 use crate::controller::workload;
 
@@ -51,26 +43,22 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
     ]
 }
 
-/// The labels that select the component's pods.
-pub fn selector_labels(svc: &CatalogService) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_string(),
-            "catalog-service".to_string(),
-        ),
-        ("app.kubernetes.io/instance".to_string(), svc.name_any()),
-    ])
+/// The catalogue as one of the project's components.
+pub fn component(svc: &CatalogService) -> Component<'_> {
+    Component {
+        name: object_name(svc),
+        namespace: svc.namespace(),
+        app: "catalog-service",
+        instance: svc.name_any(),
+        role: "catalog",
+        placement: &svc.spec.placement,
+        port_name: "http",
+        port: PORT,
+    }
 }
 
 fn meta(svc: &CatalogService) -> ObjectMeta {
-    let mut labels = selector_labels(svc);
-    labels.insert("app.kubernetes.io/component".into(), "catalog".into());
-    ObjectMeta {
-        name: Some(object_name(svc)),
-        namespace: svc.namespace(),
-        labels: Some(labels),
-        ..Default::default()
-    }
+    component(svc).meta()
 }
 
 /// Every object the catalogue owns. `image` is the project's own image; `paths` are where
@@ -89,7 +77,7 @@ pub fn children(
         DesiredObject::from_typed(&role(svc))?,
         DesiredObject::from_typed(&role_binding(svc))?,
         DesiredObject::from_typed(&deployment(svc, image))?,
-        DesiredObject::from_typed(&service(svc))?,
+        DesiredObject::from_typed(&component(svc).service(80))?,
         DesiredObject::from_typed(&network_policy(svc, paths))?,
     ])
 }
@@ -127,17 +115,7 @@ fn role_binding(svc: &CatalogService) -> RoleBinding {
 
 /// The component's Deployment, meeting Pod Security "restricted".
 pub fn deployment(svc: &CatalogService, image: &str) -> Deployment {
-    let probe = |path: &str| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(10),
-        ..Default::default()
-    };
-    let placement = &svc.spec.placement;
-    let resources = workload::resources_or(placement, "100m", "128Mi", "512Mi");
+    let c = component(svc);
     let container = Container {
         name: "catalog".into(),
         image: Some(image.into()),
@@ -147,60 +125,17 @@ pub fn deployment(svc: &CatalogService, image: &str) -> Deployment {
             format!("--namespace={}", svc.namespace().unwrap_or_default()),
             format!("--name={}", svc.name_any()),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: PORT,
-            ..Default::default()
-        }]),
-        readiness_probe: Some(probe("/readyz")),
-        liveness_probe: Some(probe("/healthz")),
-        resources: Some(resources),
-        security_context: Some(workload::restricted_container()),
+        readiness_probe: Some(c.http_probe("/readyz", false, 10)),
+        liveness_probe: Some(c.http_probe("/healthz", false, 10)),
+        resources: Some(workload::resources_or(
+            &svc.spec.placement,
+            "100m",
+            "128Mi",
+            "512Mi",
+        )),
         ..Default::default()
     };
-    let mut template = meta(svc);
-    template.name = None;
-    template.namespace = None;
-    Deployment {
-        metadata: meta(svc),
-        spec: Some(DeploymentSpec {
-            replicas: Some(svc.spec.replicas),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(svc)),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(template),
-                spec: Some(PodSpec {
-                    service_account_name: Some(object_name(svc)),
-                    containers: vec![container],
-                    security_context: Some(workload::restricted_pod()),
-                    node_selector: workload::node_selector(placement),
-                    tolerations: workload::tolerations(placement),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn service(svc: &CatalogService) -> Service {
-    Service {
-        metadata: meta(svc),
-        spec: Some(ServiceSpec {
-            selector: Some(selector_labels(svc)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    c.deployment(svc.spec.replicas, &object_name(svc), container)
 }
 
 /// The catalogue is public metadata: anyone may reach the HTTP port. Out of the pods go only
@@ -208,25 +143,7 @@ fn service(svc: &CatalogService) -> Service {
 pub fn network_policy(svc: &CatalogService, paths: &Paths) -> NetworkPolicy {
     let mut egress = vec![network::dns(paths)];
     egress.extend(network::to_peers(&paths.api_server));
-    NetworkPolicy {
-        metadata: meta(svc),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(svc)),
-                ..Default::default()
-            }),
-            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: None,
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(PORT)),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-            }]),
-            egress: Some(egress),
-        }),
-    }
+    component(svc).network_policy(None, Some(egress))
 }
 
 #[cfg(test)]

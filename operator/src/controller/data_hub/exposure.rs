@@ -2,18 +2,10 @@
 //! exposure-api`) with its own identity, read-only in the cluster (permits) and in S3 (the
 //! purpose-specific zone), its Service and its network policy. Pure.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec,
-};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
-};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, Probe, ServiceAccount, TCPSocketAction};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
@@ -21,33 +13,44 @@ use kube::core::ObjectMeta;
 use crate::adapters::openbao::KubernetesRole;
 use crate::api::DataHub;
 use crate::controller::apply::DesiredObject;
+use crate::controller::component::Component;
 use crate::controller::network;
 use crate::controller::storage::{self, HubRole, TOKEN_TTL_SECONDS};
 use crate::controller::workload::{self, Inputs};
 
 pub use crate::layout::{EXPOSURE_API as API, exposure_api_url as api_url};
-/// Port of the API's HTTP server.
+use crate::layout::{EXPOSURE_PKI, exposure_dns_names, exposure_pki_path};
+
+/// The common name of every hub's exposure CA (each is its own mount's).
+pub const CA_NAME: &str = "vardhub exposure CA";
+
+/// The PKI engine of the hub's exposure API, in the hub's OpenBao namespace: a CA of its own
+/// whose key never leaves OpenBao, and a role for exactly the API's in-cluster names.
+pub fn server_pki(hub: &DataHub) -> crate::adapters::openbao::ServerPki {
+    crate::adapters::openbao::ServerPki {
+        mount: EXPOSURE_PKI.into(),
+        names: exposure_dns_names(hub),
+    }
+}
+/// Port of the API's HTTPS server.
 pub const PORT: i32 = 8080;
 
-fn selector_labels(hub: &DataHub) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_string(),
-            "exposure-api".to_string(),
-        ),
-        ("app.kubernetes.io/instance".to_string(), hub.name_any()),
-    ])
+/// The API as one of the project's components.
+pub fn component(hub: &DataHub) -> Component<'_> {
+    Component {
+        name: API.into(),
+        namespace: Some(hub.workload_namespace()),
+        app: "exposure-api",
+        instance: hub.name_any(),
+        role: "exposure",
+        placement: &hub.spec.placement,
+        port_name: "https",
+        port: PORT,
+    }
 }
 
 fn meta(hub: &DataHub) -> ObjectMeta {
-    let mut labels = selector_labels(hub);
-    labels.insert("app.kubernetes.io/component".into(), "exposure".into());
-    ObjectMeta {
-        name: Some(API.into()),
-        namespace: Some(hub.workload_namespace()),
-        labels: Some(labels),
-        ..Default::default()
-    }
+    component(hub).meta()
 }
 
 /// The Kubernetes auth role of the exposure components: their ServiceAccount, in the hub's
@@ -82,21 +85,30 @@ pub fn children(hub: &DataHub, inputs: &Inputs) -> Result<Vec<DesiredObject>, se
         DesiredObject::from_typed(&permit_reader(hub))?,
         DesiredObject::from_typed(&role_binding(hub))?,
         DesiredObject::from_typed(&deployment(hub, inputs, &oidc.issuer, &oidc.audience))?,
-        DesiredObject::from_typed(&service(hub))?,
+        DesiredObject::from_typed(&component(hub).service(443))?,
         DesiredObject::from_typed(&network_policy(hub, inputs, &oidc.issuer))?,
     ])
 }
 
-/// Read-only access to the permits of the hub's namespace: all the API needs to decide.
+/// Read access to the permits of the hub's namespace (all the API needs to decide), and their
+/// status, where it counts accesses.
 pub fn permit_reader(hub: &DataHub) -> Role {
     Role {
         metadata: meta(hub),
-        rules: Some(vec![PolicyRule {
-            api_groups: Some(vec!["vardhub.io".into()]),
-            resources: Some(vec!["datapermits".into()]),
-            verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..Default::default()
-        }]),
+        rules: Some(vec![
+            PolicyRule {
+                api_groups: Some(vec!["vardhub.io".into()]),
+                resources: Some(vec!["datapermits".into()]),
+                verbs: vec!["get".into(), "list".into(), "watch".into()],
+                ..Default::default()
+            },
+            PolicyRule {
+                api_groups: Some(vec!["vardhub.io".into()]),
+                resources: Some(vec!["datapermits/status".into()]),
+                verbs: vec!["patch".into()],
+                ..Default::default()
+            },
+        ]),
     }
 }
 
@@ -121,9 +133,11 @@ fn role_binding(hub: &DataHub) -> RoleBinding {
 /// ServiceAccount's token and reads its S3 credential there: no secret in the spec.
 pub fn deployment(hub: &DataHub, inputs: &Inputs, issuer: &str, audience: &str) -> Deployment {
     let l = storage::hub_layout(hub);
-    let probe = |path: &str| Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
+    let c = component(hub);
+    // Readiness asks over HTTPS (the kubelet does not check the certificate); liveness only
+    // connects, so that the pod is not restarted while it waits for its first certificate.
+    let live = Probe {
+        tcp_socket: Some(TCPSocketAction {
             port: IntOrString::Int(PORT),
             ..Default::default()
         }),
@@ -146,102 +160,47 @@ pub fn deployment(hub: &DataHub, inputs: &Inputs, issuer: &str, audience: &str) 
             e.value = Some("/var/run/secrets/kubernetes.io/serviceaccount/token".into());
         }
     }
-    let placement = &hub.spec.placement;
+    let mut args = vec![
+        "exposure-api".to_string(),
+        format!("--listen=0.0.0.0:{PORT}"),
+        format!("--namespace={}", hub.workload_namespace()),
+        format!("--hub={}", hub.name_any()),
+        format!("--bucket={}", l.products),
+        format!("--issuer={issuer}"),
+        format!("--audience={audience}"),
+        format!("--tls-pki-mount={}", exposure_pki_path(hub)),
+    ];
+    args.extend(
+        exposure_dns_names(hub)
+            .into_iter()
+            .map(|n| format!("--tls-name={n}")),
+    );
     let container = Container {
         name: "api".into(),
         image: Some(inputs.image.clone()),
-        args: Some(vec![
-            "exposure-api".into(),
-            format!("--listen=0.0.0.0:{PORT}"),
-            format!("--namespace={}", hub.workload_namespace()),
-            format!("--hub={}", hub.name_any()),
-            format!("--bucket={}", l.products),
-            format!("--issuer={issuer}"),
-            format!("--audience={audience}"),
-        ]),
+        args: Some(args),
         env: Some(env),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: PORT,
-            ..Default::default()
-        }]),
-        readiness_probe: Some(probe("/readyz")),
-        liveness_probe: Some(probe("/healthz")),
-        resources: Some(workload::resources_or(placement, "100m", "64Mi", "256Mi")),
-        security_context: Some(workload::restricted_container()),
+        readiness_probe: Some(c.http_probe("/readyz", true, 10)),
+        liveness_probe: Some(live),
+        resources: Some(workload::resources_or(
+            &hub.spec.placement,
+            "100m",
+            "64Mi",
+            "256Mi",
+        )),
         ..Default::default()
     };
-    let mut template = meta(hub);
-    template.name = None;
-    template.namespace = None;
-    Deployment {
-        metadata: meta(hub),
-        spec: Some(DeploymentSpec {
-            replicas: Some(1),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(hub)),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(template),
-                spec: Some(PodSpec {
-                    service_account_name: Some(API.into()),
-                    containers: vec![container],
-                    security_context: Some(workload::restricted_pod()),
-                    node_selector: workload::node_selector(placement),
-                    tolerations: workload::tolerations(placement),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    c.deployment(1, API, container)
 }
 
-fn service(hub: &DataHub) -> Service {
-    Service {
-        metadata: meta(hub),
-        spec: Some(ServiceSpec {
-            selector: Some(selector_labels(hub)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: 80,
-                target_port: Some(IntOrString::String("http".into())),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-/// Permit holders come from anywhere, so the HTTP port is open to all; every request is
+/// Permit holders come from anywhere, so the HTTPS port is open to all; every request is
 /// authenticated and checked against a permit. Out of the pod go, besides the hub's own
 /// paths (DNS, OpenBao, S3), the API server (permits) and the issuer's address when it is an
 /// IP literal; an issuer named by host name is reached only if it is OpenBao.
 pub fn network_policy(hub: &DataHub, inputs: &Inputs, issuer: &str) -> NetworkPolicy {
     let mut egress = network::to_peers(&inputs.paths.api_server);
     egress.extend(network::to_peers(&network::literal(issuer)));
-    NetworkPolicy {
-        metadata: meta(hub),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(hub)),
-                ..Default::default()
-            }),
-            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: None,
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(PORT)),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-            }]),
-            egress: Some(egress),
-        }),
-    }
+    component(hub).network_policy(None, Some(egress))
 }
 
 #[cfg(test)]
@@ -279,10 +238,12 @@ mod tests {
         }));
         let rules = permit_reader(&h).rules.unwrap_or_default();
         assert!(rules.iter().all(|r| {
-            r.resources == Some(vec!["datapermits".to_string()])
+            (r.resources == Some(vec!["datapermits".to_string()])
                 && r.verbs
                     .iter()
-                    .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
+                    .all(|v| ["get", "list", "watch"].contains(&v.as_str())))
+                || (r.resources == Some(vec!["datapermits/status".to_string()])
+                    && r.verbs == vec!["patch".to_string()])
         }));
         let policy = storage::exposure_policy(&h).to_string();
         assert!(
@@ -290,6 +251,10 @@ mod tests {
             "{policy}"
         );
         assert!(!policy.contains("transit"), "{policy}");
+        assert!(
+            policy.contains("hub-h/exposure-pki/issue/server"),
+            "{policy}"
+        );
         assert_eq!(role(&h).service_accounts, vec![API.to_string()]);
         let pod = deployment(&h, &Inputs::default(), "http://i", "a")
             .spec

@@ -245,6 +245,14 @@ async fn external_pass(
         {
             ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
         }
+        if bao
+            .admin
+            .in_namespace(&layout.openbao_namespace)?
+            .ensure_server_pki(&exposure::server_pki(hub), exposure::CA_NAME)
+            .await?
+        {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");
+        }
     }
 
     // Zones.

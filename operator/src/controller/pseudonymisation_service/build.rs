@@ -2,15 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe, Service,
-    ServiceAccount, ServicePort, ServiceSpec,
-};
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Container, EnvVar, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -20,6 +14,7 @@ use kube::core::ObjectMeta;
 use crate::adapters::openbao::{self, KubernetesRole};
 use crate::api::{PseudonymisationMode, PseudonymisationService};
 use crate::controller::apply::{DesiredObject, OwnedKind};
+use crate::controller::component::Component;
 use crate::controller::workload;
 use crate::pseudonymisation::access::{self, Grants};
 
@@ -220,26 +215,27 @@ pub fn owned_kinds() -> Vec<OwnedKind> {
 
 /// The labels that select the service's pods.
 pub fn selector_labels(svc: &PseudonymisationService) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_string(),
-            "pseudonymisation-service".to_string(),
-        ),
-        ("app.kubernetes.io/instance".to_string(), svc.name_any()),
-    ])
+    component(svc).selector_labels()
+}
+
+/// The service as one of the project's components.
+pub fn component(svc: &PseudonymisationService) -> Component<'_> {
+    Component {
+        name: svc.name_any(),
+        namespace: svc.namespace(),
+        app: "pseudonymisation-service",
+        instance: svc.name_any(),
+        role: "pseudonymisation",
+        placement: &svc.spec.placement,
+        port_name: "https",
+        port: PORT,
+    }
 }
 
 fn meta(svc: &PseudonymisationService, name: String) -> ObjectMeta {
-    let mut labels = selector_labels(svc);
-    labels.insert(
-        "app.kubernetes.io/component".into(),
-        "pseudonymisation".into(),
-    );
     ObjectMeta {
         name: Some(name),
-        namespace: svc.namespace(),
-        labels: Some(labels),
-        ..Default::default()
+        ..component(svc).meta()
     }
 }
 
@@ -253,7 +249,7 @@ pub fn children(
     let mut out = vec![
         DesiredObject::from_typed(&service_account(svc))?,
         DesiredObject::from_typed(&deployment(svc, openbao_addr, default_image))?,
-        DesiredObject::from_typed(&service(svc))?,
+        DesiredObject::from_typed(&component(svc).service(PORT))?,
         DesiredObject::from_typed(&network_policy(svc))?,
     ];
     if svc.spec.replicas > 1 {
@@ -318,17 +314,7 @@ pub fn deployment(
             format!("--grant={grant}")
         })
     }));
-    let probe = |path: &str| Probe {
-        http_get: Some(HTTPGetAction {
-            scheme: Some("HTTPS".into()),
-            path: Some(path.into()),
-            port: IntOrString::Int(PORT),
-            ..Default::default()
-        }),
-        period_seconds: Some(5),
-        ..Default::default()
-    };
-    let resources = workload::resources_or(&svc.spec.placement, "250m", "64Mi", "256Mi");
+    let c = component(svc);
     let container = Container {
         name: "pseudonymisation".into(),
         image: Some(
@@ -343,62 +329,17 @@ pub fn deployment(
             value: Some(openbao_addr.into()),
             ..Default::default()
         }]),
-        ports: Some(vec![ContainerPort {
-            name: Some("https".into()),
-            container_port: PORT,
-            ..Default::default()
-        }]),
-        readiness_probe: Some(probe("/readyz")),
-        liveness_probe: Some(probe("/healthz")),
-        resources: Some(resources),
-        security_context: Some(workload::restricted_container()),
+        readiness_probe: Some(c.http_probe("/readyz", true, 5)),
+        liveness_probe: Some(c.http_probe("/healthz", true, 5)),
+        resources: Some(workload::resources_or(
+            &svc.spec.placement,
+            "250m",
+            "64Mi",
+            "256Mi",
+        )),
         ..Default::default()
     };
-    let placement = &svc.spec.placement;
-    Deployment {
-        metadata: meta(svc, svc.name_any()),
-        spec: Some(DeploymentSpec {
-            replicas: Some(svc.spec.replicas),
-            selector: LabelSelector {
-                match_labels: Some(selector_labels(svc)),
-                ..Default::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(meta(svc, svc.name_any())).map(|mut m| {
-                    m.name = None;
-                    m.namespace = None;
-                    m
-                }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(n.service_account),
-                    containers: vec![container],
-                    security_context: Some(workload::restricted_pod()),
-                    node_selector: workload::node_selector(placement),
-                    tolerations: workload::tolerations(placement),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn service(svc: &PseudonymisationService) -> Service {
-    Service {
-        metadata: meta(svc, svc.name_any()),
-        spec: Some(ServiceSpec {
-            selector: Some(selector_labels(svc)),
-            ports: Some(vec![ServicePort {
-                name: Some("https".into()),
-                port: PORT,
-                target_port: Some(IntOrString::String("https".into())),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
+    c.deployment(svc.spec.replicas, &n.service_account, container)
 }
 
 /// Admits only pods of the callers' namespaces (and its own), on the API port.
@@ -415,35 +356,11 @@ pub fn network_policy(svc: &PseudonymisationService) -> NetworkPolicy {
     let from = namespaces
         .into_iter()
         .map(|ns| NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "kubernetes.io/metadata.name".to_string(),
-                    ns,
-                )])),
-                ..Default::default()
-            }),
+            namespace_selector: Some(crate::controller::network::namespace_named(&ns)),
             ..Default::default()
         })
         .collect();
-    NetworkPolicy {
-        metadata: meta(svc, svc.name_any()),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(selector_labels(svc)),
-                ..Default::default()
-            }),
-            policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(from),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(PORT)),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-            }]),
-            ..Default::default()
-        }),
-    }
+    component(svc).network_policy(Some(from), None)
 }
 
 fn disruption_budget(svc: &PseudonymisationService) -> PodDisruptionBudget {
