@@ -310,6 +310,13 @@ pub async fn run_now(admin: &Client, ns: &str, cron_job: &str) -> Result<String>
     Ok(name)
 }
 
+/// Runs the local cluster's script (`freeze`, `thaw`, `kill-container`, ...).
+pub fn cluster_sh(args: &[&str]) -> Result<String> {
+    run(Command::new("bash")
+        .arg(repo_root().join("environments/local/cluster/cluster.sh"))
+        .args(args))
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -646,5 +646,28 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
     .await?;
     assert_eq!((counted.refused, counted.bytes), (0, bytes_b));
     assert!(counted.last.is_some());
+
+    // Switched off, the API goes, and nobody can log in to OpenBao as it any more.
+    hubs.patch(
+        HUB,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"exposure": {"api": false}}})),
+    )
+    .await?;
+    eventually("the API to be gone", Duration::from_secs(60), || async {
+        Ok(deployments
+            .get_opt("exposure-api")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    for path in [
+        format!("auth/kubernetes/role/vardhub-hub-{HUB}.exposure"),
+        format!("sys/policy/vardhub-hub-{HUB}.exposure"),
+    ] {
+        let (status, _) = bao.call(reqwest::Method::GET, &path, None).await?;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} is removed");
+    }
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! was asked for; nothing it already had is lost or made twice; and once the server is back
 //! it becomes Ready again without a manual step.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,7 +12,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use vardhub::api::RegionalNode;
 use vardhub::controller::conditions::{find, is_true, types};
-use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually, repo_root, run};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, cluster_sh, eventually};
 
 const NODE: &str = "outage";
 
@@ -34,12 +33,6 @@ impl Drop for Frozen {
             eprintln!("could not thaw {}: {e:#}", self.0);
         }
     }
-}
-
-fn cluster_sh(args: &[&str]) -> Result<String> {
-    run(Command::new("bash")
-        .arg(repo_root().join("environments/local/cluster/cluster.sh"))
-        .args(args))
 }
 
 /// The node's status once it reports `reason` on `Degraded` for `generation`.

@@ -1122,7 +1122,7 @@ async fn flow_on_real_pods(admin: &Client) -> Result<()> {
     for hub in [HUB, FEDERATED_HUB] {
         let services: Api<PseudonymisationService> =
             Api::namespaced(admin.clone(), &format!("hub-{hub}"));
-        eventually(
+        let ready = eventually(
             &format!("the pseudonymisation service of {hub}"),
             Duration::from_secs(180),
             || async {
@@ -1134,7 +1134,11 @@ async fn flow_on_real_pods(admin: &Client) -> Result<()> {
                     .map(|_| ()))
             },
         )
-        .await?;
+        .await;
+        if let Err(e) = ready {
+            let status = services.get(FLOW_PS).await?.status;
+            return Err(e.context(format!("its status: {status:?}")));
+        }
     }
 
     // Every step in a real pod, as the CronJobs would run it at night.

@@ -1009,6 +1009,17 @@ cmd_import_image() {
     log "imported $file into $NODE_NAME"
 }
 
+# kill-container ID: SIGKILL one container of the real node (its containerd ID, as a pod's
+# status gives it, with or without containerd://): a crash the process cannot clean up after.
+cmd_kill_container() {
+    local id=${1:-}
+    id=${id#containerd://}
+    [[ "$id" =~ ^[0-9a-f]{12,64}$ ]] || die "usage: cluster.sh kill-container ID (a containerd container ID)"
+    component_pid containerd >/dev/null || die "the local cluster is not running"
+    ctr_ task kill --signal SIGKILL "$id"
+    log "sent SIGKILL to container ${id:0:12}"
+}
+
 # freeze|thaw COMPONENT: stop or continue the component's process (SIGSTOP/SIGCONT), an
 # outage for failure tests in which the server keeps its state (OpenBao runs in memory).
 cmd_signal() {
@@ -1035,6 +1046,7 @@ usage: $(basename "$0") build|up|down|status|env
   env     print export lines for the running cluster (eval "\$(cluster.sh env)")
   import-image FILE   load an OCI image tarball into the real node's containerd
   freeze|thaw NAME    stop or continue one component's process (an outage that keeps state)
+  kill-container ID   SIGKILL one container of the real node (a crash)
 
 cache: $CACHE_DIR   run dir: $RUN_DIR
 EOF
@@ -1050,6 +1062,7 @@ main() {
     import-image) cmd_import_image "${2:-}" ;;
     freeze) cmd_signal STOP "${2:-}" ;;
     thaw) cmd_signal CONT "${2:-}" ;;
+    kill-container) cmd_kill_container "${2:-}" ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

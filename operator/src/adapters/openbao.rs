@@ -952,6 +952,36 @@ impl Admin {
         }
     }
 
+    /// Deletes a policy if it exists (read first, so that an absent one costs no write);
+    /// returns whether it deleted.
+    pub async fn remove_policy(&self, name: &str) -> Result<bool, Error> {
+        match vaultrs::sys::policy::read(self.client().as_ref(), name).await {
+            Err(ClientError::APIError { code: 404, .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+            Ok(_) => self.delete_policy(name).await.map(|()| true),
+        }
+    }
+
+    /// Deletes a Kubernetes auth role if it exists (read first); returns whether it deleted.
+    pub async fn remove_kubernetes_role(
+        &self,
+        auth_mount: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
+        let read = ReadKubernetesRole {
+            mount: auth_mount.into(),
+            name: name.into(),
+        };
+        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
+            Err(ClientError::APIError { code: 404, .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+            Ok(_) => self
+                .delete_kubernetes_role(auth_mount, name)
+                .await
+                .map(|()| true),
+        }
+    }
+
     /// Deletes a Kubernetes auth role; an absent one is fine.
     pub async fn delete_kubernetes_role(&self, auth_mount: &str, name: &str) -> Result<(), Error> {
         match vaultrs::auth::kubernetes::role::delete(self.client().as_ref(), auth_mount, name)

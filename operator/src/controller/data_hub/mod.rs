@@ -253,6 +253,19 @@ async fn external_pass(
         {
             ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");
         }
+    } else {
+        // Switched off (or never on): nobody may log in as the API any more. Its credential
+        // is no longer renewed and expires; its CA stays with the hub's namespace.
+        if bao
+            .admin
+            .remove_kubernetes_role(storage::AUTH_MOUNT, &layout.exposure_role)
+            .await?
+        {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "delete");
+        }
+        if bao.admin.remove_policy(&layout.exposure_policy).await? {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "delete");
+        }
     }
 
     // Zones.
