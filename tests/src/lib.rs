@@ -54,7 +54,8 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn env(name: &str) -> Result<String> {
+/// An environment variable the test run sets, or an error naming it.
+pub fn env(name: &str) -> Result<String> {
     std::env::var(name)
         .with_context(|| format!("{name} is not set: run the integration tests with `make test`"))
 }
@@ -308,6 +309,14 @@ pub async fn run_now(admin: &Client, ns: &str, cron_job: &str) -> Result<String>
         .create(&kube::api::PostParams::default(), &job)
         .await?;
     Ok(name)
+}
+
+/// The placement that puts a pod on the real node (it is tainted; kwok nodes are not).
+pub fn on_real_node() -> Result<serde_json::Value> {
+    Ok(serde_json::json!({
+        "nodeSelector": {"kubernetes.io/hostname": env("VARDHUB_NODE_NAME")?},
+        "tolerations": [{"key": env("VARDHUB_NODE_TAINT")?, "operator": "Exists", "effect": "NoSchedule"}],
+    }))
 }
 
 /// Runs the local cluster's script (`freeze`, `thaw`, `kill-container`, ...).

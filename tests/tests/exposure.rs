@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vardhub::api::{DataHub, DataPermit};
 use vardhub::controller::conditions::{is_true, types};
-use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually};
+use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, env, eventually, on_real_node};
 
 const HUB: &str = "exposed";
 const NS: &str = "hub-exposed";
@@ -24,11 +24,6 @@ const OIDC_KEY: &str = "exposure-tests";
 /// Tokens of this OIDC role live 20 seconds, so that the test sees one expire.
 const OIDC_ROLE: &str = "exposure-tests";
 const HOLDER_POLICY: &str = "exposure-test-holder";
-
-fn env(name: &str) -> Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run the tests with `make test`"))
-}
 
 /// OpenBao's HTTP API as its root, for setting up the issuer and its users.
 struct Bao {
@@ -265,10 +260,7 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
                 {"name": "hip-fracture", "purpose": "hip-fracture"},
             ]},
             "exposure": {"api": true, "oidc": {"issuer": issuer, "audience": audience}},
-            "placement": {
-                "nodeSelector": {"kubernetes.io/hostname": env("VARDHUB_NODE_NAME")?},
-                "tolerations": [{"key": env("VARDHUB_NODE_TAINT")?, "operator": "Exists", "effect": "NoSchedule"}],
-            },
+            "placement": on_real_node()?,
             "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
         },
     }))?;

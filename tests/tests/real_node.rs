@@ -13,20 +13,9 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use vardhub::api::{CatalogService, DataHub, PseudonymisationService, RegionalNode};
 use vardhub::controller::conditions::{is_true, types};
-use vardhub_tests::{LocalCluster, OPERATOR_LOCK, eventually, kubectl, repo_root, run, run_now};
-
-fn env(name: &str) -> Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run the tests with `make test`"))
-}
-
-/// The placement that puts a pod on the real node (it is tainted; kwok nodes are not).
-fn on_real_node() -> Result<Value> {
-    Ok(json!({
-        "nodeSelector": {"kubernetes.io/hostname": env("VARDHUB_NODE_NAME")?},
-        "tolerations": [{"key": env("VARDHUB_NODE_TAINT")?, "operator": "Exists", "effect": "NoSchedule"}],
-    }))
-}
+use vardhub_tests::{
+    LocalCluster, OPERATOR_LOCK, env, eventually, kubectl, on_real_node, repo_root, run, run_now,
+};
 
 /// The container security context of Pod Security "restricted".
 fn restricted() -> Value {

@@ -15,6 +15,7 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::core::ObjectMeta;
@@ -144,6 +145,24 @@ impl Component<'_> {
                 ..Default::default()
             }),
             ..Default::default()
+        }
+    }
+
+    /// Binds its Role to its ServiceAccount, both named as the component.
+    pub fn role_binding(&self) -> RoleBinding {
+        RoleBinding {
+            metadata: self.meta(),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "Role".into(),
+                name: self.name.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+                ..Default::default()
+            }]),
         }
     }
 

@@ -390,35 +390,32 @@ impl Verifier {
         http: &reqwest::Client,
         issuer: &str,
     ) -> Result<HashMap<String, (Algorithm, DecodingKey)>, DiscoveryError> {
-        let oidc = |e: reqwest::Error| DiscoveryError::Oidc(e.without_url().to_string());
+        async fn get_json<T: serde::de::DeserializeOwned>(
+            http: &reqwest::Client,
+            url: &str,
+        ) -> Result<T, DiscoveryError> {
+            let oidc = |e: reqwest::Error| DiscoveryError::Oidc(e.without_url().to_string());
+            http.get(url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(oidc)?
+                .json()
+                .await
+                .map_err(oidc)
+        }
         let url = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let discovery: Discovery = http
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(oidc)?
-            .json()
-            .await
-            .map_err(oidc)?;
+        let discovery: Discovery = get_json(http, &url).await?;
         if discovery.issuer != issuer {
             return Err(DiscoveryError::Keys(format!(
                 "the discovery document names the issuer {}, not {issuer}",
                 discovery.issuer
             )));
         }
-        let jwks: JwkSet = http
-            .get(&discovery.jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(oidc)?
-            .json()
-            .await
-            .map_err(oidc)?;
+        let jwks: JwkSet = get_json(http, &discovery.jwks_uri).await?;
         decoding_keys(&jwks)
     }
 

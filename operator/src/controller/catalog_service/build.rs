@@ -4,7 +4,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
 
@@ -75,7 +75,7 @@ pub fn children(
             ..Default::default()
         })?,
         DesiredObject::from_typed(&role(svc))?,
-        DesiredObject::from_typed(&role_binding(svc))?,
+        DesiredObject::from_typed(&component(svc).role_binding())?,
         DesiredObject::from_typed(&deployment(svc, image))?,
         DesiredObject::from_typed(&component(svc).service(80))?,
         DesiredObject::from_typed(&network_policy(svc, paths))?,
@@ -91,23 +91,6 @@ pub fn role(svc: &CatalogService) -> Role {
             api_groups: Some(vec!["vardhub.io".into()]),
             resources: Some(vec!["datasets".into(), "catalogservices".into()]),
             verbs: vec!["get".into(), "list".into(), "watch".into()],
-            ..Default::default()
-        }]),
-    }
-}
-
-fn role_binding(svc: &CatalogService) -> RoleBinding {
-    RoleBinding {
-        metadata: meta(svc),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: object_name(svc),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: object_name(svc),
-            namespace: svc.namespace(),
             ..Default::default()
         }]),
     }

@@ -5,7 +5,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, Probe, ServiceAccount, TCPSocketAction};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::core::ObjectMeta;
@@ -83,7 +83,7 @@ pub fn children(hub: &DataHub, inputs: &Inputs) -> Result<Vec<DesiredObject>, se
             ..Default::default()
         })?,
         DesiredObject::from_typed(&permit_reader(hub))?,
-        DesiredObject::from_typed(&role_binding(hub))?,
+        DesiredObject::from_typed(&component(hub).role_binding())?,
         DesiredObject::from_typed(&deployment(hub, inputs, &oidc.issuer, &oidc.audience))?,
         DesiredObject::from_typed(&component(hub).service(443))?,
         DesiredObject::from_typed(&network_policy(hub, inputs, &oidc.issuer))?,
@@ -109,23 +109,6 @@ pub fn permit_reader(hub: &DataHub) -> Role {
                 ..Default::default()
             },
         ]),
-    }
-}
-
-fn role_binding(hub: &DataHub) -> RoleBinding {
-    RoleBinding {
-        metadata: meta(hub),
-        role_ref: RoleRef {
-            api_group: Some("rbac.authorization.k8s.io".into()),
-            kind: "Role".into(),
-            name: API.into(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".into(),
-            name: API.into(),
-            namespace: Some(hub.workload_namespace()),
-            ..Default::default()
-        }]),
     }
 }
 
