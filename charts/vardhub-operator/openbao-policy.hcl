@@ -126,6 +126,14 @@ path "+/secrets/data/s3/roles/standardise" {
 path "+/secrets/data/s3/roles/publish" {
   capabilities = ["read", "create", "update"]
 }
+# storage::ensure_credential (data hub): credential of the hub role "expose" (API or SFTP on)
+path "+/secrets/data/s3/roles/expose" {
+  capabilities = ["read", "create", "update"]
+}
+# data_hub::ensure_host_key: the SFTP server's host key, read, and written once when missing
+path "+/secrets/data/exposure/sftp-host-key" {
+  capabilities = ["read", "create"]
+}
 
 # ---------------------------------------------------------------- child namespace hub-<hub>: the exposure API's PKI
 # Admin::ensure_server_pki (via in_namespace) enable (POST, type=pki, max_lease_ttl) of exposure-pki; it goes with the hub's namespace

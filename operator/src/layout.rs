@@ -134,6 +134,17 @@ pub fn exposure_api_url(hub: &DataHub) -> String {
     format!("https://{EXPOSURE_API}.{}.svc", hub.workload_namespace())
 }
 
+/// Name of the hub's SFTP server objects (Deployment, Service, ServiceAccount, ...).
+pub const EXPOSURE_SFTP: &str = "exposure-sftp";
+
+/// Where the hub's SFTP server is served inside the cluster (port 22).
+pub fn exposure_sftp_url(hub: &DataHub) -> String {
+    format!("sftp://{EXPOSURE_SFTP}.{}.svc", hub.workload_namespace())
+}
+
+/// KV path (in the hub's OpenBao namespace) of the SFTP server's host key.
+pub const SFTP_HOST_KEY_PATH: &str = "exposure/sftp-host-key";
+
 /// The PKI mount of the hub's exposure API, inside the hub's OpenBao namespace.
 pub const EXPOSURE_PKI: &str = "exposure-pki";
 
@@ -305,26 +316,37 @@ pub fn hub_policy(hub: &DataHub) -> Value {
     openbao_policy(&paths)
 }
 
-/// The OpenBao policy of a hub's exposure components: read their own credential and take
-/// their server certificate; no key.
+/// The OpenBao policy of a hub's exposure components: read their own credential, and take
+/// the API's server certificate (API on) or read the SFTP server's host key (SFTP on); no
+/// Transit key.
 pub fn exposure_policy(hub: &DataHub) -> Value {
     let l = hub_layout(hub);
-    openbao_policy(&[
-        (
-            format!(
-                "{}/{KV_MOUNT}/data/{}",
-                l.openbao_namespace,
-                role_credentials_path(HubRole::Expose)
-            ),
-            &["read"],
+    let mut paths: Vec<(String, &[&str])> = vec![(
+        format!(
+            "{}/{KV_MOUNT}/data/{}",
+            l.openbao_namespace,
+            role_credentials_path(HubRole::Expose)
         ),
-        (
+        &["read"],
+    )];
+    if hub.spec.exposure.api {
+        paths.push((
             format!(
                 "{}/issue/{}",
                 exposure_pki_path(hub),
                 crate::adapters::openbao::SERVER_ROLE
             ),
             &["update"],
-        ),
-    ])
+        ));
+    }
+    if hub.spec.exposure.sftp {
+        paths.push((
+            format!(
+                "{}/{KV_MOUNT}/data/{SFTP_HOST_KEY_PATH}",
+                l.openbao_namespace
+            ),
+            &["read"],
+        ));
+    }
+    openbao_policy(&paths)
 }

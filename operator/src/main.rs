@@ -170,37 +170,33 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "0.0.0.0:8080")]
         listen: SocketAddr,
-        /// Namespace of the hub's workloads and its `DataPermit`s.
-        #[arg(long, env = "POD_NAMESPACE")]
-        namespace: String,
-        /// The hub.
-        #[arg(long)]
-        hub: String,
-        /// The hub's purpose-specific bucket.
-        #[arg(long)]
-        bucket: String,
+        #[command(flatten)]
+        component: ExposureArgs,
         /// The OIDC issuer whose bearer tokens are accepted.
         #[arg(long)]
         issuer: String,
         /// The audience the tokens must carry.
         #[arg(long)]
         audience: String,
-        #[arg(long, env = "VAULT_ADDR", hide = true)]
-        openbao_addr: String,
-        #[arg(long, env = "VARDHUB_OPENBAO_AUTH_MOUNT", hide = true)]
-        auth_mount: String,
-        #[arg(long, env = "VARDHUB_OPENBAO_ROLE", hide = true)]
-        openbao_role: String,
-        #[arg(long, env = "VARDHUB_OPENBAO_TOKEN_FILE", hide = true)]
-        token_file: PathBuf,
-        #[arg(long, env = "VARDHUB_S3_CREDENTIALS", hide = true)]
-        credentials: String,
         /// Serve HTTPS with a certificate issued by this OpenBao PKI mount's `server` role.
         #[arg(long)]
         tls_pki_mount: Option<String>,
         /// A DNS name of the certificate (repeat; the first is the common name).
         #[arg(long = "tls-name", requires = "tls_pki_mount")]
         tls_names: Vec<String>,
+    },
+    /// Run a hub's read-only SFTP server for data products (what the operator deploys when
+    /// `spec.exposure.sftp` is on): a permit's holder logs in as the permit with its SSH key
+    /// and reads exactly the permit's products.
+    ExposureSftp {
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:2222")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        component: ExposureArgs,
+        /// Where the host key lives in OpenBao (`<namespace>/<mount>/data/<path>`).
+        #[arg(long)]
+        host_key: String,
     },
     /// Render the DCAT-AP 3 / HealthDCAT-AP catalogue of a manifest directory offline, as the
     /// cluster would serve it: each dataset's distributions come from the directory's own
@@ -303,6 +299,46 @@ enum Command {
         #[arg(long, conflicts_with = "write")]
         check: Option<PathBuf>,
     },
+}
+
+/// What both exposure components take: the hub, its bucket and namespace, and how they log
+/// in to OpenBao for their credential (set by the operator in their environment).
+#[derive(clap::Args, Debug)]
+struct ExposureArgs {
+    /// Namespace of the hub's workloads and its `DataPermit`s.
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: String,
+    /// The hub.
+    #[arg(long)]
+    hub: String,
+    /// The hub's purpose-specific bucket.
+    #[arg(long)]
+    bucket: String,
+    #[arg(long, env = "VAULT_ADDR", hide = true)]
+    openbao_addr: String,
+    #[arg(long, env = "VARDHUB_OPENBAO_AUTH_MOUNT", hide = true)]
+    auth_mount: String,
+    #[arg(long, env = "VARDHUB_OPENBAO_ROLE", hide = true)]
+    openbao_role: String,
+    #[arg(long, env = "VARDHUB_OPENBAO_TOKEN_FILE", hide = true)]
+    token_file: PathBuf,
+    #[arg(long, env = "VARDHUB_S3_CREDENTIALS", hide = true)]
+    credentials: String,
+}
+
+impl ExposureArgs {
+    fn settings(self) -> vardhub::exposure::Settings {
+        vardhub::exposure::Settings {
+            namespace: self.namespace,
+            hub: self.hub,
+            bucket: self.bucket,
+            openbao_addr: self.openbao_addr,
+            auth_mount: self.auth_mount,
+            role: self.openbao_role,
+            token_file: self.token_file,
+            credentials: self.credentials,
+        }
+    }
 }
 
 /// OpenBao and S3 as the workloads reach them, as the operator would be given them.
@@ -502,36 +538,47 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::ExposureApi {
             listen,
-            namespace,
-            hub,
-            bucket,
+            component,
             issuer,
             audience,
-            openbao_addr,
-            auth_mount,
-            openbao_role,
-            token_file,
-            credentials,
             tls_pki_mount,
             tls_names,
         } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
-                let settings = vardhub::exposure::api::Settings {
-                    namespace,
-                    hub,
-                    bucket,
+                let options = vardhub::exposure::api::Options {
                     issuer,
                     audience,
-                    openbao_addr,
-                    auth_mount,
-                    role: openbao_role,
-                    token_file,
-                    credentials,
                     tls: tls_pki_mount.map(|mount| (mount, tls_names)),
                 };
-                vardhub::exposure::api::run(client, settings, listen, shutdown_signal()).await?;
+                vardhub::exposure::api::run(
+                    client,
+                    component.settings(),
+                    options,
+                    listen,
+                    shutdown_signal(),
+                )
+                .await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::ExposureSftp {
+            listen,
+            component,
+            host_key,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let client = kube::Client::try_default().await?;
+                vardhub::exposure::sftp::run(
+                    client,
+                    component.settings(),
+                    host_key,
+                    listen,
+                    shutdown_signal(),
+                )
+                .await?;
                 Ok(ExitCode::SUCCESS)
             })
         }

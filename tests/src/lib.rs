@@ -319,6 +319,210 @@ pub fn on_real_node() -> Result<serde_json::Value> {
     }))
 }
 
+/// Waits (up to 240 s) until the Deployment `name` in `ns` has rolled out, and returns its
+/// running pod's name and IP. On a timeout the error carries what the pods said.
+pub async fn rolled_out_pod(admin: &Client, ns: &str, name: &str) -> Result<(String, String)> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{ListParams, LogParams};
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let of_it = ListParams::default().labels(&format!("app.kubernetes.io/name={name}"));
+    let rolled_out = eventually(
+        &format!("{name}'s pod to be ready"),
+        Duration::from_secs(240),
+        || async {
+            Ok(deployments
+                .get_opt(name)
+                .await?
+                .filter(vardhub::controller::workload::rolled_out)
+                .map(|_| ()))
+        },
+    )
+    .await;
+    if let Err(e) = rolled_out {
+        let mut said = String::new();
+        for p in pods.list(&of_it).await?.items {
+            let pod = p.metadata.name.clone().unwrap_or_default();
+            let logs = pods
+                .logs(&pod, &LogParams::default())
+                .await
+                .unwrap_or_default();
+            said.push_str(&format!(
+                "\n{pod}: {:?}\n{logs}",
+                p.status.map(|s| s.container_statuses)
+            ));
+        }
+        return Err(e.context(format!("{name}'s pods said:{said}")));
+    }
+    let pod = pods
+        .list(&of_it)
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .with_context(|| format!("{name}'s running pod"))?;
+    let pod_name = pod.metadata.name.clone().context("pod name")?;
+    let ip = pod.status.and_then(|s| s.pod_ip).context("the pod's IP")?;
+    Ok((pod_name, ip))
+}
+
+/// The best of three times, in seconds, to read `key` of `bucket` straight from the S3 server
+/// through a presigned URL: the floor a way of exposure is measured against.
+pub async fn presigned_read_seconds(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    length: usize,
+) -> Result<f64> {
+    let presigned = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(
+            Duration::from_secs(300),
+        )?)
+        .await?;
+    let http = reqwest::Client::new();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let body = http
+            .get(presigned.uri())
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        best = best.min(started.elapsed().as_secs_f64());
+        if body.len() != length {
+            bail!("read {} bytes of {key}, not {length}", body.len());
+        }
+    }
+    Ok(best)
+}
+
+/// The exposure tests' hub: two products, `exposure` as given, its pods on the real node, and
+/// its data deleted with it. Applied, and returned once Ready.
+pub async fn exposed_hub(
+    admin: &Client,
+    name: &str,
+    exposure: serde_json::Value,
+) -> Result<vardhub::api::DataHub> {
+    let hubs: Api<vardhub::api::DataHub> = Api::all(admin.clone());
+    let hub: vardhub::api::DataHub = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+        "metadata": {"name": name},
+        "spec": {
+            "zones": {"purposeSpecific": [
+                {"name": "waiting-times", "purpose": "waiting-times"},
+                {"name": "hip-fracture", "purpose": "hip-fracture"},
+            ]},
+            "exposure": exposure,
+            "placement": on_real_node()?,
+            "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
+        },
+    }))?;
+    hubs.patch(
+        name,
+        &kube::api::PatchParams::apply("vardhub-tests"),
+        &kube::api::Patch::Apply(&hub),
+    )
+    .await?;
+    eventually("the hub to be Ready", Duration::from_secs(120), || async {
+        Ok(hubs.get(name).await?.status.as_ref().is_some_and(|s| {
+            vardhub::controller::conditions::is_true(
+                &s.common.conditions,
+                vardhub::controller::conditions::types::READY,
+            )
+        }))
+        .map(|ready| ready.then_some(()))
+    })
+    .await?;
+    Ok(hubs.get(name).await?)
+}
+
+/// A permit of `hub` (in `hub-<hub>`) for one product, valid from a minute ago for an hour,
+/// to `holder` (the `spec.holder` object).
+pub fn data_permit(
+    hub: &str,
+    name: &str,
+    product: &str,
+    holder: serde_json::Value,
+) -> Result<vardhub::api::DataPermit> {
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let at = |s: i64| {
+        (now + k8s_openapi::jiff::SignedDuration::from_secs(s))
+            .round(k8s_openapi::jiff::Unit::Second)
+            .map(|t| t.to_string())
+    };
+    Ok(serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataPermit",
+        "metadata": {"name": name, "namespace": format!("hub-{hub}")},
+        "spec": {
+            "dataHub": {"name": hub},
+            "products": [product],
+            "purpose": "Follow-up of the care guarantee",
+            "holder": holder,
+            "issuedBy": {"name": "The access body", "uri": "https://example.org/hdab", "email": "hdab@example.org"},
+            "validFrom": at(-60)?, "validUntil": at(3600)?,
+        },
+    }))?)
+}
+
+/// Deletes `permits` and the hub, and waits (up to 180 s) until the hub is gone.
+pub async fn remove_exposed_hub(admin: &Client, hub: &str, permits: &[&str]) -> Result<()> {
+    let hubs: Api<vardhub::api::DataHub> = Api::all(admin.clone());
+    let in_hub: Api<vardhub::api::DataPermit> =
+        Api::namespaced(admin.clone(), &format!("hub-{hub}"));
+    for name in permits {
+        let _ = in_hub.delete(name, &Default::default()).await;
+    }
+    if hubs.get_opt(hub).await?.is_some() {
+        hubs.delete(hub, &Default::default()).await?;
+    }
+    eventually("the hub to be gone", Duration::from_secs(180), || async {
+        Ok(hubs.get_opt(hub).await?.is_none().then_some(()))
+    })
+    .await
+}
+
+/// Waits (up to 60 s) until permit `name` of `hub` counts `served` accesses through the API
+/// (or SFTP, with `sftp`), and returns its counts.
+pub async fn counted_accesses(
+    admin: &Client,
+    hub: &str,
+    name: &str,
+    sftp: bool,
+    served: i64,
+) -> Result<vardhub::api::PermitAccesses> {
+    let permits: Api<vardhub::api::DataPermit> =
+        Api::namespaced(admin.clone(), &format!("hub-{hub}"));
+    eventually(
+        &format!("{name} to count {served} accesses"),
+        Duration::from_secs(60),
+        || async {
+            let accesses = permits.get(name).await?.status.and_then(|s| s.accesses);
+            Ok(accesses
+                .and_then(|a| if sftp { a.sftp } else { a.api })
+                .filter(|a| a.served == served))
+        },
+    )
+    .await
+}
+
+/// A 4 KiB object: every byte value, sixteen times.
+pub fn small_object() -> Vec<u8> {
+    (0..4096u32).map(|i| (i % 256) as u8).collect()
+}
+
+/// A 32 MiB object of spread byte values, for throughput figures.
+pub fn large_object() -> Vec<u8> {
+    (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect()
+}
+
 /// Runs the local cluster's script (`freeze`, `thaw`, `kill-container`, ...).
 pub fn cluster_sh(args: &[&str]) -> Result<String> {
     run(Command::new("bash")

@@ -163,6 +163,7 @@ fn a_catalogue_of_exposed_products_names_the_api_and_still_validates() -> Result
     let mut resources = vardhub::render::load(&repo_root().join("environments/local"))?;
     for hub in &mut resources.hubs {
         hub.spec.exposure.api = true;
+        hub.spec.exposure.sftp = true;
     }
     let catalogue = vardhub::catalog::offline(&resources, None)?;
     let dir = tempdir()?;
@@ -173,6 +174,7 @@ fn a_catalogue_of_exposed_products_names_the_api_and_still_validates() -> Result
         "dcat:DataService",
         "dcat:endpointURL",
         "dcat:servesDataset",
+        "<sftp://exposure-sftp.hub-national.svc/>",
     ] {
         assert!(turtle.contains(term), "the exposed catalogue has {term}");
     }

@@ -9,13 +9,16 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::api::{DeleteParams, LogParams, Patch, PatchParams};
 use kube::{Api, Client};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use vardhub::api::{DataHub, DataPermit};
-use vardhub::controller::conditions::{is_true, types};
-use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, env, eventually, on_real_node};
+use vardhub_tests::{
+    LocalCluster, OPERATOR_LOCK, RunningOperator, counted_accesses, data_permit, env, eventually,
+    exposed_hub, large_object, presigned_read_seconds, remove_exposed_hub, rolled_out_pod,
+    small_object,
+};
 
 const HUB: &str = "exposed";
 const NS: &str = "hub-exposed";
@@ -174,29 +177,12 @@ async fn issuer(bao: &Bao) -> Result<(String, String)> {
 }
 
 fn permit(name: &str, product: &str, issuer: &str, subject: &str) -> Result<DataPermit> {
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let at = |s: i64| {
-        (now + k8s_openapi::jiff::SignedDuration::from_secs(s))
-            .round(k8s_openapi::jiff::Unit::Second)
-            .map(|t| t.to_string())
-    };
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataPermit",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "dataHub": {"name": HUB},
-            "products": [product],
-            "purpose": "Follow-up of the care guarantee",
-            "holder": {"name": format!("holder of {name}"), "oidc": {"issuer": issuer, "subject": subject}},
-            "issuedBy": {"name": "The access body", "uri": "https://example.org/hdab", "email": "hdab@example.org"},
-            "validFrom": at(-60)?, "validUntil": at(3600)?,
-        },
-    }))?)
-}
-
-/// The bytes of the test's object: every byte value, sixteen times.
-fn content() -> Vec<u8> {
-    (0..4096u32).map(|i| (i % 256) as u8).collect()
+    data_permit(
+        HUB,
+        name,
+        product,
+        json!({"name": format!("holder of {name}"), "oidc": {"issuer": issuer, "subject": subject}}),
+    )
 }
 
 #[tokio::test]
@@ -221,18 +207,7 @@ async fn permit_holders_read_exactly_their_products_through_the_api() -> Result<
 }
 
 async fn clean_up(admin: &Client, bao: &Bao) -> Result<()> {
-    let hubs: Api<DataHub> = Api::all(admin.clone());
-    let permits: Api<DataPermit> = Api::namespaced(admin.clone(), NS);
-    for name in ["permit-a", "permit-b"] {
-        let _ = permits.delete(name, &DeleteParams::default()).await;
-    }
-    if hubs.get_opt(HUB).await?.is_some() {
-        hubs.delete(HUB, &DeleteParams::default()).await?;
-    }
-    eventually("the hub to be gone", Duration::from_secs(180), || async {
-        Ok(hubs.get_opt(HUB).await?.is_none().then_some(()))
-    })
-    .await?;
+    remove_exposed_hub(admin, HUB, &["permit-a", "permit-b"]).await?;
     for path in [
         format!("sys/auth/{USERPASS}"),
         format!("identity/oidc/role/{OIDC_ROLE}"),
@@ -251,73 +226,15 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
 
     // The hub exposes two products over the API, its pod on the real node.
     let hubs: Api<DataHub> = Api::all(admin.clone());
-    let hub: DataHub = serde_json::from_value(json!({
-        "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
-        "metadata": {"name": HUB},
-        "spec": {
-            "zones": {"purposeSpecific": [
-                {"name": "waiting-times", "purpose": "waiting-times"},
-                {"name": "hip-fracture", "purpose": "hip-fracture"},
-            ]},
-            "exposure": {"api": true, "oidc": {"issuer": issuer, "audience": audience}},
-            "placement": on_real_node()?,
-            "deletionPolicy": "Delete", "confirmDeletion": true, "purgeObjects": true,
-        },
-    }))?;
-    hubs.patch(
+    exposed_hub(
+        admin,
         HUB,
-        &PatchParams::apply("vardhub-tests"),
-        &Patch::Apply(&hub),
+        json!({"api": true, "oidc": {"issuer": issuer, "audience": audience}}),
     )
-    .await?;
-    eventually("the hub to be Ready", Duration::from_secs(120), || async {
-        Ok(hubs
-            .get(HUB)
-            .await?
-            .status
-            .filter(|s| is_true(&s.common.conditions, types::READY))
-            .map(|_| ()))
-    })
     .await?;
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), NS);
-    let api_pods = ListParams::default().labels("app.kubernetes.io/name=exposure-api");
-    let rolled_out = eventually(
-        "the API's pod to be ready on the real node",
-        Duration::from_secs(240),
-        || async {
-            Ok(deployments
-                .get_opt("exposure-api")
-                .await?
-                .filter(vardhub::controller::workload::rolled_out)
-                .map(|_| ()))
-        },
-    )
-    .await;
-    if let Err(e) = rolled_out {
-        let mut said = String::new();
-        for p in pods.list(&api_pods).await?.items {
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let logs = pods
-                .logs(&name, &LogParams::default())
-                .await
-                .unwrap_or_default();
-            said.push_str(&format!(
-                "\n{name}: {:?}\n{logs}",
-                p.status.map(|s| s.container_statuses)
-            ));
-        }
-        return Err(e.context(format!("the API's pods said:{said}")));
-    }
-    let pod = pods
-        .list(&api_pods)
-        .await?
-        .items
-        .into_iter()
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
-        .context("the API's running pod")?;
-    let pod_name = pod.metadata.name.clone().context("pod name")?;
-    let ip = pod.status.and_then(|s| s.pod_ip).context("the pod's IP")?;
+    let (pod_name, ip) = rolled_out_pod(admin, NS, "exposure-api").await?;
     // Over HTTPS, with a certificate that chains to the hub's own exposure CA in OpenBao and
     // names the Service.
     let host = format!("exposure-api.{NS}.svc");
@@ -332,7 +249,7 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
     // The products, as the publish job would leave them (written as the S3 server's root).
     let s3 = cluster.s3_root();
     let bucket = format!("vardhub-hub-{HUB}-products");
-    let bytes = content();
+    let bytes = small_object();
     s3.put_object()
         .bucket(&bucket)
         .key("waiting-times/waiting_times.csv")
@@ -458,9 +375,7 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
 
     // Throughput (figures only, no assertion on time): the same 32 MiB object through the
     // API over HTTPS, and straight from the S3 server, best of three each.
-    let large: Vec<u8> = (0..32u32 << 20)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
+    let large = large_object();
     s3.put_object()
         .bucket(&bucket)
         .key("waiting-times/large.bin")
@@ -484,32 +399,9 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         through_api = through_api.min(begun.elapsed().as_secs_f64());
         assert_eq!(got.len(), large.len(), "the whole large object");
     }
-    // Straight from the S3 server with the same HTTP client, through a presigned URL, so that
-    // only the path differs.
-    let presigned = s3
-        .get_object()
-        .bucket(&bucket)
-        .key("waiting-times/large.bin")
-        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(
-            Duration::from_secs(120),
-        )?)
-        .await?;
-    let plain_http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let mut direct = f64::MAX;
-    for _ in 0..3 {
-        let begun = std::time::Instant::now();
-        let got = plain_http
-            .get(presigned.uri())
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
-        direct = direct.min(begun.elapsed().as_secs_f64());
-        assert_eq!(got.len(), large.len());
-    }
+    // Straight from the S3 server through a presigned URL, so that only the path differs.
+    let direct =
+        presigned_read_seconds(&s3, &bucket, "waiting-times/large.bin", large.len()).await?;
     println!(
         "throughput of {mib:.0} MiB: API (HTTPS, permit checked) {:.0} MiB/s, S3 directly (HTTP, presigned) {:.0} MiB/s, API/direct {:.2}",
         mib / through_api,
@@ -625,17 +517,7 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         served_b >= 1 && bytes_b == 9 * served_b,
         "{served_b} {bytes_b}"
     );
-    let counted = eventually(
-        "permit-b to count its accesses",
-        Duration::from_secs(60),
-        || async {
-            let p = permits.get("permit-b").await?;
-            Ok(p.status
-                .and_then(|s| s.accesses)
-                .filter(|a| a.served == served_b))
-        },
-    )
-    .await?;
+    let counted = counted_accesses(admin, HUB, "permit-b", false, served_b).await?;
     assert_eq!((counted.refused, counted.bytes), (0, bytes_b));
     assert!(counted.last.is_some());
 

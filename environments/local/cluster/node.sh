@@ -58,8 +58,9 @@ readonly CONTAINERD_SOCKET=$CONTAINERD_STATE/containerd.sock
 
 # Debian packages the real node and the image need: iptables, ipset and conntrack for
 # kube-proxy and the fence; libseccomp-dev and pkg-config for runc; musl-tools for the
-# static pause binary and the vardhub image; busybox-static for the toolbox image.
-readonly NODE_DEBIAN_PACKAGES=(iptables ipset conntrack libseccomp-dev pkg-config musl-tools busybox-static)
+# static pause binary and the vardhub image; busybox-static for the toolbox image;
+# openssh-client for the tests' real sftp client.
+readonly NODE_DEBIAN_PACKAGES=(iptables ipset conntrack libseccomp-dev pkg-config musl-tools busybox-static openssh-client)
 
 ensure_debian_packages() {
     local missing=() p

@@ -240,16 +240,15 @@ fn default_threshold() -> i32 {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.api || has(self.oidc)")
     .message("spec.exposure.oidc: the API needs the OIDC issuer whose bearer tokens it accepts"))]
-#[x_kube(validation = Rule::new("!self.sftp")
-    .message("spec.exposure.sftp: SFTP exposure is not available yet; use spec.exposure.api"))]
 pub struct Exposure {
     /// Serve purpose-specific data over an HTTP API (`vardhub exposure-api`, in the hub's
     /// namespace): listing and download, with range requests, of the products a permit holder
     /// may receive.
     #[serde(default)]
     pub api: bool,
-    /// Share purpose-specific data over SFTP. Not available yet: `true` is refused, so that
-    /// nobody believes products are shared when they are not.
+    /// Share purpose-specific data over SFTP (`vardhub exposure-sftp`, in the hub's
+    /// namespace): read-only; a permit holder logs in as the permit's name with the permit's
+    /// SSH key and sees exactly the permit's products.
     #[serde(default)]
     pub sftp: bool,
     /// The OIDC issuer whose tokens the API accepts, and the audience they must carry.
@@ -297,6 +296,25 @@ pub struct DataHubStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub jobs: Vec<super::JobStatus>,
+    /// Where permit holders reach the hub's data products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<ExposureStatus>,
+}
+
+/// Where permit holders reach the hub's data products.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureStatus {
+    /// The API's address in the cluster (`https://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    /// The SFTP server's address in the cluster (`sftp://…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Option<String>,
+    /// The SFTP server's host key, in the `known_hosts` form without a host name, for holders
+    /// to check the server with. Public; the private key stays in OpenBao.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp_host_key: Option<String>,
 }
 
 /// A member region of the hub.

@@ -115,19 +115,31 @@ pub struct DataPermitStatus {
     /// hub does not have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// What the holder did under the permit, as the hub's exposure API counts it (the API
-    /// writes this field; the audit trail holds each access).
+    /// What the holder did under the permit, as the hub's exposure components count it
+    /// (each writes its own field; the audit trail holds each access).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accesses: Option<PermitAccesses>,
+    pub accesses: Option<ChannelAccesses>,
+}
+
+/// Accesses under a permit, per way of exposure.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct ChannelAccesses {
+    /// Through the exposure API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<PermitAccesses>,
+    /// Through the SFTP server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Option<PermitAccesses>,
 }
 
 /// Accesses under a permit.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PermitAccesses {
-    /// Requests served.
+    /// Requests (API) or files and listings (SFTP) served.
     pub served: i64,
-    /// Requests the permit covered but that were refused (no such object, a bad range or key).
+    /// Accesses the permit covered but that were refused (no such object, a bad range or
+    /// key, a write).
     pub refused: i64,
     /// Bytes served.
     pub bytes: i64,
@@ -150,6 +162,13 @@ impl DataPermit {
                 .is_none_or(|p| p != "Invalid")
     }
 
+    /// Whether the permit, in force at `now`, grants `product` of `hub` to its holder.
+    pub fn covers(&self, hub: &str, product: &str, now: k8s_openapi::jiff::Timestamp) -> bool {
+        self.spec.data_hub.name == hub
+            && self.spec.products.iter().any(|p| p == product)
+            && self.in_force(now)
+    }
+
     /// Whether the permit, in force at `now`, grants `product` of `hub` to the OIDC identity
     /// (`issuer`, `subject`).
     pub fn grants(
@@ -160,14 +179,11 @@ impl DataPermit {
         product: &str,
         now: k8s_openapi::jiff::Timestamp,
     ) -> bool {
-        self.spec.data_hub.name == hub
-            && self
-                .spec
-                .holder
-                .oidc
-                .as_ref()
-                .is_some_and(|o| o.issuer == issuer && o.subject == subject)
-            && self.spec.products.iter().any(|p| p == product)
-            && self.in_force(now)
+        self.spec
+            .holder
+            .oidc
+            .as_ref()
+            .is_some_and(|o| o.issuer == issuer && o.subject == subject)
+            && self.covers(hub, product, now)
     }
 }

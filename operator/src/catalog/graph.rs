@@ -359,23 +359,12 @@ pub fn dataset(out: &mut Triples, cat: CatalogRef<'_>, ds: DatasetRef<'_>) -> Na
             lang(distribution_note(d.kind), "en"),
         );
         out.add(dns.clone(), dcat::ACCESS_URL, iri(&d.access_url));
-        if d.kind == crate::api::DistributionKind::Api
-            && let Some(endpoint) = reqwest::Url::parse(&d.access_url)
-                .and_then(|u| u.join("/v1/"))
-                .ok()
-        {
-            // The API that serves the distribution, as DCAT-AP describes an access service.
+        if let Some((endpoint, title)) = access_service(d) {
+            // The service that serves the distribution, as DCAT-AP describes an access service.
             let service = blank(&["service", ds.name, &d.name]);
             out.add(dns.clone(), dcat::ACCESS_SERVICE, service.clone());
             out.add(service.clone(), rdf::TYPE, dcat::DATA_SERVICE);
-            out.add(
-                service.clone(),
-                dct::TITLE,
-                lang(
-                    "The hub's API for data products, for holders of a data permit",
-                    "en",
-                ),
-            );
+            out.add(service.clone(), dct::TITLE, lang(title, "en"));
             out.add(service.clone(), dcat::ENDPOINT_URL, iri(endpoint.as_str()));
             out.add(service.clone(), dcat::SERVES_DATASET, s.clone());
             out.add(service, dct::ACCESS_RIGHTS, rights.clone());
@@ -420,6 +409,25 @@ fn run_figures(out: &mut Triples, dns: &NamedOrBlankNode, d: &Distribution) {
             Literal::new_typed_literal(modified.0.to_string(), xsd::DATE_TIME),
         );
     }
+}
+
+/// The endpoint and title of the service behind an API or SFTP distribution: the API's
+/// `/v1/`, the SFTP server's root.
+fn access_service(d: &Distribution) -> Option<(reqwest::Url, &'static str)> {
+    use crate::api::DistributionKind::*;
+    let (path, title) = match d.kind {
+        Api => (
+            "/v1/",
+            "The hub's API for data products, for holders of a data permit",
+        ),
+        Sftp => (
+            "/",
+            "The hub's SFTP server for data products, for holders of a data permit",
+        ),
+        S3 => return None,
+    };
+    let endpoint = reqwest::Url::parse(&d.access_url).ok()?.join(path).ok()?;
+    Some((endpoint, title))
 }
 
 fn distribution_note(kind: crate::api::DistributionKind) -> &'static str {

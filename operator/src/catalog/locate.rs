@@ -5,7 +5,7 @@
 use crate::api::{
     DataHub, DatasetLocation, Distribution, DistributionKind, RegionalNode, Stage, StorageMode,
 };
-use crate::layout::{exposure_api_url, hub_layout, node_layout};
+use crate::layout::{exposure_api_url, exposure_sftp_url, hub_layout, node_layout};
 
 /// The resource that holds a dataset.
 #[derive(Clone, Copy, Debug)]
@@ -264,6 +264,18 @@ pub fn distributions(
                             ..Default::default()
                         });
                     }
+                    if hub.spec.exposure.sftp {
+                        out.push(Distribution {
+                            name: "sftp".into(),
+                            kind: DistributionKind::Sftp,
+                            access_url: format!("{}/{product}/", exposure_sftp_url(hub)),
+                            title: format!(
+                                "Data product {product} over the hub's SFTP server, for holders of a data permit"
+                            ),
+                            availability: Some(STABLE.into()),
+                            ..Default::default()
+                        });
+                    }
                     Ok(out)
                 }
             }
@@ -337,6 +349,14 @@ mod tests {
         assert_eq!(
             d[1].access_url,
             "https://exposure-api.hub-national.svc/v1/products/waiting-times/objects"
+        );
+        h.spec.exposure.sftp = true;
+        let d = distributions(&at_product, Some(Holder::Hub(&h))).expect("resolved");
+        assert_eq!(d.len(), 3);
+        assert_eq!(d[2].kind, DistributionKind::Sftp);
+        assert_eq!(
+            d[2].access_url,
+            "sftp://exposure-sftp.hub-national.svc/waiting-times/"
         );
     }
 

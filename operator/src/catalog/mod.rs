@@ -323,11 +323,12 @@ mod tests {
     }
 
     #[test]
-    fn an_exposed_product_names_the_hubs_api_as_its_access_service() {
+    fn an_exposed_product_names_the_hubs_api_and_sftp_server_as_its_access_services() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../environments/local");
         let mut resources = crate::manifest::load(&dir).expect("environments/local loads");
         for hub in &mut resources.hubs {
             hub.spec.exposure.api = true;
+            hub.spec.exposure.sftp = true;
         }
         let c = offline(&resources, None).expect("its catalogue renders");
         let one = serialize(
@@ -355,5 +356,12 @@ mod tests {
                 "<https://exposure-api.hub-national.svc/v1/products/hip-fracture/objects>"
             )
         );
+        assert!(
+            text.contains(
+                "<http://www.w3.org/ns/dcat#endpointURL> <sftp://exposure-sftp.hub-national.svc/>"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("<sftp://exposure-sftp.hub-national.svc/hip-fracture/>"));
     }
 }

@@ -88,6 +88,18 @@ impl Component<'_> {
         }
     }
 
+    /// A probe that only connects to its port.
+    pub fn tcp_probe(&self, period_seconds: i32) -> Probe {
+        Probe {
+            tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction {
+                port: IntOrString::Int(self.port),
+                ..Default::default()
+            }),
+            period_seconds: Some(period_seconds),
+            ..Default::default()
+        }
+    }
+
     /// Its Deployment, meeting Pod Security "restricted": `container` gets the named port
     /// and the restricted security context; the pod runs as `service_account`.
     pub fn deployment(

@@ -60,6 +60,9 @@ pub enum Error {
     /// The reconcile ran past its deadline and was cancelled.
     #[error("the reconcile took longer than {0:?} and was cancelled")]
     TimedOut(Duration),
+    /// A key the operator makes itself (the SFTP server's host key) could not be made.
+    #[error("making a key: {0}")]
+    KeyGeneration(String),
 }
 
 impl Error {
@@ -79,6 +82,7 @@ impl Error {
             Error::Status(_) => "StatusUpdateFailed",
             Error::DeletionRefused(_) => "DeletionRefused",
             Error::TimedOut(_) => "DeadlineExceeded",
+            Error::KeyGeneration(_) => "KeysFailed",
         }
     }
 }

@@ -364,13 +364,23 @@ impl From<&Manifest> for Standardised {
 
 /// Reads a stored S3 credential with an OpenBao token.
 async fn credential(addr: &str, token: &str, full_path: &str) -> Result<IssuedCredentials> {
+    read_secret_at(addr, token, full_path, "S3 credential").await
+}
+
+/// Reads the secret `what` at `full_path` (`<namespace>/<mount>/data/<path>`) with `token`.
+pub async fn read_secret_at<T: serde::de::DeserializeOwned>(
+    addr: &str,
+    token: &str,
+    full_path: &str,
+    what: &str,
+) -> Result<T> {
     let (namespace, mount, path) = secret_path(full_path)?;
     openbao::Admin::new(addr, token)?
         .in_namespace(namespace)?
         .read_secret(mount, path)
         .await
-        .with_context(|| format!("reading the S3 credential at {full_path}"))?
-        .with_context(|| format!("no S3 credential at {full_path}"))
+        .with_context(|| format!("reading the {what} at {full_path}"))?
+        .with_context(|| format!("no {what} at {full_path}"))
 }
 
 /// Logs in to OpenBao as a workload, with the ServiceAccount token in `token_file` under the

@@ -25,8 +25,8 @@ use super::status::HasConditions;
 use super::storage::{self, HubRole};
 use crate::adapters::s3;
 use crate::api::{
-    CommonStatus, DataHub, DataHubStatus, PseudonymisationService, RegionState, RegionalNode,
-    ZoneStatus,
+    CommonStatus, DataHub, DataHubStatus, ExposureStatus, PseudonymisationService, RegionState,
+    RegionalNode, ZoneStatus,
 };
 
 /// Name of the controller: its field manager is `vardhub-datahub`.
@@ -56,6 +56,7 @@ pub struct Observed {
     zones: Vec<ZoneStatus>,
     retention_gaps: Vec<String>,
     jobs: Vec<crate::api::JobStatus>,
+    sftp_host_key: Option<String>,
     /// The services the hub names that do not exist, naming the field.
     unresolved: Vec<String>,
 }
@@ -115,6 +116,14 @@ impl Reconciled for DataHub {
             Some(o) => (o.regions.clone(), o.zones.clone(), o.jobs.clone()),
             None => (current.regions, current.zones, current.jobs),
         };
+        let exposure = match observed {
+            Some(o) => self.exposes().then(|| ExposureStatus {
+                api: self.spec.exposure.api.then(|| exposure::api_url(self)),
+                sftp: self.spec.exposure.sftp.then(|| exposure::sftp_url(self)),
+                sftp_host_key: o.sftp_host_key.clone(),
+            }),
+            None => current.exposure,
+        };
         DataHubStatus {
             common,
             connected_regions: Some(regions.iter().filter(|r| r.connected).count() as i32),
@@ -123,6 +132,7 @@ impl Reconciled for DataHub {
             regions,
             zones,
             jobs,
+            exposure,
         }
     }
 }
@@ -146,7 +156,7 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
         .map(|n| (n.name_any(), n.metadata.uid.clone(), n.metadata.generation))
         .collect();
     let print = super::passes::fingerprint(&hub.metadata, &member_prints);
-    let (zone_status, retention_gaps) = match ctx.passes.recent::<Zones>(&pass, print) {
+    let found = match ctx.passes.recent::<Zones>(&pass, print) {
         Some(found) => found,
         None => {
             let found = external_pass(hub, &members, ctx, bao, s3).await?;
@@ -179,16 +189,45 @@ async fn run_pipeline(hub: &DataHub, ctx: &Context) -> Result<Observed, Error> {
         .map_err(Error::Apply)?;
     Ok(Observed {
         regions: region_states(hub, &members, &missing),
-        zones: zone_status,
-        retention_gaps,
+        zones: found.zones,
+        retention_gaps: found.retention_gaps,
+        sftp_host_key: found.sftp_host_key,
         jobs,
         unresolved,
     })
 }
 
-/// What the external pass found about the zones: their status, and the retention locks that
-/// could not be set.
-type Zones = (Vec<ZoneStatus>, Vec<String>);
+/// What the external pass found: the zones' status, the retention locks that could not be
+/// set, and the SFTP server's public host key.
+#[derive(Clone)]
+struct Zones {
+    zones: Vec<ZoneStatus>,
+    retention_gaps: Vec<String>,
+    sftp_host_key: Option<String>,
+}
+
+/// The SFTP server's host key, kept in the hub's OpenBao namespace: made once (Ed25519), then
+/// only read, so that holders' `known_hosts` stay valid across restarts. Returns the public
+/// key in the `known_hosts` form.
+async fn ensure_host_key(
+    admin: &crate::adapters::openbao::Admin,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<String, Error> {
+    let kv = admin.in_namespace(namespace)?;
+    let stored: Option<exposure::HostKey> = kv
+        .read_secret(storage::KV_MOUNT, exposure::SFTP_HOST_KEY_PATH)
+        .await?;
+    if let Some(key) = stored {
+        return Ok(key.public_key);
+    }
+    let key = exposure::HostKey::generate().map_err(Error::KeyGeneration)?;
+    kv.write_secret(storage::KV_MOUNT, exposure::SFTP_HOST_KEY_PATH, &key)
+        .await?;
+    ctx.metrics.api_write(CONTROLLER, "OpenBaoSecret", "write");
+    tracing::info!(namespace, "made the SFTP server's host key");
+    Ok(key.public_key)
+}
 
 /// The hub's external state: its OpenBao namespace, key, policy and role, its zone buckets,
 /// and the credentials (a drop box per member, one per hub role) kept current in OpenBao.
@@ -225,8 +264,8 @@ async fn external_pass(
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
-    // The exposure API's own identity: it reads its credential and nothing else.
-    if hub.spec.exposure.api {
+    // The exposure components' own identity: they read their credential and nothing else.
+    if hub.exposes() {
         if bao
             .admin
             .ensure_policy(&layout.exposure_policy, &storage::exposure_policy(hub))
@@ -245,17 +284,10 @@ async fn external_pass(
         {
             ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
         }
-        if bao
-            .admin
-            .in_namespace(&layout.openbao_namespace)?
-            .ensure_server_pki(&exposure::server_pki(hub), exposure::CA_NAME)
-            .await?
-        {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");
-        }
     } else {
-        // Switched off (or never on): nobody may log in as the API any more. Its credential
-        // is no longer renewed and expires; its CA stays with the hub's namespace.
+        // Switched off (or never on): nobody may log in as an exposure component any more.
+        // Their credential is no longer renewed and expires; the CA and the host key stay
+        // with the hub's namespace.
         if bao
             .admin
             .remove_kubernetes_role(storage::AUTH_MOUNT, &layout.exposure_role)
@@ -267,6 +299,20 @@ async fn external_pass(
             ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "delete");
         }
     }
+    if hub.spec.exposure.api
+        && bao
+            .admin
+            .in_namespace(&layout.openbao_namespace)?
+            .ensure_server_pki(&exposure::server_pki(hub), exposure::CA_NAME)
+            .await?
+    {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoPki", "write");
+    }
+    let sftp_host_key = if hub.spec.exposure.sftp {
+        Some(ensure_host_key(&bao.admin, &layout.openbao_namespace, ctx).await?)
+    } else {
+        None
+    };
 
     // Zones.
     let zones = build::zones(hub);
@@ -328,7 +374,11 @@ async fn external_pass(
         )
         .await?;
     }
-    Ok((zone_status, retention_gaps))
+    Ok(Zones {
+        zones: zone_status,
+        retention_gaps,
+        sftp_host_key,
+    })
 }
 
 /// Each member region's state. Pure.

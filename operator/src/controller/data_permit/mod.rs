@@ -249,8 +249,8 @@ impl Reconciled for DataPermit {
         DataPermitStatus {
             common,
             phase: a.map(|a| a.phase.name().to_string()).or(current.phase),
-            // The exposure API's field, carried as read (a write here may carry a stale copy,
-            // which the API's next flush puts right).
+            // The exposure components' fields, carried as read (a write here may carry a stale
+            // copy, which their next flush puts right).
             accesses: current.accesses,
         }
     }
