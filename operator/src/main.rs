@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vardhub::adapters::until_ok;
 use vardhub::controller::manager::{self, Options, Stopped};
 
 /// vardhub deploys the reference architecture of the Swedish regions' shared health data hub.
@@ -689,7 +690,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let client = kube::Client::try_default().await?;
-                let mut verifier = Verifier::discover(client, &audience).await?;
+                let mut verifier = until_ok("reading the API server's token keys", || {
+                    let (client, audience) = (client.clone(), audience.clone());
+                    async move { Ok(Verifier::discover(client, &audience).await?) }
+                })
+                .await;
                 if let Some(role) = &caller_role {
                     let liveness = Liveness::new(&openbao_addr, &auth_mount, role)
                         .map_err(anyhow::Error::msg)?;
@@ -717,8 +722,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         names: tls_names,
                     }),
                 };
-                let service = Service::start(config).await?;
+                // It listens before it starts, so that the kubelet's liveness check (a TCP
+                // connect) does not restart a pod that waits for OpenBao; connections wait in
+                // the backlog, and readiness (HTTPS) waits for the service. A failed start is
+                // tried again rather than ending the process.
                 let listener = tokio::net::TcpListener::bind(listen).await?;
+                let service = until_ok("starting: OpenBao login, keys and certificate", || {
+                    let config = config.clone();
+                    async move { Ok(Service::start(config).await?) }
+                })
+                .await;
                 tracing::info!(%listen, tls = service.is_tls(), "serving the pseudonymisation API");
                 service.serve(listener, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)

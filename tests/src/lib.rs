@@ -324,7 +324,7 @@ pub fn on_real_node() -> Result<serde_json::Value> {
 pub async fn rolled_out_pod(admin: &Client, ns: &str, name: &str) -> Result<(String, String)> {
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{ListParams, LogParams};
+    use kube::api::ListParams;
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
     let of_it = ListParams::default().labels(&format!("app.kubernetes.io/name={name}"));
@@ -341,18 +341,7 @@ pub async fn rolled_out_pod(admin: &Client, ns: &str, name: &str) -> Result<(Str
     )
     .await;
     if let Err(e) = rolled_out {
-        let mut said = String::new();
-        for p in pods.list(&of_it).await?.items {
-            let pod = p.metadata.name.clone().unwrap_or_default();
-            let logs = pods
-                .logs(&pod, &LogParams::default())
-                .await
-                .unwrap_or_default();
-            said.push_str(&format!(
-                "\n{pod}: {:?}\n{logs}",
-                p.status.map(|s| s.container_statuses)
-            ));
-        }
+        let said = what_pods_said(admin, ns, &format!("app.kubernetes.io/name={name}")).await;
         return Err(e.context(format!("{name}'s pods said:{said}")));
     }
     let pod = pods
@@ -365,6 +354,48 @@ pub async fn rolled_out_pod(admin: &Client, ns: &str, name: &str) -> Result<(Str
     let pod_name = pod.metadata.name.clone().context("pod name")?;
     let ip = pod.status.and_then(|s| s.pod_ip).context("the pod's IP")?;
     Ok((pod_name, ip))
+}
+
+/// What the pods matching `selector` in `ns` and the namespace's events say: each pod's phase,
+/// conditions, container states and log, then the events. For a test that timed out waiting.
+pub async fn what_pods_said(admin: &Client, ns: &str, selector: &str) -> String {
+    use k8s_openapi::api::core::v1::{Event, Pod};
+    use kube::api::{ListParams, LogParams};
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let mut said = String::new();
+    match pods.list(&ListParams::default().labels(selector)).await {
+        Ok(list) => {
+            for p in list.items {
+                let pod = p.metadata.name.clone().unwrap_or_default();
+                let logs = pods
+                    .logs(&pod, &LogParams::default())
+                    .await
+                    .unwrap_or_else(|e| format!("(no log: {e})"));
+                let status = p.status.unwrap_or_default();
+                said.push_str(&format!(
+                    "\n{pod} on {:?}: phase {:?}, conditions {:?}, containers {:?}\n{logs}",
+                    p.spec.and_then(|s| s.node_name),
+                    status.phase,
+                    status.conditions,
+                    status.container_statuses
+                ));
+            }
+        }
+        Err(e) => said.push_str(&format!("\n(could not list the pods: {e})")),
+    }
+    if let Ok(events) = Api::<Event>::namespaced(admin.clone(), ns)
+        .list(&ListParams::default())
+        .await
+    {
+        said.push_str("\nevents:");
+        for e in events.items {
+            said.push_str(&format!(
+                "\n  {:?} {:?} {:?}: {:?}",
+                e.involved_object.name, e.type_, e.reason, e.message
+            ));
+        }
+    }
+    said
 }
 
 /// The best of three times, in seconds, to read `key` of `bucket` straight from the S3 server

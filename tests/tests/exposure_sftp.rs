@@ -107,6 +107,55 @@ impl OpenSsh {
         Ok(c)
     }
 
+    /// Starts fetching `object` at 250 kB/s, does `end` once the first bytes have arrived,
+    /// and returns how many bytes had arrived when the server closed the session, having
+    /// checked that it did so within 20 s, telling the client why.
+    async fn cut_transfer(
+        &self,
+        user: &str,
+        key: &Path,
+        object: &str,
+        end: impl AsyncFnOnce() -> Result<()>,
+    ) -> Result<u64> {
+        let local = self.work.join(format!("cut-{}", rand_name()));
+        let mut transfer = self
+            .command(
+                user,
+                key,
+                &format!("get {object} {}\n", local.display()),
+                &["-l", "2000"],
+            )?
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        eventually(
+            "the slow transfer to begin",
+            Duration::from_secs(30),
+            || async {
+                Ok(std::fs::metadata(&local)
+                    .ok()
+                    .filter(|m| m.len() > 0)
+                    .map(|_| ()))
+            },
+        )
+        .await?;
+        end().await?;
+        let ended = tokio::time::timeout(Duration::from_secs(20), transfer.wait())
+            .await
+            .context("the session stayed open 20 s after its permit stopped granting")??;
+        let mut err = String::new();
+        if let Some(mut e) = transfer.stderr.take() {
+            use tokio::io::AsyncReadExt as _;
+            e.read_to_string(&mut err).await?;
+        }
+        assert!(!ended.success(), "the transfer was cut: {err}");
+        assert!(
+            err.contains("no longer grants access"),
+            "the client was told why: {err}"
+        );
+        Ok(std::fs::metadata(&local)?.len())
+    }
+
     async fn sftp(&self, user: &str, key: &Path, commands: &str) -> Result<Output> {
         Ok(tokio::time::timeout(
             Duration::from_secs(60),
@@ -405,44 +454,18 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, work: &Path) -> Result
         .body(large[..8 << 20].to_vec().into())
         .send()
         .await?;
-    let slow = work.join("slow.bin");
-    let mut transfer = client
-        .command(
+    let cut = client
+        .cut_transfer(
             "permit-a",
             &a.private,
-            "get /waiting-times/slow.bin slow.bin\n",
-            &["-l", "2000"],
-        )?
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
-    eventually(
-        "the slow transfer to begin",
-        Duration::from_secs(30),
-        || async {
-            Ok(std::fs::metadata(&slow)
-                .ok()
-                .filter(|m| m.len() > 0)
-                .map(|_| ()))
-        },
-    )
-    .await?;
-    permits.delete("permit-a", &DeleteParams::default()).await?;
-    let ended = tokio::time::timeout(Duration::from_secs(20), transfer.wait())
-        .await
-        .context("the session stayed open 20 s after its permit was deleted")??;
-    let mut err = String::new();
-    if let Some(mut e) = transfer.stderr.take() {
-        use tokio::io::AsyncReadExt as _;
-        e.read_to_string(&mut err).await?;
-    }
-    assert!(!ended.success(), "the transfer was cut: {err}");
-    let had = std::fs::metadata(&slow)?.len();
-    assert!(had < 8 << 20, "only part of the object arrived: {had}");
-    assert!(
-        err.contains("no longer grants access"),
-        "the client was told why: {err}"
-    );
+            "/waiting-times/slow.bin",
+            async || {
+                permits.delete("permit-a", &DeleteParams::default()).await?;
+                Ok(())
+            },
+        )
+        .await?;
+    assert!(cut < 8 << 20, "only part of the object arrived: {cut}");
     let after = client.sftp("permit-a", &a.private, "ls /\n").await?;
     assert_login_refused(&after, "A after revocation");
 
@@ -582,6 +605,32 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, work: &Path) -> Result
     let bytes_b: i64 = of_b.iter().filter_map(|r| r["bytes"].as_i64()).sum();
     let counted = counted_accesses(admin, HUB, "permit-b", true, served_b).await?;
     assert_eq!(counted.bytes, bytes_b);
+
+    // Expiry closes an open session too: B's permit ends three seconds from now while B
+    // fetches the large object slowly.
+    let cut = client
+        .cut_transfer(
+            "permit-b",
+            &b.private,
+            "/hip-fracture/large.bin",
+            async || {
+                let until = (k8s_openapi::jiff::Timestamp::now()
+                    + k8s_openapi::jiff::SignedDuration::from_secs(3))
+                .round(k8s_openapi::jiff::Unit::Second)?;
+                permits
+                    .patch(
+                        "permit-b",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"validUntil": until.to_string()}})),
+                    )
+                    .await?;
+                Ok(())
+            },
+        )
+        .await?;
+    assert!(cut < 32 << 20, "only part of the object arrived: {cut}");
+    let after = client.sftp("permit-b", &b.private, "ls /\n").await?;
+    assert_login_refused(&after, "B after expiry");
 
     // Switched off, the server goes, and nobody can log in to OpenBao as it any more.
     hubs.patch(

@@ -15,6 +15,7 @@ use vardhub::api::{CatalogService, DataHub, PseudonymisationService, RegionalNod
 use vardhub::controller::conditions::{is_true, types};
 use vardhub_tests::{
     LocalCluster, OPERATOR_LOCK, env, eventually, kubectl, on_real_node, repo_root, run, run_now,
+    what_pods_said,
 };
 
 /// The container security context of Pod Security "restricted".
@@ -1126,7 +1127,13 @@ async fn flow_on_real_pods(admin: &Client) -> Result<()> {
         .await;
         if let Err(e) = ready {
             let status = services.get(FLOW_PS).await?.status;
-            return Err(e.context(format!("its status: {status:?}")));
+            let said = what_pods_said(
+                admin,
+                &format!("hub-{hub}"),
+                "app.kubernetes.io/name=pseudonymisation-service",
+            )
+            .await;
+            return Err(e.context(format!("its status: {status:?}; its pods:{said}")));
         }
     }
 

@@ -1030,6 +1030,33 @@ cmd_signal() {
     log "$name (pid $pid): SIG$signal"
 }
 
+# restart kube-apiserver: stop the API server (SIGTERM, as a rolling upgrade of the control
+# plane does) and start it again with the same flags and state, waiting until it is ready.
+# Every client's connections and watches are cut meanwhile.
+cmd_restart() {
+    local name=${1:-} pid
+    [[ "$name" == kube-apiserver ]] || die "usage: cluster.sh restart kube-apiserver"
+    pid=$(component_pid "$name") || die "$name is not running"
+    stop_pids "$name:$pid"
+    start_apiserver
+    log "$name restarted"
+}
+
+# seal|unseal: seal OpenBao (its storage and every mount stay as they are), or unseal it
+# with the dev server's unseal key, which it printed to its log when it started.
+cmd_seal() {
+    bao_ operator seal >/dev/null
+    log "openbao: sealed"
+}
+
+cmd_unseal() {
+    local key
+    key=$(grep '^Unseal Key: ' "$LOG_DIR/openbao.log" | tail -n 1 | cut -d' ' -f3)
+    [[ -n "$key" ]] || die "no unseal key in $LOG_DIR/openbao.log"
+    bao_ operator unseal "$key" >/dev/null
+    log "openbao: unsealed"
+}
+
 cmd_env() {
     [[ -f "$ENV_FILE" && -n "$(running_components)" ]] || die "the local cluster is not running; start it with 'cluster.sh up'"
     cat "$ENV_FILE"
@@ -1047,6 +1074,8 @@ usage: $(basename "$0") build|up|down|status|env
   import-image FILE   load an OCI image tarball into the real node's containerd
   freeze|thaw NAME    stop or continue one component's process (an outage that keeps state)
   kill-container ID   SIGKILL one container of the real node (a crash)
+  seal|unseal         seal OpenBao, or unseal it with the dev server's key
+  restart kube-apiserver  stop the API server and start it again with its state
 
 cache: $CACHE_DIR   run dir: $RUN_DIR
 EOF
@@ -1063,6 +1092,9 @@ main() {
     freeze) cmd_signal STOP "${2:-}" ;;
     thaw) cmd_signal CONT "${2:-}" ;;
     kill-container) cmd_kill_container "${2:-}" ;;
+    seal) cmd_seal ;;
+    restart) cmd_restart "${2:-}" ;;
+    unseal) cmd_unseal ;;
     -h | --help | help) usage ;;
     *)
         usage >&2

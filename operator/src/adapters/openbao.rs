@@ -25,7 +25,7 @@ pub enum Error {
     #[error("OpenBao client: {0}")]
     Client(String),
     /// OpenBao answered with an error or could not be reached.
-    #[error("OpenBao request failed: {0}")]
+    #[error("OpenBao request failed: {}", describe(.0))]
     Request(#[from] ClientError),
     /// A key exists with settings that cannot be changed any more.
     #[error("transit key {key} exists with exportable={actual}; it cannot be changed to {wanted}")]
@@ -48,6 +48,17 @@ pub enum Error {
         /// The owner its custom metadata records, if any.
         owner: Option<String>,
     },
+}
+
+/// What OpenBao said: for an error answer, its status and its own messages (such as
+/// "Vault is sealed"), which the client's message leaves out.
+fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::APIError { code, errors } if !errors.is_empty() => {
+            format!("status {code}: {}", errors.join("; "))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// The longest any one OpenBao call may take: a hung server fails the call (and the reconcile

@@ -17,6 +17,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
@@ -60,12 +61,13 @@ pub struct OpenBaoSettings {
     pub auth: crate::adapters::openbao::Auth,
 }
 
-/// Logs in to OpenBao, trying again every five seconds while it does not answer (it may be
-/// down when leadership begins); `None` when the operator is told to stop meanwhile.
-/// How long reconciles in flight (and the health server) get to finish when the operator
-/// stops or loses its Lease.
+/// How long reconciles in flight (and the health server) get to finish when the operator is
+/// told to stop. A replica that loses its Lease cancels them at once instead: another may be
+/// leading already.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// Logs in to OpenBao, trying again every five seconds while it does not answer (it may be
+/// down when leadership begins); `None` when the operator is told to stop meanwhile.
 async fn login_until_stopped(
     settings: &OpenBaoSettings,
     mut stop: watch::Receiver<bool>,
@@ -113,7 +115,8 @@ async fn keep_logged_in(
 pub enum Stopped {
     /// The shutdown signal arrived.
     Shutdown,
-    /// Another replica took the lease; the process should exit and be restarted.
+    /// Another replica took the Lease, or it could not be renewed in time; the process
+    /// should exit and be restarted.
     LostLeadership,
 }
 
@@ -150,7 +153,7 @@ pub async fn run(
         .with_namespace(&options.lease_namespace)
         .with_identity(&options.identity)
         .with_duration(options.lease_duration_seconds)
-        .with_grace(options.lease_duration_seconds.div_ceil(3))
+        .with_grace(renewal_grace(options.lease_duration_seconds))
         .with_field_manager("vardhub-leader-election")
         .build()
         .await?;
@@ -173,11 +176,25 @@ pub async fn run(
         tracing::info!(identity = %options.identity, "leading; starting controllers");
         let lost = {
             let mut leading = leading.clone();
-            async move {
+            let taken = async move {
                 while leading.changed().await.is_ok() {
                     if !*leading.borrow() {
                         return;
                     }
+                }
+            };
+            let unconfirmed = lease_unconfirmed(
+                Api::namespaced(client.clone(), &options.lease_namespace),
+                options.lease_name.clone(),
+                options.identity.clone(),
+                renew_deadline(options.lease_duration_seconds),
+            );
+            async move {
+                tokio::select! {
+                    () = taken => {}
+                    () = unconfirmed => tracing::warn!(
+                        "the Lease was not renewed in time; stepping down"
+                    ),
                 }
             }
             .shared()
@@ -232,10 +249,14 @@ pub async fn run(
                 .map(|_| ())
                 .shared();
         if !stopping {
-            // Reconciles in flight get SHUTDOWN_GRACE to finish once the term ends; then they
-            // are cancelled (each write is one idempotent call, taken up again by the next
-            // leader), so a hung call cannot keep a replica that lost its Lease running.
-            let deadline = until.clone().then(|_| tokio::time::sleep(SHUTDOWN_GRACE));
+            // Told to stop, reconciles in flight get SHUTDOWN_GRACE to finish; then they are
+            // cancelled (each write is one idempotent call, taken up again by the next
+            // leader). Having lost the Lease, they are cancelled at once, so that no write
+            // of this replica follows the moment another may take over.
+            let deadline = futures::future::select(
+                Box::pin(wait_for(stop_rx.clone()).then(|_| tokio::time::sleep(SHUTDOWN_GRACE))),
+                Box::pin(lost.clone()),
+            );
             tokio::select! {
                 _ = run_controllers(client.clone(), ctx, until) => {}
                 _ = deadline => tracing::warn!(
@@ -248,7 +269,7 @@ pub async fn run(
             task.abort();
         }
         if lost.now_or_never().is_some() && !*stop_rx.borrow() {
-            tracing::warn!("lost the lease to another replica; stopping");
+            tracing::warn!("lost the Lease; stopping");
             stopped = Stopped::LostLeadership;
         }
         health.set_leading(false);
@@ -271,12 +292,86 @@ pub async fn run(
     Ok(stopped)
 }
 
+/// How many seconds before its Lease ends the holder renews it: half the duration, so that
+/// a renewal has time to land before the renew deadline.
+fn renewal_grace(lease_duration_seconds: u64) -> u64 {
+    lease_duration_seconds.div_ceil(2)
+}
+
+/// How long after its last renewal a leader still counts on its Lease: the lease duration
+/// less half the renewal grace. A renewal is due half-way; if none has landed a quarter of
+/// the duration later, the replica steps down, a quarter before another may take over.
+/// Client-go's leader election has the same safeguard, its renew deadline.
+fn renew_deadline(lease_duration_seconds: u64) -> Duration {
+    let duration = Duration::from_secs(lease_duration_seconds);
+    duration.saturating_sub(Duration::from_secs(renewal_grace(lease_duration_seconds)) / 2)
+}
+
+/// Resolves when this replica can no longer count on holding the Lease: it names another
+/// holder, or its last renewal is older than `valid_for`. The Lease is watched, so each
+/// renewal is seen without polling; when the API server cannot be reached, no renewal
+/// arrives, and the replica stops reconciling before another replica may take the Lease.
+async fn lease_unconfirmed(
+    leases: Api<Lease>,
+    name: String,
+    identity: String,
+    valid_for: Duration,
+) {
+    use kube::runtime::WatchStreamExt;
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut seen = watcher(leases, config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    // Leadership was confirmed just now, by the renewal that made this replica the holder.
+    let mut deadline = tokio::time::Instant::now() + valid_for;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            next = seen.next() => match next {
+                Some(Ok(lease)) => {
+                    let spec = lease.spec.unwrap_or_default();
+                    if spec.holder_identity.as_deref() != Some(identity.as_str()) {
+                        return;
+                    }
+                    if let Some(renewed) = spec.renew_time {
+                        let age = k8s_openapi::jiff::Timestamp::now()
+                            .duration_since(renewed.0)
+                            .try_into()
+                            .unwrap_or(Duration::ZERO);
+                        deadline = tokio::time::Instant::now() + valid_for.saturating_sub(age);
+                    }
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "watching the Lease"),
+                None => return,
+            },
+        }
+    }
+}
+
 async fn wait_for(mut stop: watch::Receiver<bool>) {
     while !*stop.borrow_and_update() {
         if stop.changed().await.is_err() {
             return;
         }
     }
+}
+
+/// The backoff of a controller's watches when they fail. A Controller has one backoff for
+/// all its watches, so each watch's error delays every other. After an API server restart
+/// every watch's resourceVersion is too old (410) once; with kube's default (growing to
+/// 30 s with each error) those errors chained into 90 to 125 s before a change was seen
+/// again (measured in `tests/tests/outages.rs`). Capped at 2 s (with jitter), the watches
+/// are back within seconds, and a server that is down is asked at most about once a second
+/// per controller.
+fn watch_backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(2))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
 }
 
 /// Runs every controller until `until` resolves; in-flight reconciles finish first.
@@ -291,12 +386,14 @@ async fn run_controllers(
     let hubs = Controller::new(
         Api::<DataHub>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .trigger_backoff(watch_backoff());
     let hub_store = hubs.store();
     let nodes = Controller::new(
         Api::<RegionalNode>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .trigger_backoff(watch_backoff());
     let node_store = nodes.store();
     let exporters = node_store.clone();
     let nodes = nodes
@@ -412,6 +509,7 @@ async fn run_controllers(
         Api::<PseudonymisationService>::all(client.clone()),
         watcher::Config::default(),
     )
+    .trigger_backoff(watch_backoff())
     .owns(Api::<Deployment>::all(client.clone()), owned(kind))
     .owns(Api::<Service>::all(client.clone()), owned(kind))
     .owns(Api::<NetworkPolicy>::all(client.clone()), owned(kind))
@@ -432,7 +530,8 @@ async fn run_controllers(
     let datasets = Controller::new(
         Api::<Dataset>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .trigger_backoff(watch_backoff());
     let dataset_store = datasets.store();
     let holds = move |pick: fn(&Dataset) -> Option<&str>, name: String| {
         dataset_store
@@ -488,6 +587,7 @@ async fn run_controllers(
         Api::<CatalogService>::all(client.clone()),
         watcher::Config::default(),
     )
+    .trigger_backoff(watch_backoff())
     .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)));
     let catalog_store = catalogs.store();
     let catalogs = catalogs
@@ -525,7 +625,8 @@ async fn run_controllers(
     let permits = Controller::new(
         Api::<DataPermit>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .trigger_backoff(watch_backoff());
     let permit_store = permits.store();
     let permits = permits
         .watches(
@@ -554,4 +655,18 @@ async fn run_controllers(
         });
     futures::join!(nodes, hubs, pseudonymisation, datasets, catalogs, permits);
     tracing::info!("controllers stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leader_counts_on_its_lease_until_half_the_grace_before_it_ends() {
+        // Renewed 7 s after the last renewal (15 s less the 8 s grace); counted on for 11 s.
+        assert_eq!(renewal_grace(15), 8);
+        assert_eq!(renew_deadline(15), Duration::from_secs(11));
+        assert_eq!(renew_deadline(60), Duration::from_secs(45));
+        assert_eq!(renew_deadline(1), Duration::from_millis(500));
+    }
 }

@@ -368,20 +368,7 @@ impl Settings {
     }
 }
 
-/// Retries `attempt` every five seconds until it succeeds, saying why it waits.
-pub async fn until_ok<T, F, Fut>(what: &str, mut attempt: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    loop {
-        match attempt().await {
-            Ok(v) => return v,
-            Err(e) => tracing::warn!(error = format!("{e:#}"), "{what}; trying again in 5 s"),
-        }
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
+pub use crate::adapters::until_ok;
 
 #[cfg(test)]
 mod tests {

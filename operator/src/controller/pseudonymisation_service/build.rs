@@ -329,8 +329,10 @@ pub fn deployment(
             value: Some(openbao_addr.into()),
             ..Default::default()
         }]),
+        // Readiness asks over HTTPS; liveness only connects (the service listens before it
+        // starts), so that a pod waiting for OpenBao is not restarted.
         readiness_probe: Some(c.http_probe("/readyz", true, 5)),
-        liveness_probe: Some(c.http_probe("/healthz", true, 5)),
+        liveness_probe: Some(c.tcp_probe(5)),
         resources: Some(workload::resources_or(
             &svc.spec.placement,
             "250m",
