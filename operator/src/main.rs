@@ -39,6 +39,10 @@ enum Command {
         /// Seconds the lease stays valid without renewal.
         #[arg(long, default_value_t = 15)]
         lease_duration_seconds: u64,
+        /// Seconds one reconcile may run before it is cancelled and reported as
+        /// `DeadlineExceeded` (every step is idempotent; the next attempt starts over).
+        #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+        reconcile_deadline_seconds: u64,
         /// OpenBao's address; with `--openbao-role` or `VAULT_TOKEN`, enables the controllers
         /// that manage keys.
         #[arg(long, env = "VAULT_ADDR")]
@@ -743,6 +747,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             leader_election_lease,
             leader_election_identity,
             lease_duration_seconds,
+            reconcile_deadline_seconds,
             openbao_addr,
             openbao_role,
             openbao_auth_mount,
@@ -776,6 +781,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     lease_name: leader_election_lease,
                     identity: leader_election_identity.unwrap_or_else(default_identity),
                     lease_duration_seconds,
+                    reconcile_deadline: std::time::Duration::from_secs(reconcile_deadline_seconds),
                     image,
                     openbao,
                     s3: s3_endpoint.and_then(|endpoint| {

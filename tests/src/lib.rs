@@ -584,14 +584,14 @@ pub struct RunningOperator {
 impl RunningOperator {
     /// Starts an operator on the usual Lease, connected to OpenBao.
     pub async fn start(cluster: &LocalCluster, identity: &str) -> Result<Self> {
-        Self::start_with(cluster, identity, "vardhub-operator", 15, true).await
+        Self::start_tuned(cluster, identity, |_| {}).await
     }
 
     /// Starts an operator on the usual Lease whose workloads run the project's image built
     /// for this run (`VARDHUB_IMAGE`, imported into the real node), so that they really run.
     pub async fn start_with_image(cluster: &LocalCluster, identity: &str) -> Result<Self> {
         let image = env("VARDHUB_IMAGE")?;
-        Self::start_full(cluster, identity, "vardhub-operator", 15, true, Some(image)).await
+        Self::start_tuned(cluster, identity, |o| o.image = Some(image)).await
     }
 
     /// Starts an operator on the given Lease, with or without OpenBao and S3.
@@ -602,40 +602,41 @@ impl RunningOperator {
         lease_duration_seconds: u64,
         openbao: bool,
     ) -> Result<Self> {
-        Self::start_full(
-            cluster,
-            identity,
-            lease,
-            lease_duration_seconds,
-            openbao,
-            None,
-        )
+        Self::start_tuned(cluster, identity, |o| {
+            o.lease_name = lease.into();
+            o.lease_duration_seconds = lease_duration_seconds;
+            if !openbao {
+                o.openbao = None;
+                o.s3 = None;
+            }
+        })
         .await
     }
 
-    async fn start_full(
+    /// Starts an operator with the usual settings (the usual Lease for 15 s, OpenBao and S3,
+    /// the default deadline and image) as `tune` changes them.
+    pub async fn start_tuned(
         cluster: &LocalCluster,
         identity: &str,
-        lease: &str,
-        lease_duration_seconds: u64,
-        openbao: bool,
-        image: Option<String>,
+        tune: impl FnOnce(&mut vardhub::controller::manager::Options),
     ) -> Result<Self> {
         let client = cluster.operator_client().await?;
         let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let options = vardhub::controller::manager::Options {
+        let mut options = vardhub::controller::manager::Options {
             metrics_addr,
             lease_namespace: OPERATOR_NAMESPACE.into(),
-            lease_name: lease.into(),
+            lease_name: "vardhub-operator".into(),
             identity: identity.into(),
-            lease_duration_seconds,
-            image,
-            openbao: openbao.then(|| vardhub::controller::manager::OpenBaoSettings {
+            lease_duration_seconds: 15,
+            reconcile_deadline: vardhub::controller::driver::DEADLINE,
+            image: None,
+            openbao: Some(vardhub::controller::manager::OpenBaoSettings {
                 address: cluster.vault_addr.clone(),
                 auth: vardhub::adapters::openbao::Auth::Token(cluster.vault_token.clone()),
             }),
-            s3: openbao.then(|| cluster.s3_settings()),
+            s3: Some(cluster.s3_settings()),
         };
+        tune(&mut options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(vardhub::controller::manager::run(
             client,

@@ -3,7 +3,8 @@
 //! resource changes. The resource reports the outage in its status, naming the server, for
 //! the generation it was asked for; nothing it already had is lost or made twice; and once
 //! the server is back it becomes Ready again without a manual step. The API server restarts
-//! under the operator, and a leader cut off from it steps down before its Lease runs out.
+//! under the operator; a reconcile that outlasts its deadline is cancelled and reported; and
+//! a leader cut off from the API server steps down before its Lease runs out.
 
 use std::time::Duration;
 
@@ -258,6 +259,28 @@ async fn openbao_and_s3_outages_are_reported_and_recovered_from_without_loss() -
     let key_after = region_key(cluster).await?;
     assert_eq!(key_after["latest_version"], key_before["latest_version"]);
     assert_eq!(key_after["auto_rotate_period"], json!(45 * 24 * 3600));
+
+    // A reconcile that outlasts its deadline is cancelled and reported as such: an operator
+    // allowed 5 s per reconcile meets a frozen OpenBao, whose calls would only time out after
+    // 30 s. Thawed, the node is Ready with the change.
+    assert_eq!(operator.stop().await?, Stopped::Shutdown);
+    let operator = RunningOperator::start_tuned(cluster, "test-deadline", |o| {
+        o.reconcile_deadline = Duration::from_secs(5);
+    })
+    .await?;
+    {
+        let _frozen = Frozen::new("openbao")?;
+        let generation = patch(&nodes, json!({"keys": {"rotationPeriodDays": 50}})).await?;
+        let message = wait_degraded(&nodes, generation, "DeadlineExceeded").await?;
+        assert!(
+            message.starts_with("the reconcile took longer than 5s and was cancelled"),
+            "says what happened: {message}"
+        );
+    }
+    ready_again(&nodes).await?;
+    let key_after = region_key(cluster).await?;
+    assert_eq!(key_after["latest_version"], key_before["latest_version"]);
+    assert_eq!(key_after["auto_rotate_period"], json!(50 * 24 * 3600));
 
     // Clean up: the node (its data is retained), then its buckets and keys.
     assert_eq!(operator.stop().await?, Stopped::Shutdown);

@@ -43,6 +43,8 @@ pub struct Context {
     pub backoff: Arc<super::backoff::Backoff>,
     /// The last external pass of each resource, so that it is not repeated needlessly.
     pub passes: Arc<super::passes::Passes>,
+    /// The longest one reconcile may run before it is cancelled and reported.
+    pub deadline: std::time::Duration,
 }
 
 impl Context {
@@ -61,6 +63,7 @@ impl Context {
             paths: Default::default(),
             backoff: Default::default(),
             passes: Default::default(),
+            deadline: super::driver::DEADLINE,
             image: default_image(),
         }
     }

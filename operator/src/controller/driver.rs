@@ -9,8 +9,9 @@
 //!    status and retried.
 //! 2. **Pause.** With the pause annotation nothing runs; the conditions stay as they were and
 //!    `ReconciliationPaused` says how to resume.
-//! 3. **Steps under a deadline.** A reconcile that runs longer than [`DEADLINE`] is cancelled
-//!    (every step is idempotent, so the next attempt starts over safely) and reported.
+//! 3. **Steps under a deadline.** A reconcile that runs longer than the context's deadline
+//!    ([`DEADLINE`] unless the operator is told otherwise) is cancelled (every step is
+//!    idempotent, so the next attempt starts over safely) and reported.
 //! 4. **Conditions, status, events, metrics.** The status is written only when it changed,
 //!    with one field manager; transitions of `Ready` and `Degraded` become events; every
 //!    reconcile and every failure is counted, with its reason.
@@ -30,7 +31,7 @@ use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::api::CommonStatus;
 
-/// The longest one reconcile may run before it is cancelled and reported.
+/// The longest one reconcile may run before it is cancelled and reported, by default.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
 /// A controller's error, as the driver needs to see it.
@@ -52,7 +53,7 @@ pub trait Failure: std::error::Error + Send + Sync + Sized + 'static {
     }
     /// A failed write of the resource itself (its status or finalizers).
     fn write(error: kube::Error) -> Self;
-    /// The reconcile ran past [`DEADLINE`].
+    /// The reconcile ran past its deadline.
     fn deadline(after: Duration) -> Self;
 }
 
@@ -135,9 +136,9 @@ async fn drive<K: Reconciled>(obj: &K, ctx: &Context) -> Result<Action, K::Error
         None
     } else {
         Some(
-            tokio::time::timeout(DEADLINE, obj.steps(ctx))
+            tokio::time::timeout(ctx.deadline, obj.steps(ctx))
                 .await
-                .unwrap_or_else(|_| Err(K::Error::deadline(DEADLINE))),
+                .unwrap_or_else(|_| Err(K::Error::deadline(ctx.deadline))),
         )
     };
     ctx.metrics.reconciled(K::CONTROLLER, started.elapsed());

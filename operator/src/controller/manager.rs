@@ -42,6 +42,8 @@ pub struct Options {
     pub identity: String,
     /// How long the lease is valid without renewal, in seconds.
     pub lease_duration_seconds: u64,
+    /// The longest one reconcile may run before it is cancelled and reported.
+    pub reconcile_deadline: Duration,
     /// Image of the project's own workloads; this build's default when `None`.
     pub image: Option<String>,
     /// OpenBao: address and token of the operator. Without it, resources that need keys
@@ -207,6 +209,7 @@ pub async fn run(
         if let Some(image) = &options.image {
             ctx.image = image.clone();
         }
+        ctx.deadline = options.reconcile_deadline;
         let mut renewal = None;
         let mut stopping = false;
         let login = match &options.openbao {
