@@ -1,21 +1,24 @@
 //! The local cluster's real node (containerd, runc, kubelet, kube-proxy, CoreDNS): the
 //! project's image runs there under the restricted profile, pods reach the cluster's servers
 //! and nothing beyond this machine, and the operator installed by its chart runs there with
-//! its workloads, which answer through their Services.
+//! its workloads, which answer through their Services, and goes on after its leader is
+//! killed.
 
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use vardhub::api::{CatalogService, DataHub, PseudonymisationService, RegionalNode};
 use vardhub::controller::conditions::{is_true, types};
 use vardhub_tests::{
-    LocalCluster, OPERATOR_LOCK, env, eventually, kubectl, on_real_node, repo_root, run, run_now,
-    what_pods_said,
+    LocalCluster, OPERATOR_LOCK, cluster_sh, env, eventually, kubectl, on_real_node, repo_root,
+    run, run_now, what_pods_said,
 };
 
 /// The container security context of Pod Security "restricted".
@@ -445,12 +448,9 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
         );
     }
     let holder = eventually("a leader", Duration::from_secs(60), || async {
-        let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
-            admin.clone(),
-            OPERATOR_NS,
-        )
-        .get_opt("vardhub-operator")
-        .await?;
+        let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NS)
+            .get_opt("vardhub-operator")
+            .await?;
         Ok(lease.and_then(|l| l.spec?.holder_identity))
     })
     .await?;
@@ -605,6 +605,48 @@ async fn installed_operator_scenario(admin: Client) -> Result<()> {
             .as_str()
             .is_some_and(|p| p.starts_with("vault:v1:")),
         "one pseudonym of key version 1: {answer}"
+    );
+
+    // The leader dies by SIGKILL, with no chance to release its Lease. A live process (its
+    // container restarted by the kubelet, or the standby once the Lease has run out) renews
+    // the Lease, and everything below is reconciled after the kill.
+    let leases = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NS);
+    let leader = Api::<Pod>::namespaced(admin.clone(), OPERATOR_NS)
+        .get(&holder)
+        .await?;
+    let container = leader
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().find(|c| c.name == "operator"))
+        .and_then(|c| c.container_id)
+        .context("the leader's operator container")?;
+    let killed = Timestamp::now();
+    cluster_sh(&["kill-container", &container])?;
+    let (by, renewed) = eventually(
+        "a live process to renew the Lease after the leader's SIGKILL",
+        Duration::from_secs(90),
+        || async {
+            let spec = leases
+                .get("vardhub-operator")
+                .await?
+                .spec
+                .unwrap_or_default();
+            Ok(spec
+                .renew_time
+                .filter(|t| t.0 > killed)
+                .zip(spec.holder_identity)
+                .map(|(t, by)| (by, t.0)))
+        },
+    )
+    .await?;
+    println!(
+        "the Lease was renewed {:.1} s after the leader's SIGKILL, by {}",
+        renewed.duration_since(killed).as_secs_f64(),
+        if by == holder {
+            "its restarted container"
+        } else {
+            "the standby"
+        }
     );
 
     // A catalogue, served by the project's component in a real pod, answers through its Service.
