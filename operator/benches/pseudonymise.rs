@@ -267,7 +267,7 @@ fn main() -> anyhow::Result<()> {
             let d = http_rate(&addr, &token, version, true, &written, &auth).await?;
             println!("(d) service, local mode, HTTPS:           {d:>12.0} records/s");
             println!(
-                "    ratios: d/a = {:.2} (target >= 0.5 per core used), d/b = {:.1} (target >= 10), c/b = {:.2} (target >= 0.8), b/e = {:.0}",
+                "    ratios: d/a = {:.2} (target >= 0.8 per core used), d/b = {:.1} (target >= 10), c/b = {:.2} (target >= 0.8), b/e = {:.0}",
                 d / a,
                 d / b,
                 c / b,
