@@ -165,6 +165,12 @@ pub fn ingest_credentials_path(node: &str) -> String {
     format!("s3/ingest/{node}")
 }
 
+/// KV path (in the custodian's OpenBao namespace) of the claim written before a bucket is
+/// created (see [`crate::adapters::s3::CreationClaims`]). No workload's policy reaches it.
+pub fn bucket_claim_path(bucket: &str) -> String {
+    format!("claims/buckets/{bucket}")
+}
+
 /// KV path (in the hub's OpenBao namespace) of a hub role's credential.
 pub fn role_credentials_path(role: HubRole) -> String {
     format!("s3/roles/{}", role.name())

@@ -10,6 +10,7 @@
 //! --install`).
 
 pub mod flow;
+pub mod rollout;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -783,6 +784,16 @@ impl LocalCluster {
         Ok(vaultrs::client::VaultClient::new(settings)?)
     }
 
+    /// A client of OpenBao with the root token, in an OpenBao namespace (`None`: the root).
+    pub fn openbao_root_in(&self, namespace: Option<&str>) -> Result<vaultrs::client::VaultClient> {
+        let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+            .address(&self.vault_addr)
+            .token(&self.vault_token)
+            .namespace(namespace.map(str::to_owned))
+            .build()?;
+        Ok(vaultrs::client::VaultClient::new(settings)?)
+    }
+
     /// The S3 server's root settings, as the operator gets them.
     pub fn s3_settings(&self) -> vardhub::adapters::s3::Settings {
         vardhub::adapters::s3::Settings {
@@ -1004,4 +1015,22 @@ pub fn openbao_requests_since(mark: u64) -> Result<Vec<(String, String)>> {
         ));
     }
     Ok(out)
+}
+
+/// Bucket creation claims that record nothing, for a test that makes buckets through
+/// [`vardhub::adapters::s3::Storage::ensure_bucket`] directly and never resumes a creation
+/// that was cut off (an untagged bucket is then always refused).
+pub struct Unclaimed;
+
+impl vardhub::adapters::s3::CreationClaims for Unclaimed {
+    async fn claim(&self, _bucket: &str, _owner: &str) -> Result<(), vardhub::adapters::s3::Error> {
+        Ok(())
+    }
+
+    async fn claimant(
+        &self,
+        _bucket: &str,
+    ) -> Result<Option<String>, vardhub::adapters::s3::Error> {
+        Ok(None)
+    }
 }

@@ -531,11 +531,14 @@ async fn a_purge_stops_at_an_object_under_legal_hold_and_names_it() -> Result<()
     // A bucket with object lock (as a zone with retention gets), an ordinary object and one
     // under legal hold, which no purge may delete.
     storage
-        .ensure_bucket(&BucketSpec {
-            name: bucket.into(),
-            owner: "Test/purge".into(),
-            retention_days: Some(1),
-        })
+        .ensure_bucket(
+            &BucketSpec {
+                name: bucket.into(),
+                owner: "Test/purge".into(),
+                retention_days: Some(1),
+            },
+            &vardhub_tests::Unclaimed,
+        )
         .await?;
     for key in ["free", "held"] {
         s3.put_object()
@@ -575,6 +578,77 @@ async fn a_purge_stops_at_an_object_under_legal_hold_and_names_it() -> Result<()
     hold(ObjectLockLegalHoldStatus::Off).await?;
     storage.purge_bucket(bucket).await?;
     assert!(!storage.bucket_exists(bucket).await?, "the bucket is gone");
+    Ok(())
+}
+
+/// A creation cut off between `CreateBucket` and the owner tag (as a kill at that moment
+/// leaves it) is finished by the resource that claimed the bucket beforehand, and by no other:
+/// the claim in OpenBao is what tells the operator's own half-made bucket from a stranger's.
+/// Against the real OpenBao and S3 server.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_bucket_whose_creation_was_cut_off_is_finished_only_by_its_claimant() -> Result<()> {
+    use vardhub::adapters::s3::{BucketSpec, CreationClaims as _, Error, Storage};
+    use vardhub::controller::storage::{KV_MOUNT, OpenBaoClaims};
+    let cluster = LocalCluster::get();
+    let storage = Storage::new(cluster.s3_settings());
+    let admin = cluster.openbao_admin()?;
+    let namespace = "test-bucket-claims";
+    let bucket = "vardhub-test-cut-off";
+    let spec = |owner: &str| BucketSpec {
+        name: bucket.into(),
+        owner: owner.into(),
+        retention_days: None,
+    };
+    admin.ensure_namespace(namespace, "Test/claims").await?;
+    admin
+        .in_namespace(namespace)?
+        .ensure_kv_mount(KV_MOUNT)
+        .await?;
+    let metrics = vardhub::telemetry::Metrics::default();
+    let claims = OpenBaoClaims::new(&admin, namespace, &metrics, "test")?;
+
+    // What a kill right after CreateBucket leaves: the claim, and a bucket with no owner tag.
+    claims.claim(bucket, "Test/cut-off").await?;
+    storage
+        .client()
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await?;
+    assert_eq!(storage.bucket_owner(bucket).await?, Some(None));
+
+    // Another resource may not finish it: the claim is not its own.
+    match storage.ensure_bucket(&spec("Test/other"), &claims).await {
+        Err(Error::NotOurs { owner: None, .. }) => {}
+        other => panic!("expected NotOurs for another owner: {other:?}"),
+    }
+    assert_eq!(
+        storage.bucket_owner(bucket).await?,
+        Some(None),
+        "left untouched"
+    );
+
+    // The claimant finishes it without creating it again.
+    let outcome = storage
+        .ensure_bucket(&spec("Test/cut-off"), &claims)
+        .await?;
+    assert!(
+        outcome.writes.contains(&"PutBucketTagging") && !outcome.writes.contains(&"CreateBucket"),
+        "{:?}",
+        outcome.writes
+    );
+    assert_eq!(
+        storage.bucket_owner(bucket).await?,
+        Some(Some("Test/cut-off".to_string()))
+    );
+    let again = storage
+        .ensure_bucket(&spec("Test/cut-off"), &claims)
+        .await?;
+    assert!(again.writes.is_empty(), "then steady: {:?}", again.writes);
+
+    storage.purge_bucket(bucket).await?;
+    admin.delete_namespace(namespace).await?;
     Ok(())
 }
 

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use vardhub::api::{DataHub, RegionalNode};
-use vardhub::controller::apply::{HASH_ANNOTATION, contains};
 use vardhub::controller::conditions::{is_true, types};
+use vardhub_tests::rollout::{differences, render_settings};
 use vardhub_tests::{LocalCluster, OPERATOR_LOCK, RunningOperator, eventually, kubectl, repo_root};
 
 #[tokio::test]
@@ -66,47 +66,10 @@ async fn render_of_the_local_environment_equals_what_the_operator_creates() -> R
     }
 
     let resources = vardhub::render::load(&dir)?;
-    let settings = vardhub::render::Settings {
-        openbao_addr: cluster.vault_addr.clone(),
-        s3_endpoint: cluster.s3_endpoint.clone(),
-        image: vardhub::controller::context::default_image(),
-        // What the operator reads from the cluster when it runs: DNS and the API server on
-        // the real node's address.
-        cluster: vardhub::controller::network::Paths {
-            dns: vec![format!("{}/32", std::env::var("VARDHUB_NODE_IP")?)],
-            api_server: vardhub::controller::network::literal(&std::env::var(
-                "VARDHUB_KUBE_APISERVER",
-            )?),
-            ..Default::default()
-        },
-    };
+    let settings = render_settings(cluster, vardhub::controller::context::default_image())?;
     let rendered = vardhub::render::render(&resources, &settings)?;
     assert!(rendered.len() >= 20, "{} objects", rendered.len());
-    let mut differing = Vec::new();
-    for desired in &rendered {
-        let name = desired.object.metadata.name.clone().unwrap_or_default();
-        let api: Api<DynamicObject> = match &desired.object.metadata.namespace {
-            Some(ns) => Api::namespaced_with(admin.clone(), ns, &desired.resource),
-            None => Api::all_with(admin.clone(), &desired.resource),
-        };
-        let Some(live) = api.get_opt(&name).await? else {
-            differing.push(format!("{} {name}: missing", desired.resource.kind));
-            continue;
-        };
-        let hash = |o: &DynamicObject| {
-            o.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(HASH_ANNOTATION).cloned())
-        };
-        let same = contains(
-            &serde_json::to_value(&live)?,
-            &serde_json::to_value(&desired.object)?,
-        ) && hash(&live) == hash(&desired.object);
-        if !same {
-            differing.push(format!("{} {name}", desired.resource.kind));
-        }
-    }
+    let differing = differences(&admin, &rendered).await?;
     operator.stop().await?;
     if !differing.is_empty() {
         bail!("rendered objects differ from the cluster's: {differing:?}");

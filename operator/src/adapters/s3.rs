@@ -42,6 +42,14 @@ pub enum Error {
         /// Its recorded owner, if any.
         owner: Option<String>,
     },
+    /// The record of a bucket's creation could not be written or read.
+    #[error("the creation claim of bucket {bucket}: {message}")]
+    Claim {
+        /// The bucket.
+        bucket: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The server kept an object a purge must delete (legal hold, compliance retention, ...).
     #[error(
         "S3 refused to delete object {key} (version {version}) of bucket {bucket}: {code}: {message}; the bucket is kept"
@@ -118,6 +126,27 @@ pub struct BucketSpec {
     pub owner: String,
     /// Days of default retention (object lock, governance mode) for an audit trail.
     pub retention_days: Option<i32>,
+}
+
+/// Where the operator writes down that it is about to create a bucket, before it does.
+///
+/// A creation cut off between `CreateBucket` and the owner tag (the operator killed, the
+/// server gone) leaves a bucket with no tag, which by itself is indistinguishable from one
+/// somebody else made. [`Storage::ensure_bucket`] finishes such a bucket only when its claim
+/// names the same owner, and refuses it otherwise. The operator keeps claims with the
+/// custodian's keys in OpenBao (`controller::storage::OpenBaoClaims`).
+pub trait CreationClaims: Sync {
+    /// Records that `owner` is about to create `bucket`.
+    fn claim(
+        &self,
+        bucket: &str,
+        owner: &str,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send;
+    /// The owner that claimed `bucket`, if any.
+    fn claimant(
+        &self,
+        bucket: &str,
+    ) -> impl std::future::Future<Output = Result<Option<String>, Error>> + Send;
 }
 
 /// Whether a bucket's retention lock is in place.
@@ -306,12 +335,27 @@ impl Storage {
 
     /// Creates the bucket unless it exists, records its owner, and brings versioning, default
     /// encryption (SSE-S3), the deny-anonymous policy and the retention lock to what `spec`
-    /// wants. A bucket that exists with another owner, or none, is refused untouched.
-    pub async fn ensure_bucket(&self, spec: &BucketSpec) -> Result<BucketOutcome, Error> {
+    /// wants. Before it creates the bucket it claims it in `claims`; a bucket without an owner
+    /// tag is finished only when its claim names `spec.owner` (a creation of ours that was cut
+    /// off). A bucket that exists with another owner, or none and no such claim, is refused
+    /// untouched.
+    pub async fn ensure_bucket(
+        &self,
+        spec: &BucketSpec,
+        claims: &impl CreationClaims,
+    ) -> Result<BucketOutcome, Error> {
         let name = spec.name.as_str();
         let mut writes = Vec::new();
         match self.bucket_owner(name).await? {
             Some(Some(owner)) if owner == spec.owner => {}
+            Some(None) if claims.claimant(name).await?.as_deref() == Some(spec.owner.as_str()) => {
+                tracing::info!(
+                    bucket = name,
+                    "finishing a bucket whose creation was cut off"
+                );
+                self.tag_owner(name, &spec.owner).await?;
+                writes.push("PutBucketTagging");
+            }
             Some(owner) => {
                 return Err(Error::NotOurs {
                     bucket: name.into(),
@@ -319,6 +363,7 @@ impl Storage {
                 });
             }
             None => {
+                claims.claim(name, &spec.owner).await?;
                 self.s3
                     .create_bucket()
                     .bucket(name)
@@ -327,22 +372,7 @@ impl Storage {
                     .await
                     .map_err(|e| call_error("CreateBucket", name, e))?;
                 writes.push("CreateBucket");
-                let tag = Tag::builder()
-                    .key(OWNER_TAG)
-                    .value(&spec.owner)
-                    .build()
-                    .map_err(|e| Error::Build(e.to_string()))?;
-                let tagging = Tagging::builder()
-                    .tag_set(tag)
-                    .build()
-                    .map_err(|e| Error::Build(e.to_string()))?;
-                self.s3
-                    .put_bucket_tagging()
-                    .bucket(name)
-                    .tagging(tagging)
-                    .send()
-                    .await
-                    .map_err(|e| call_error("PutBucketTagging", name, e))?;
+                self.tag_owner(name, &spec.owner).await?;
                 writes.push("PutBucketTagging");
             }
         }
@@ -410,6 +440,27 @@ impl Storage {
             Some(days) => self.ensure_retention(name, days, &mut writes).await?,
         };
         Ok(BucketOutcome { writes, retention })
+    }
+
+    /// Records `owner` in the bucket's [`OWNER_TAG`].
+    async fn tag_owner(&self, name: &str, owner: &str) -> Result<(), Error> {
+        let tag = Tag::builder()
+            .key(OWNER_TAG)
+            .value(owner)
+            .build()
+            .map_err(|e| Error::Build(e.to_string()))?;
+        let tagging = Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .map_err(|e| Error::Build(e.to_string()))?;
+        self.s3
+            .put_bucket_tagging()
+            .bucket(name)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| call_error("PutBucketTagging", name, e))?;
+        Ok(())
     }
 
     async fn has_default_encryption(&self, name: &str) -> Result<bool, Error> {

@@ -330,16 +330,79 @@ pub async fn ensure_custody(
     Ok(())
 }
 
-/// Writes each bucket to its spec and returns their outcomes; counts every write.
+/// Bucket creation claims in the custodian's OpenBao namespace (KV, at
+/// [`bucket_claim_path`]), beside the keys and credentials the same custodian holds.
+pub struct OpenBaoClaims<'a> {
+    kv: openbao::Admin,
+    metrics: &'a Metrics,
+    controller: &'static str,
+}
+
+/// A claim as it is stored.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BucketClaim {
+    owner: String,
+}
+
+impl<'a> OpenBaoClaims<'a> {
+    /// The claims in OpenBao namespace `namespace`; writes are counted in `metrics`.
+    pub fn new(
+        admin: &openbao::Admin,
+        namespace: &str,
+        metrics: &'a Metrics,
+        controller: &'static str,
+    ) -> Result<Self, openbao::Error> {
+        Ok(Self {
+            kv: admin.in_namespace(namespace)?,
+            metrics,
+            controller,
+        })
+    }
+}
+
+fn claim_error(bucket: &str, e: &openbao::Error) -> s3::Error {
+    s3::Error::Claim {
+        bucket: bucket.into(),
+        message: format!("OpenBao: {e}"),
+    }
+}
+
+impl s3::CreationClaims for OpenBaoClaims<'_> {
+    async fn claim(&self, bucket: &str, owner: &str) -> Result<(), s3::Error> {
+        let claim = BucketClaim {
+            owner: owner.into(),
+        };
+        self.kv
+            .write_secret(KV_MOUNT, &bucket_claim_path(bucket), &claim)
+            .await
+            .map_err(|e| claim_error(bucket, &e))?;
+        self.metrics
+            .api_write(self.controller, "OpenBaoSecret", "write");
+        Ok(())
+    }
+
+    async fn claimant(&self, bucket: &str) -> Result<Option<String>, s3::Error> {
+        let claim: Option<BucketClaim> = self
+            .kv
+            .read_secret(KV_MOUNT, &bucket_claim_path(bucket))
+            .await
+            .map_err(|e| claim_error(bucket, &e))?;
+        Ok(claim.map(|c| c.owner))
+    }
+}
+
+/// Writes each bucket to its spec, claiming it in `claims` before creating it, and returns
+/// their outcomes; counts every write.
 pub async fn ensure_buckets(
     storage: &s3::Storage,
+    claims: &OpenBaoClaims<'_>,
     buckets: &[s3::BucketSpec],
     metrics: &Metrics,
     controller: &'static str,
 ) -> Result<Vec<s3::BucketOutcome>, s3::Error> {
     let mut outcomes = Vec::with_capacity(buckets.len());
     for b in buckets {
-        let outcome = storage.ensure_bucket(b).await?;
+        let outcome = storage.ensure_bucket(b, claims).await?;
         for op in &outcome.writes {
             metrics.api_write(controller, "S3Bucket", op);
         }

@@ -317,7 +317,13 @@ async fn external_pass(
     // Zones.
     let zones = build::zones(hub);
     let specs: Vec<s3::BucketSpec> = zones.iter().map(|z| z.bucket.clone()).collect();
-    let outcomes = storage::ensure_buckets(s3, &specs, &ctx.metrics, CONTROLLER).await?;
+    let claims = storage::OpenBaoClaims::new(
+        &bao.admin,
+        &layout.openbao_namespace,
+        &ctx.metrics,
+        CONTROLLER,
+    )?;
+    let outcomes = storage::ensure_buckets(s3, &claims, &specs, &ctx.metrics, CONTROLLER).await?;
     let mut retention_gaps = Vec::new();
     let zone_status = zones
         .iter()

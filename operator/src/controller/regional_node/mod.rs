@@ -236,6 +236,12 @@ async fn external_pass(
     // Storage: the region's buckets and its own credential.
     storage::ensure_buckets(
         s3,
+        &storage::OpenBaoClaims::new(
+            &bao.admin,
+            &layout.openbao_namespace,
+            &ctx.metrics,
+            CONTROLLER,
+        )?,
         &[
             BucketSpec {
                 name: layout.landing.clone(),

@@ -1,0 +1,625 @@
+//! A whole environment rolled out by the operator running as its own process, as it runs in a
+//! pod: the image's release binary, which a test starts, kills with SIGKILL or stops with
+//! SIGTERM. The chaos test and the scale benchmark share it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_kind};
+use kube::{Api, Client};
+use serde_json::json;
+use vardhub::controller::apply::{DesiredObject, HASH_ANNOTATION, MANAGED_BY, contains};
+
+use crate::{
+    LocalCluster, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, eventually, free_port, repo_root,
+};
+
+/// The field manager of what the tests apply.
+const FIELD_MANAGER: &str = "vardhub-tests";
+
+/// The reference of the image `make image` built last (`VARDHUB_IMAGE` when `make test` set
+/// it).
+pub fn image_reference() -> Result<String> {
+    if let Ok(image) = std::env::var("VARDHUB_IMAGE") {
+        return Ok(image);
+    }
+    let path = repo_root().join("target/image/reference");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| format!("no image at {}: run `make image`", path.display()))?
+        .trim()
+        .to_string())
+}
+
+/// The operator's release binary, as the image holds it (`make image` builds it first).
+pub fn operator_binary() -> Result<PathBuf> {
+    let path = repo_root().join("target/x86_64-unknown-linux-musl/release/vardhub");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!(
+            "no operator binary at {}: run `make image` (`make test` does)",
+            path.display()
+        )
+    }
+}
+
+impl LocalCluster {
+    /// A kubeconfig file for the chart's operator ServiceAccount (a token valid for an hour),
+    /// so that an operator run as a process has exactly the chart's rights.
+    pub async fn operator_kubeconfig(&self) -> Result<PathBuf> {
+        let token = self
+            .service_account_token(OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, None)
+            .await?;
+        let mut config = kube::config::Kubeconfig::read()?;
+        for named in &mut config.auth_infos {
+            named.auth_info = Some(kube::config::AuthInfo {
+                token: Some(token.clone().into()),
+                ..Default::default()
+            });
+        }
+        let path = self.dir.join("operator-process.kubeconfig");
+        // JSON is YAML, and every kubeconfig reader takes it.
+        std::fs::write(&path, serde_json::to_vec(&config)?)?;
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut std::fs::metadata(&path)?.permissions(),
+            0o600,
+        );
+        Ok(path)
+    }
+}
+
+/// Resident memory of a process, from the kernel's own accounting.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    /// Resident now, in KiB (`VmRSS`).
+    pub resident_kib: u64,
+    /// The most it has been resident, in KiB (`VmHWM`).
+    pub peak_kib: u64,
+}
+
+/// The operator as a process of its own.
+pub struct OperatorProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    /// Where its `/healthz`, `/readyz` and `/metrics` are served.
+    pub metrics_addr: SocketAddr,
+}
+
+impl OperatorProcess {
+    /// Starts `vardhub operator` as the chart's ServiceAccount (`kubeconfig`), on the chart's
+    /// Lease with `identity`, with OpenBao and S3, and `args` after that; its log (JSON) is
+    /// appended to `log`.
+    pub fn spawn(
+        cluster: &LocalCluster,
+        kubeconfig: &Path,
+        identity: &str,
+        args: &[&str],
+        log: &Path,
+    ) -> Result<Self> {
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let child = tokio::process::Command::new(operator_binary()?)
+            .args(["--log-format", "json", "operator"])
+            .args(["--metrics-addr", &metrics_addr.to_string()])
+            .args(["--leader-election-namespace", OPERATOR_NAMESPACE])
+            .args(["--leader-election-identity", identity])
+            .args(["--openbao-addr", &cluster.vault_addr])
+            .args(["--s3-endpoint", &cluster.s3_endpoint])
+            .args(["--s3-region", &cluster.s3_region])
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("VAULT_TOKEN", &cluster.vault_token)
+            .env("AWS_ACCESS_KEY_ID", &cluster.s3_access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &cluster.s3_secret_access_key)
+            .env("RUST_LOG", "info")
+            // Only what the arguments say: nothing of the test run's own environment.
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .env_remove("VARDHUB_IMAGE")
+            .env_remove("VARDHUB_OPENBAO_ROLE")
+            .env_remove("VARDHUB_STS_ENDPOINT")
+            .env_remove("VARDHUB_METRICS_ADDR")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the operator")?;
+        let pid = child.id().context("the operator's process id")?;
+        Ok(Self {
+            child,
+            pid,
+            metrics_addr,
+        })
+    }
+
+    /// Its resident memory now and at its peak.
+    pub fn memory(&self) -> Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let field = |name: &str| -> Result<u64> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .with_context(|| format!("{name} in /proc/{}/status", self.pid))
+        };
+        Ok(Memory {
+            resident_kib: field("VmRSS:")?,
+            peak_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// Its metrics in the Prometheus text format.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(
+            reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+                .await?
+                .text()
+                .await?,
+        )
+    }
+
+    /// Kills it with SIGKILL, with no chance to release its Lease or finish a step, and reaps
+    /// it.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
+    /// Sends it SIGTERM, as the kubelet does, and waits (at most `grace`) for it to exit;
+    /// returns how long it took and whether it exited cleanly.
+    pub async fn terminate(mut self, grace: Duration) -> Result<(Duration, bool)> {
+        let started = Instant::now();
+        crate::run(std::process::Command::new("kill").args(["-TERM", &self.pid.to_string()]))?;
+        let status = tokio::time::timeout(grace, self.child.wait())
+            .await
+            .with_context(|| format!("the operator did not exit within {grace:?} of SIGTERM"))??;
+        Ok((started.elapsed(), status.success()))
+    }
+}
+
+/// The documents of an environment directory (`environments/<name>`), read as
+/// `kubectl apply -k` reads them.
+pub struct Environment {
+    /// Its vardhub resources.
+    pub resources: vardhub::render::Resources,
+    /// Every document: its other kinds (namespaces) first, then the vardhub resources.
+    documents: Vec<DynamicObject>,
+}
+
+/// One applied document's place in the API.
+struct Placed {
+    api: Api<DynamicObject>,
+    name: String,
+    kind: String,
+}
+
+impl Environment {
+    /// Reads `environments/<name>`.
+    pub fn load(name: &str) -> Result<Self> {
+        let resources = vardhub::render::load(&repo_root().join("environments").join(name))?;
+        Self::of(resources.others.iter().chain(&resources.documents).cloned())
+    }
+
+    /// Its documents as JSON, the non-vardhub ones first.
+    fn values(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
+        self.resources
+            .others
+            .iter()
+            .chain(&self.resources.documents)
+            .cloned()
+    }
+
+    /// The same documents with `edit` applied to each (as JSON).
+    pub fn changed(&self, edit: impl Fn(&mut serde_json::Value)) -> Result<Self> {
+        Self::of(self.values().map(|mut doc| {
+            edit(&mut doc);
+            doc
+        }))
+    }
+
+    /// The same documents and `extra` after them.
+    pub fn with(&self, extra: impl IntoIterator<Item = serde_json::Value>) -> Result<Self> {
+        Self::of(self.values().chain(extra))
+    }
+
+    fn of(values: impl Iterator<Item = serde_json::Value>) -> Result<Self> {
+        let mut resources = vardhub::render::Resources::default();
+        let mut documents = Vec::new();
+        for value in values {
+            // One JSON document is a YAML stream of one document.
+            vardhub::render::parse(&serde_json::to_string(&value)?, &mut resources)?;
+            documents.push(serde_json::from_value::<DynamicObject>(value)?);
+        }
+        // The other kinds (namespaces) first, as `load` orders them.
+        documents.sort_by_key(|d| {
+            d.types
+                .as_ref()
+                .is_some_and(|t| t.api_version.starts_with("vardhub.io/"))
+        });
+        Ok(Self {
+            resources,
+            documents,
+        })
+    }
+
+    /// How many vardhub resources it holds.
+    pub fn vardhub_resources(&self) -> usize {
+        self.resources.documents.len()
+    }
+
+    async fn placed(&self, admin: &Client) -> Result<Vec<(Placed, &DynamicObject)>> {
+        let mut found: HashMap<String, (ApiResource, ApiCapabilities)> = HashMap::new();
+        let mut out = Vec::with_capacity(self.documents.len());
+        for doc in &self.documents {
+            let types = doc
+                .types
+                .as_ref()
+                .context("a document without apiVersion")?;
+            let gvk = GroupVersionKind::try_from(types)?;
+            let key = format!("{}/{}", types.api_version, types.kind);
+            if !found.contains_key(&key) {
+                found.insert(key.clone(), pinned_kind(admin, &gvk).await?);
+            }
+            let (resource, caps) = &found[&key];
+            let api = match (&caps.scope, &doc.metadata.namespace) {
+                (Scope::Namespaced, Some(ns)) => Api::namespaced_with(admin.clone(), ns, resource),
+                (Scope::Namespaced, None) => Api::default_namespaced_with(admin.clone(), resource),
+                (Scope::Cluster, _) => Api::all_with(admin.clone(), resource),
+            };
+            let name = doc
+                .metadata
+                .name
+                .clone()
+                .context("a document without a name")?;
+            out.push((
+                Placed {
+                    api,
+                    name,
+                    kind: types.kind.clone(),
+                },
+                doc,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Applies every document server-side, as `kubectl apply --server-side -k` would, and
+    /// again those whose namespace the operator has yet to make (a hub's services live in the
+    /// hub's namespace), until all are applied (at most `timeout`).
+    pub async fn apply(&self, admin: &Client, timeout: Duration) -> Result<()> {
+        let placed = self.placed(admin).await?;
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let deadline = Instant::now() + timeout;
+        let mut pending: Vec<&(Placed, &DynamicObject)> = placed.iter().collect();
+        loop {
+            let mut waiting = Vec::new();
+            for entry in pending {
+                let (at, doc) = entry;
+                match at.api.patch(&at.name, &params, &Patch::Apply(doc)).await {
+                    Ok(_) => {}
+                    // Its namespace is not there yet.
+                    Err(kube::Error::Api(e)) if e.code == 404 => waiting.push(entry),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("applying {} {}", at.kind, at.name));
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let names: Vec<_> = waiting.iter().map(|(p, _)| p.name.as_str()).collect();
+                bail!("not applied within {timeout:?} (no namespace yet): {names:?}");
+            }
+            pending = waiting;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// The vardhub resources that are not `Ready` for their current generation, as
+    /// `Kind name`; an empty list when the whole environment is Ready. One list per kind.
+    pub async fn not_ready(&self, admin: &Client) -> Result<Vec<String>> {
+        let live = self.live(admin).await?;
+        let mut out = Vec::new();
+        for (at, doc) in self.placed(admin).await? {
+            if doc
+                .types
+                .as_ref()
+                .is_none_or(|t| !t.api_version.starts_with("vardhub.io/"))
+            {
+                continue;
+            }
+            let found = live.get(&(
+                at.kind.clone(),
+                doc.metadata.namespace.clone(),
+                at.name.clone(),
+            ));
+            let ready = found.is_some_and(|o| {
+                let generation = o.metadata.generation;
+                o.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| {
+                        c["type"] == "Ready"
+                            && c["status"] == "True"
+                            && c["observedGeneration"].as_i64() == generation
+                    })
+            });
+            if !ready {
+                out.push(format!("{} {}", at.kind, at.name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every object of the kinds of its vardhub resources, by kind, namespace and name.
+    async fn live(
+        &self,
+        admin: &Client,
+    ) -> Result<HashMap<(String, Option<String>, String), DynamicObject>> {
+        let mut kinds: Vec<(String, String)> = Vec::new();
+        for doc in &self.documents {
+            if let Some(t) = &doc.types {
+                let k = (t.api_version.clone(), t.kind.clone());
+                if t.api_version.starts_with("vardhub.io/") && !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        let mut out = HashMap::new();
+        for (api_version, kind) in kinds {
+            let gvk = GroupVersionKind::try_from(&kube::core::TypeMeta {
+                api_version,
+                kind: kind.clone(),
+            })?;
+            let (resource, _) = pinned_kind(admin, &gvk).await?;
+            let api: Api<DynamicObject> = Api::all_with(admin.clone(), &resource);
+            for o in api.list(&Default::default()).await? {
+                let key = (
+                    kind.clone(),
+                    o.metadata.namespace.clone(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                );
+                out.insert(key, o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The UIDs of its vardhub resources as they are now.
+    pub async fn uids(&self, admin: &Client) -> Result<std::collections::BTreeSet<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        for (at, doc) in self.placed(admin).await? {
+            if !doc
+                .types
+                .as_ref()
+                .is_some_and(|t| t.api_version.starts_with("vardhub.io/"))
+            {
+                continue;
+            }
+            if let Some(uid) = at.api.get_opt(&at.name).await?.and_then(|o| o.metadata.uid) {
+                out.insert(uid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits (at most `timeout`, looking once a second) until every vardhub resource is
+    /// Ready for its generation; the error names those that are not.
+    pub async fn wait_ready(&self, admin: &Client, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = match self.not_ready(admin).await {
+                Ok(left) if left.is_empty() => return Ok(()),
+                Ok(left) => format!(
+                    "{} not Ready, first {:?}",
+                    left.len(),
+                    &left[..left.len().min(5)]
+                ),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() > deadline {
+                bail!("the environment was not Ready within {timeout:?}: {left}");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Removes the environment and what it keeps: its resources are switched to
+    /// `deletionPolicy: Delete` (confirmed) first, so that their buckets and keys go with them,
+    /// then deleted in reverse order; waits (at most `timeout`) until all are gone. Needs an
+    /// operator running to finish the deletions.
+    pub async fn remove(&self, admin: &Client, timeout: Duration) -> Result<()> {
+        let placed = self.placed(admin).await?;
+        // The kinds that keep data or keys, and the field that confirms their deletion.
+        let keeps = [
+            ("DataHub", "confirmDeletion"),
+            ("RegionalNode", "confirmDeletion"),
+            ("PseudonymisationService", "confirmKeyDeletion"),
+        ];
+        for (at, _) in &placed {
+            let Some((_, confirm)) = keeps.iter().find(|(kind, _)| *kind == at.kind) else {
+                continue;
+            };
+            if at.api.get_opt(&at.name).await?.is_some() {
+                let patch = json!({"spec": {"deletionPolicy": "Delete", *confirm: true}});
+                at.api
+                    .patch(&at.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .with_context(|| format!("switching {} {} to Delete", at.kind, at.name))?;
+            }
+        }
+        for (at, _) in placed.iter().rev() {
+            match at.api.delete(&at.name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        eventually("the environment to be gone", timeout, || async {
+            for (at, _) in &placed {
+                if at.api.get_opt(&at.name).await?.is_some() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+}
+
+/// Sets (or with `None` removes) a label of a node, as a placement's `nodeSelector` needs
+/// (`environments/cloud` places the hub and the regions on node pools).
+fn label_node(node: &str, label: &str, value: Option<&str>) -> Result<()> {
+    let assignment = match value {
+        Some(v) => format!("{label}={v}"),
+        None => format!("{label}-"),
+    };
+    crate::kubectl(&["label", "node", node, "--overwrite", &assignment])?;
+    Ok(())
+}
+
+/// The label `environments/cloud` places its workloads by (a node pool per workload class).
+const POOL: &str = "vardhub.io/pool";
+/// The kwok nodes that stand for the hub's and the regions' node pools.
+const POOLS: [(&str, &str); 3] = [
+    ("kwok-node-0", "hub"),
+    ("kwok-node-1", "regional"),
+    ("kwok-node-2", "regional"),
+];
+
+/// Labels the kwok nodes as the node pools `environments/cloud` asks for (`true`), or takes
+/// the labels off again (`false`).
+pub fn label_pools(on: bool) -> Result<()> {
+    for (node, pool) in POOLS {
+        label_node(node, POOL, on.then_some(pool))?;
+    }
+    Ok(())
+}
+
+/// What `vardhub render` is told about the local cluster, as the operator learns it when it
+/// runs: OpenBao, S3, DNS and the API server on the real node's address, and `image`.
+pub fn render_settings(cluster: &LocalCluster, image: String) -> Result<vardhub::render::Settings> {
+    Ok(vardhub::render::Settings {
+        openbao_addr: cluster.vault_addr.clone(),
+        s3_endpoint: cluster.s3_endpoint.clone(),
+        image,
+        cluster: vardhub::controller::network::Paths {
+            dns: vec![format!("{}/32", crate::env("VARDHUB_NODE_IP")?)],
+            api_server: vardhub::controller::network::literal(&crate::env(
+                "VARDHUB_KUBE_APISERVER",
+            )?),
+            ..Default::default()
+        },
+    })
+}
+
+/// The rendered objects that the cluster does not hold as rendered (missing, or with other
+/// contents or another spec hash), as `Kind name`.
+pub async fn differences(admin: &Client, rendered: &[DesiredObject]) -> Result<Vec<String>> {
+    let mut differing = Vec::new();
+    for desired in rendered {
+        let name = desired.object.metadata.name.clone().unwrap_or_default();
+        let api: Api<DynamicObject> = match &desired.object.metadata.namespace {
+            Some(ns) => Api::namespaced_with(admin.clone(), ns, &desired.resource),
+            None => Api::all_with(admin.clone(), &desired.resource),
+        };
+        let Some(live) = api.get_opt(&name).await? else {
+            differing.push(format!("{} {name}: missing", desired.resource.kind));
+            continue;
+        };
+        let hash = |o: &DynamicObject| {
+            o.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(HASH_ANNOTATION).cloned())
+        };
+        let same = contains(
+            &serde_json::to_value(&live)?,
+            &serde_json::to_value(&desired.object)?,
+        ) && hash(&live) == hash(&desired.object);
+        if !same {
+            differing.push(format!("{} {name}", desired.resource.kind));
+        }
+    }
+    Ok(differing)
+}
+
+/// Objects the operator made (its `managed-by` label) of the kinds it rendered, owned by one
+/// of `owners` (UIDs) or in a rendered namespace, that `vardhub render` does not name: what a
+/// killed operator could have left behind. As `Kind namespace/name`.
+pub async fn unrendered(
+    admin: &Client,
+    rendered: &[DesiredObject],
+    owners: &std::collections::BTreeSet<String>,
+) -> Result<Vec<String>> {
+    let key = |kind: &str, ns: Option<&str>, name: &str| {
+        format!("{kind} {}/{name}", ns.unwrap_or_default())
+    };
+    let expected: std::collections::BTreeSet<String> = rendered
+        .iter()
+        .map(|d| {
+            key(
+                &d.resource.kind,
+                d.object.metadata.namespace.as_deref(),
+                d.object.metadata.name.as_deref().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let namespaces: std::collections::BTreeSet<&str> = rendered
+        .iter()
+        .filter_map(|d| d.object.metadata.namespace.as_deref())
+        .collect();
+    let mut kinds: Vec<&ApiResource> = Vec::new();
+    for d in rendered {
+        if !kinds
+            .iter()
+            .any(|k| k.kind == d.resource.kind && k.group == d.resource.group)
+        {
+            kinds.push(&d.resource);
+        }
+    }
+    let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY}");
+    let mut extra = Vec::new();
+    for kind in kinds {
+        let api: Api<DynamicObject> = Api::all_with(admin.clone(), kind);
+        for o in api
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await?
+        {
+            let ns = o.metadata.namespace.as_deref();
+            let owned = o
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| owners.contains(&r.uid));
+            if !owned && !ns.is_some_and(|n| namespaces.contains(n)) {
+                continue;
+            }
+            let k = key(
+                &kind.kind,
+                ns,
+                o.metadata.name.as_deref().unwrap_or_default(),
+            );
+            if !expected.contains(&k) {
+                extra.push(k);
+            }
+        }
+    }
+    Ok(extra)
+}
