@@ -130,6 +130,11 @@ path "+/secrets/data/s3/roles/publish" {
 path "+/secrets/data/s3/roles/expose" {
   capabilities = ["read", "create", "update"]
 }
+# s3::Storage::ensure_bucket via storage::OpenBaoClaims: the claim written before a bucket is
+# created, and read when a bucket is found without its owner tag (secrets/data/claims/buckets/<bucket>)
+path "+/secrets/data/claims/buckets/+" {
+  capabilities = ["read", "create", "update"]
+}
 # data_hub::ensure_host_key: the SFTP server's host key, read, and written once when missing
 path "+/secrets/data/exposure/sftp-host-key" {
   capabilities = ["read", "create"]
