@@ -43,6 +43,10 @@ enum Command {
         /// `DeadlineExceeded` (every step is idempotent; the next attempt starts over).
         #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
         reconcile_deadline_seconds: u64,
+        /// Reconciles each controller runs at once. More do not finish sooner on a busy API
+        /// server; each holds a connection and its objects in memory.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+        max_concurrent_reconciles: u16,
         /// OpenBao's address; with `--openbao-role` or `VAULT_TOKEN`, enables the controllers
         /// that manage keys.
         #[arg(long, env = "VAULT_ADDR")]
@@ -748,6 +752,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             leader_election_identity,
             lease_duration_seconds,
             reconcile_deadline_seconds,
+            max_concurrent_reconciles,
             openbao_addr,
             openbao_role,
             openbao_auth_mount,
@@ -782,6 +787,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     identity: leader_election_identity.unwrap_or_else(default_identity),
                     lease_duration_seconds,
                     reconcile_deadline: std::time::Duration::from_secs(reconcile_deadline_seconds),
+                    max_concurrent_reconciles,
                     image,
                     openbao,
                     s3: s3_endpoint.and_then(|endpoint| {

@@ -630,6 +630,7 @@ impl RunningOperator {
             identity: identity.into(),
             lease_duration_seconds: 15,
             reconcile_deadline: vardhub::controller::driver::DEADLINE,
+            max_concurrent_reconciles: vardhub::controller::manager::MAX_CONCURRENT_RECONCILES,
             image: None,
             openbao: Some(vardhub::controller::manager::OpenBaoSettings {
                 address: cluster.vault_addr.clone(),

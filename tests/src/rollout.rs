@@ -36,9 +36,14 @@ pub fn image_reference() -> Result<String> {
         .to_string())
 }
 
-/// The operator's release binary, as the image holds it (`make image` builds it first).
+/// The operator's release binary, as the image holds it (`make image` builds it first), or
+/// the program `VARDHUB_OPERATOR_BINARY` names (a build for profiling, or a wrapper that runs
+/// one under a heap profiler).
 pub fn operator_binary() -> Result<PathBuf> {
-    let path = repo_root().join("target/x86_64-unknown-linux-musl/release/vardhub");
+    let path = match std::env::var_os("VARDHUB_OPERATOR_BINARY") {
+        Some(path) => PathBuf::from(path),
+        None => repo_root().join("target/x86_64-unknown-linux-musl/release/vardhub"),
+    };
     if path.is_file() {
         Ok(path)
     } else {

@@ -87,6 +87,24 @@ fn client_in(
     VaultClient::new(settings).map_err(|e| Error::Client(e.to_string()))
 }
 
+/// A client like `base` (same address, settings and connection pool) with `token`, working
+/// inside `namespace` (the root namespace if none).
+fn sharing_connections(base: &VaultClient, token: &str, namespace: Option<&str>) -> VaultClient {
+    let mut settings = base.settings.clone();
+    settings.token = token.to_string();
+    settings.namespace = namespace.map(str::to_string);
+    VaultClient {
+        http: rustify::clients::reqwest::Client::new(&base.http.base, base.http.http.clone()),
+        middle: vaultrs::api::EndpointMiddleware {
+            token: settings.token.clone(),
+            version: base.middle.version.clone(),
+            wrap: None,
+            namespace: settings.namespace.clone(),
+        },
+        settings,
+    }
+}
+
 /// A Transit secrets engine at one mount path.
 #[derive(Clone)]
 pub struct Transit {
@@ -738,13 +756,35 @@ impl Admin {
 
     /// A Transit client at `mount` with the same credentials.
     pub fn transit(&self, mount: &str) -> Result<Transit, Error> {
-        Transit::new(&self.address, &self.token(), mount)
+        Ok(Transit {
+            client: std::sync::Arc::new(sharing_connections(
+                &self.client(),
+                &self.token(),
+                self.namespace.as_deref(),
+            )),
+            mount: mount.trim_matches('/').to_string(),
+        })
     }
 
     /// The same administrator working inside the OpenBao namespace `namespace`, with the
     /// current token (a later [`Admin::set_token`] does not reach it: it is for one pass).
+    /// It shares this administrator's connections: a client of its own per namespace would
+    /// open (and handshake) new connections for every pass of every resource.
     pub fn in_namespace(&self, namespace: &str) -> Result<Admin, Error> {
-        Self::with(&self.address, &self.token(), Some(namespace))
+        let token = self.token();
+        let session = Session {
+            client: std::sync::Arc::new(sharing_connections(
+                &self.client(),
+                &token,
+                Some(namespace),
+            )),
+            token,
+        };
+        Ok(Self {
+            session: std::sync::Arc::new(std::sync::RwLock::new(session)),
+            address: self.address.clone(),
+            namespace: Some(namespace.to_string()),
+        })
     }
 
     /// A Transit client at `mount` inside the OpenBao namespace `namespace`.

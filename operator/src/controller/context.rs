@@ -45,6 +45,9 @@ pub struct Context {
     pub passes: Arc<super::passes::Passes>,
     /// The longest one reconcile may run before it is cancelled and reported.
     pub deadline: std::time::Duration,
+    /// Every Dataset, as the operator's shared watch keeps it (without managed fields). Empty
+    /// and never ready until the controllers run.
+    pub datasets: kube::runtime::reflector::Store<crate::api::Dataset>,
 }
 
 impl Context {
@@ -64,6 +67,7 @@ impl Context {
             backoff: Default::default(),
             passes: Default::default(),
             deadline: super::driver::DEADLINE,
+            datasets: kube::runtime::reflector::store().0,
             image: default_image(),
         }
     }

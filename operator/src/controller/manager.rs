@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -44,6 +44,8 @@ pub struct Options {
     pub lease_duration_seconds: u64,
     /// The longest one reconcile may run before it is cancelled and reported.
     pub reconcile_deadline: Duration,
+    /// Reconciles each controller runs at once.
+    pub max_concurrent_reconciles: u16,
     /// Image of the project's own workloads; this build's default when `None`.
     pub image: Option<String>,
     /// OpenBao: address and token of the operator. Without it, resources that need keys
@@ -53,6 +55,17 @@ pub struct Options {
     /// storage report `NotConfigured`.
     pub s3: Option<crate::adapters::s3::Settings>,
 }
+
+/// Reconciles each controller runs at once, by default. At the country's scale (2,125
+/// resources, `cargo bench -p vardhub-tests --bench scale`) more made the roll-out no faster
+/// and held more connections and listed objects in memory at once.
+pub const MAX_CONCURRENT_RECONCILES: u16 = 8;
+
+/// Datasets per page of the operator's listing of them.
+const DATASET_PAGE: u32 = 100;
+
+/// Events a subscriber of a shared watch may fall behind by before the watch waits for it.
+const SHARED_WATCH_BUFFER: usize = 1024;
 
 /// OpenBao's address and how the operator logs in there.
 #[derive(Clone, Debug)]
@@ -261,7 +274,7 @@ pub async fn run(
                 Box::pin(lost.clone()),
             );
             tokio::select! {
-                _ = run_controllers(client.clone(), ctx, until) => {}
+                _ = run_controllers(client.clone(), ctx, options.max_concurrent_reconciles, until) => {}
                 _ = deadline => tracing::warn!(
                     grace = ?SHUTDOWN_GRACE,
                     "reconciles did not finish in time; cancelled"
@@ -377,49 +390,102 @@ fn watch_backoff() -> watcher::ExponentialBackoff {
         .into()
 }
 
+/// The cluster-scoped owner (a hub, a node) of a namespaced child, by the owner label the
+/// operator stamps on what it makes (the watch selects the owner's kind by its label). kube's
+/// `owns` names a cluster-scoped owner within the child's namespace: a second reference to the
+/// same object, under which a second reconcile of it could run at the same time as the first.
+/// The chaos test caught two such reconciles of one hub issuing the same credential twice.
+fn owner_by_label<K, C>(child: C) -> Option<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()>,
+    C: kube::Resource,
+{
+    child
+        .labels()
+        .get(OWNER_NAME_LABEL)
+        .map(|name| ObjectRef::new(name))
+}
+
+/// A watched object as the operator keeps it: without its managed fields, which no step
+/// reads and which, for a resource applied by two managers, are larger than its spec.
+fn trimmed<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 /// Runs every controller until `until` resolves; in-flight reconciles finish first.
 async fn run_controllers(
     client: Client,
     ctx: Arc<Context>,
+    concurrency: u16,
     until: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let until = until.shared();
+    let config = || kube::runtime::controller::Config::default().concurrency(concurrency);
+    // Datasets are the many: one watch of them, kept once without managed fields, serves the
+    // dataset controller and the catalogues (which read it to render, instead of listing).
+    let (dataset_cache, dataset_writer) =
+        kube::runtime::reflector::store_shared::<Dataset>(SHARED_WATCH_BUFFER);
+    let dataset_events = dataset_writer
+        .subscribe()
+        .expect("a shared store has subscribers");
+    // Listed in pages of 100 rather than kube's 500: a page is held whole, managed fields and
+    // all, before it is trimmed.
+    let dataset_watch = watcher(
+        Api::<Dataset>::all(client.clone()),
+        watcher::Config::default().page_size(DATASET_PAGE),
+    )
+    .backoff(watch_backoff())
+    .modify(trimmed)
+    .reflect_shared(dataset_writer)
+    .for_each(|event| async move {
+        if let Err(e) = event {
+            tracing::debug!(error = %e, "dataset watch");
+        }
+    });
+    let ctx = Arc::new(Context {
+        datasets: dataset_cache.clone(),
+        ..(*ctx).clone()
+    });
     let owned =
         |kind: &str| watcher::Config::default().labels(&format!("{OWNER_KIND_LABEL}={kind}"));
     let hubs = Controller::new(
         Api::<DataHub>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(config())
     .trigger_backoff(watch_backoff());
     let hub_store = hubs.store();
     let nodes = Controller::new(
         Api::<RegionalNode>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(config())
     .trigger_backoff(watch_backoff());
     let node_store = nodes.store();
     let exporters = node_store.clone();
     let nodes = nodes
         .owns(Api::<Namespace>::all(client.clone()), owned("RegionalNode"))
-        .owns(
+        .watches(
             Api::<NetworkPolicy>::all(client.clone()),
             owned("RegionalNode"),
+            owner_by_label::<RegionalNode, _>,
         )
-        .owns(
+        .watches(
             Api::<ServiceAccount>::all(client.clone()),
             owned("RegionalNode"),
+            owner_by_label::<RegionalNode, _>,
         )
-        .owns(Api::<CronJob>::all(client.clone()), owned("RegionalNode"))
-        // A Job's outcome is the node's job status; Jobs belong to CronJobs, so they are
-        // mapped to their node by the owner label the job template carries.
+        .watches(
+            Api::<CronJob>::all(client.clone()),
+            owned("RegionalNode"),
+            owner_by_label::<RegionalNode, _>,
+        )
+        // A Job's outcome is the node's job status; Jobs belong to CronJobs, so they too are
+        // mapped to their node by the owner label (the job template carries it).
         .watches(
             Api::<Job>::all(client.clone()),
             owned("RegionalNode"),
-            |job: Job| {
-                job.labels()
-                    .get(OWNER_NAME_LABEL)
-                    .map(|name| ObjectRef::<RegionalNode>::new(name))
-            },
+            owner_by_label::<RegionalNode, _>,
         )
         // A hub's mode decides where its nodes export to.
         .watches(
@@ -470,17 +536,25 @@ async fn run_controllers(
         });
     let hubs = hubs
         .owns(Api::<Namespace>::all(client.clone()), owned("DataHub"))
-        .owns(Api::<NetworkPolicy>::all(client.clone()), owned("DataHub"))
-        .owns(Api::<ServiceAccount>::all(client.clone()), owned("DataHub"))
-        .owns(Api::<CronJob>::all(client.clone()), owned("DataHub"))
+        .watches(
+            Api::<NetworkPolicy>::all(client.clone()),
+            owned("DataHub"),
+            owner_by_label::<DataHub, _>,
+        )
+        .watches(
+            Api::<ServiceAccount>::all(client.clone()),
+            owned("DataHub"),
+            owner_by_label::<DataHub, _>,
+        )
+        .watches(
+            Api::<CronJob>::all(client.clone()),
+            owned("DataHub"),
+            owner_by_label::<DataHub, _>,
+        )
         .watches(
             Api::<Job>::all(client.clone()),
             owned("DataHub"),
-            |job: Job| {
-                job.labels()
-                    .get(OWNER_NAME_LABEL)
-                    .map(|name| ObjectRef::<DataHub>::new(name))
-            },
+            owner_by_label::<DataHub, _>,
         )
         // A node's readiness and regions are the hub's region states: a node event wakes the
         // hubs it belongs to, names, or (by their status) belonged to until now.
@@ -512,6 +586,7 @@ async fn run_controllers(
         Api::<PseudonymisationService>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(config())
     .trigger_backoff(watch_backoff())
     .owns(Api::<Deployment>::all(client.clone()), owned(kind))
     .owns(Api::<Service>::all(client.clone()), owned(kind))
@@ -530,14 +605,11 @@ async fn run_controllers(
         }
     });
     // A dataset's distributions follow its holder.
-    let datasets = Controller::new(
-        Api::<Dataset>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .trigger_backoff(watch_backoff());
-    let dataset_store = datasets.store();
+    let datasets = Controller::for_shared_stream(dataset_events.clone(), dataset_cache.clone())
+        .with_config(config())
+        .trigger_backoff(watch_backoff());
     let holds = move |pick: fn(&Dataset) -> Option<&str>, name: String| {
-        dataset_store
+        dataset_cache
             .state()
             .into_iter()
             .filter(|d| pick(d) == Some(name.as_str()))
@@ -591,7 +663,7 @@ async fn run_controllers(
         watcher::Config::default(),
     )
     .trigger_backoff(watch_backoff())
-    .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_millis(500)));
+    .with_config(config().debounce(Duration::from_millis(500)));
     let catalog_store = catalogs.store();
     let catalogs = catalogs
         .owns(Api::<Deployment>::all(client.clone()), owned(kind))
@@ -600,19 +672,15 @@ async fn run_controllers(
         .owns(Api::<ServiceAccount>::all(client.clone()), owned(kind))
         .owns(Api::<Role>::all(client.clone()), owned(kind))
         .owns(Api::<RoleBinding>::all(client.clone()), owned(kind))
-        .watches(
-            Api::<Dataset>::all(client.clone()),
-            watcher::Config::default(),
-            move |ds: Dataset| {
-                let ns = ds.namespace();
-                catalog_store
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == ns)
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_shared_stream(dataset_events, move |ds: Arc<Dataset>| {
+            let ns = ds.namespace();
+            catalog_store
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == ns)
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(until.clone())
         .run(
             driver::reconcile::<CatalogService>,
@@ -629,6 +697,7 @@ async fn run_controllers(
         Api::<DataPermit>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(config())
     .trigger_backoff(watch_backoff());
     let permit_store = permits.store();
     let permits = permits
@@ -656,13 +725,55 @@ async fn run_controllers(
                 tracing::debug!(error = %e, "datapermit controller");
             }
         });
-    futures::join!(nodes, hubs, pseudonymisation, datasets, catalogs, permits);
+    // The shared watch ends when the controllers have: it is not itself told to stop.
+    tokio::select! {
+        _ = async { futures::join!(nodes, hubs, pseudonymisation, datasets, catalogs, permits) } => {}
+        _ = dataset_watch => {}
+    }
     tracing::info!("controllers stopped");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_namespaced_child_wakes_its_cluster_scoped_owner_under_the_owners_own_reference() {
+        let policy: NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "default-deny",
+                "namespace": "hub-national",
+                "labels": {OWNER_KIND_LABEL: "DataHub", OWNER_NAME_LABEL: "national"},
+            },
+        }))
+        .expect("a NetworkPolicy");
+        let owner = owner_by_label::<DataHub, _>(policy).expect("an owner");
+        // The same reference the hub's own events produce: one object, one reconcile at a time.
+        assert_eq!(owner, ObjectRef::<DataHub>::new("national"));
+        assert_eq!(owner.namespace, None);
+        let unlabelled = NetworkPolicy::default();
+        assert_eq!(owner_by_label::<DataHub, _>(unlabelled), None);
+    }
+
+    #[test]
+    fn a_watched_object_is_kept_without_its_managed_fields() {
+        let mut policy: NetworkPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "default-deny",
+                "namespace": "hub-national",
+                "managedFields": [{
+                    "manager": "kubectl",
+                    "operation": "Apply",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {}},
+                }],
+            },
+        }))
+        .expect("a NetworkPolicy");
+        trimmed(&mut policy);
+        assert_eq!(policy.metadata.managed_fields, None);
+        assert_eq!(policy.metadata.name.as_deref(), Some("default-deny"));
+    }
 
     #[test]
     fn a_leader_counts_on_its_lease_until_half_the_grace_before_it_ends() {

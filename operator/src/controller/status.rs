@@ -18,6 +18,11 @@ pub trait HasConditions: Resource<DynamicType = ()> {
     fn status(&self) -> Option<&Self::Status>;
     /// The conditions of a status.
     fn conditions(status: &Self::Status) -> &[Condition];
+    /// Whether becoming `Ready` for the first time is an event. A kind of which there are
+    /// thousands (datasets) says no: its first `Ready` is in its status and would otherwise
+    /// be thousands of events in a roll-out. Becoming `Ready` again after a failure is always
+    /// an event.
+    const FIRST_READY_IS_EVENT: bool = true;
 }
 
 /// Writes `new` as the status of `obj` unless it equals the current status; publishes events
@@ -48,7 +53,11 @@ pub async fn update<K: HasConditions>(
         .await?;
     ctx.metrics
         .api_write(controller, &resource.kind, "apply-status");
-    for event in transitions(K::conditions(old), K::conditions(new)) {
+    for event in transitions(
+        K::conditions(old),
+        K::conditions(new),
+        K::FIRST_READY_IS_EVENT,
+    ) {
         ctx.metrics.api_write(controller, "Event", "create");
         if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, "could not publish event");
@@ -57,9 +66,10 @@ pub async fn update<K: HasConditions>(
     Ok(true)
 }
 
-/// The events that a change of conditions deserves: `Ready` becoming true or false, and
-/// `Degraded` becoming true or changing its reason.
-pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Event> {
+/// The events that a change of conditions deserves: `Ready` becoming true (the first time
+/// only if `first_ready` says so) or false, and `Degraded` becoming true or changing its
+/// reason.
+pub fn transitions(old: &[Condition], new: &[Condition], first_ready: bool) -> Vec<Event> {
     let mut events = Vec::new();
     let changed = |type_: &str| {
         let (o, n) = (find(old, type_), find(new, type_));
@@ -70,8 +80,10 @@ pub fn transitions(old: &[Condition], new: &[Condition]) -> Vec<Event> {
             _ => None,
         }
     };
+    let was_ready = find(old, types::READY).is_some_and(|o| o.status == "True");
+    let was_degraded = find(old, types::DEGRADED).is_some_and(|o| o.status == "True");
     if let Some(ready) = changed(types::READY)
-        && (ready.status == "True" || find(old, types::READY).is_some_and(|o| o.status == "True"))
+        && ((ready.status == "True" && (first_ready || was_degraded)) || was_ready)
     {
         events.push(Event {
             type_: if ready.status == "True" {
@@ -128,13 +140,53 @@ mod tests {
             Some(1),
             &now(),
         );
-        let events = transitions(&[], &new);
+        let events = transitions(&[], &new, true);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].type_, EventType::Normal);
         assert!(
-            transitions(&new, &new).is_empty(),
+            transitions(&new, &new, true).is_empty(),
             "steady state publishes nothing"
         );
+    }
+
+    #[test]
+    fn a_kind_of_thousands_announces_recovery_but_not_its_first_ready() {
+        let progressing = merge(
+            &[],
+            &[Desired::no(types::READY, "Progressing", "resolving")],
+            Some(1),
+            &now(),
+        );
+        let ready = merge(
+            &progressing,
+            &[Desired::yes(types::READY, "Resolved", "ok")],
+            Some(1),
+            &now(),
+        );
+        assert!(transitions(&[], &ready, false).is_empty());
+        assert!(transitions(&progressing, &ready, false).is_empty());
+        let failed = merge(
+            &ready,
+            &[
+                Desired::no(types::READY, "HolderMissing", "x"),
+                Desired::yes(types::DEGRADED, "HolderMissing", "x"),
+            ],
+            Some(1),
+            &now(),
+        );
+        assert_eq!(transitions(&ready, &failed, false).len(), 2);
+        let recovered = merge(
+            &failed,
+            &[
+                Desired::yes(types::READY, "Resolved", "ok"),
+                Desired::no(types::DEGRADED, "NoErrors", "ok"),
+            ],
+            Some(1),
+            &now(),
+        );
+        let events = transitions(&failed, &recovered, false);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].type_, EventType::Normal);
     }
 
     #[test]
@@ -154,7 +206,7 @@ mod tests {
             Some(1),
             &now(),
         );
-        let events = transitions(&ready, &broken);
+        let events = transitions(&ready, &broken, true);
         assert_eq!(events.len(), 2);
         assert!(events.iter().all(|e| e.type_ == EventType::Warning));
     }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 
@@ -20,7 +19,7 @@ use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::driver::{Failure, Reconciled};
 use super::status::HasConditions;
-use crate::api::{CatalogService, CatalogServiceStatus, CommonStatus, Dataset};
+use crate::api::{CatalogService, CatalogServiceStatus, CommonStatus};
 use crate::catalog::Catalogue;
 
 /// Name of the controller: its field manager is `vardhub-catalog`.
@@ -48,9 +47,9 @@ pub enum Error {
     /// An object to be written exists and belongs to someone else.
     #[error("{0}")]
     Foreign(#[from] crate::controller::apply::Foreign),
-    /// Listing the datasets failed.
-    #[error("listing the datasets failed: {0}")]
-    List(#[source] kube::Error),
+    /// The operator's watch of the datasets has stopped (the operator is shutting down).
+    #[error("the operator's watch of the datasets has stopped")]
+    NoDatasetWatch,
     /// Writing the status failed.
     #[error("writing the status failed: {0}")]
     Status(#[source] kube::Error),
@@ -67,7 +66,7 @@ impl Error {
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
             Error::Foreign(_) => "Conflict",
-            Error::List(_) => "ListFailed",
+            Error::NoDatasetWatch => "DatasetWatchStopped",
             Error::Status(_) => "StatusUpdateFailed",
             Error::TimedOut(_) => "DeadlineExceeded",
         }
@@ -181,7 +180,7 @@ impl Reconciled for CatalogService {
 async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, Error> {
     let ns = svc.namespace().unwrap_or_default();
     // The selector is checked before anything is applied, so a bad one changes nothing.
-    let selector = crate::catalog::selector(&svc.spec).map_err(|e| Error::Invalid {
+    crate::catalog::selector(&svc.spec).map_err(|e| Error::Invalid {
         field: "spec.datasetSelector",
         message: e.to_string(),
     })?;
@@ -199,19 +198,21 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
         .await
         .map_err(Error::Apply)?;
 
-    let mut params = ListParams::default();
-    if let Some(s) = &selector {
-        params = params.labels_from(s);
-    }
-    let datasets = Api::<Dataset>::namespaced(ctx.client.clone(), &ns)
-        .list(&params)
+    // From the operator's watch of every Dataset (a listing per render, at 2,100 datasets,
+    // held tens of MiB at once): the render waits until the watch has listed them all, so that
+    // a start never renders, and records, a catalogue short of datasets.
+    ctx.datasets
+        .wait_until_ready()
         .await
-        .map_err(Error::List)?
-        .items;
-    let catalogue = Catalogue::from_cluster(svc, &datasets).map_err(|e| Error::Invalid {
-        field: "spec.datasetSelector",
-        message: e.to_string(),
-    })?;
+        .map_err(|_| Error::NoDatasetWatch)?;
+    let datasets = ctx.datasets.state();
+    let catalogue =
+        Catalogue::from_cluster(svc, datasets.iter().map(|d| d.as_ref())).map_err(|e| {
+            Error::Invalid {
+                field: "spec.datasetSelector",
+                message: e.to_string(),
+            }
+        })?;
     let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&build::object_name(svc))
         .await

@@ -61,6 +61,7 @@ impl HasConditions for Dataset {
     ) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
         &status.common.conditions
     }
+    const FIRST_READY_IS_EVENT: bool = false;
 }
 
 /// What a reconcile learned: the distributions, or why the location does not resolve, and
