@@ -58,6 +58,7 @@ async fn main() -> Result<()> {
     let args = ["--image", image.as_str()];
     let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log)?;
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let (applied, ready) = tokio::join!(
         environment.apply(&admin, Duration::from_secs(900)),
         environment.wait_ready(&admin, Duration::from_secs(1800))
@@ -70,7 +71,37 @@ async fn main() -> Result<()> {
         "scale: the operator: everything Ready in {rollout:.1} s = {:.2}× the floor (target ≤ 1.5)",
         rollout / floor
     );
+    println!(
+        "scale:   the operator's processor time: {:.1} s of the roll-out's {rollout:.1} s",
+        operator.cpu()?.as_secs_f64()
+    );
+    // Where the time went: when each kind's resources became Ready.
+    for (kind, times) in environment.ready_times(&admin).await? {
+        let after = |t: &chrono::DateTime<chrono::Utc>| {
+            #[allow(clippy::cast_precision_loss)]
+            let ms = (*t - started_at).num_milliseconds() as f64;
+            ms / 1000.0
+        };
+        println!(
+            "scale:   {kind}: {} Ready, the first after {:.0} s, half after {:.0} s, the last \
+             after {:.0} s",
+            times.len(),
+            after(&times[0]),
+            after(&times[times.len() / 2]),
+            after(&times[times.len() - 1])
+        );
+    }
     let metrics = operator.metrics().await?;
+    print_calls("over the roll-out", &metrics);
+    for controller in
+        vardhub_tests::label_values(&metrics, "vardhub_reconciles_total", "controller")
+    {
+        let c = [("controller", controller.as_str())];
+        println!(
+            "scale:   {controller}: {} API writes counted by the operator",
+            vardhub_tests::metric_with(&metrics, "vardhub_api_writes_total", &c)
+        );
+    }
     let (p50, p99) = (quantile(&metrics, 0.5), quantile(&metrics, 0.99));
     println!(
         "scale: reconcile latency over the roll-out ({} reconciles): p50 ≤ {p50} s, p99 ≤ {p99} s",
@@ -114,11 +145,31 @@ async fn main() -> Result<()> {
         .wait_ready(&admin, Duration::from_secs(300))
         .await?;
     let api = cluster.audited_writes(OPERATOR_USER, &since)?;
-    let bao: Vec<_> = openbao_requests_since(bao_mark)?
+    let bao_requests = openbao_requests_since(bao_mark)?;
+    let bao_all = bao_requests.len();
+    let bao: Vec<_> = bao_requests
         .into_iter()
         .filter(|(op, _)| op != "read" && op != "list")
         .collect();
-    let s3: Vec<_> = trace.stop().into_iter().filter(|c| c.writes()).collect();
+    let s3_requests = trace.stop();
+    let s3_all = s3_requests.len();
+    let s3: Vec<_> = s3_requests.into_iter().filter(|c| c.writes()).collect();
+    let metrics = operator.metrics().await?;
+    print_calls("in the restart", &metrics);
+    println!(
+        "scale:   all controllers: OpenBao {} (its audit device: {bao_all}, logins and \
+         renewals included), S3 {} (its trace: {s3_all})",
+        vardhub_tests::metric_with(
+            &metrics,
+            "vardhub_external_calls_total",
+            &[("server", "openbao")]
+        ),
+        vardhub_tests::metric_with(
+            &metrics,
+            "vardhub_external_calls_total",
+            &[("server", "s3")]
+        ),
+    );
     println!(
         "scale: a restart at steady state: {reconciled} reconciles in {again:.1} s; writes: \
          API {}, OpenBao {}, S3 {} (target 0; counted by the audit log, the audit device and \
@@ -226,6 +277,25 @@ fn floor(
     let seconds = started.elapsed().as_secs_f64();
     kubectl(&["delete", "-f", &file, "--wait=true", "--ignore-not-found"])?;
     Ok(seconds)
+}
+
+/// Prints the requests the operator counted to OpenBao and the S3 server, per controller,
+/// with the reconciles each controller ran.
+fn print_calls(when: &str, metrics: &str) {
+    const CALLS: &str = "vardhub_external_calls_total";
+    println!("scale: requests to OpenBao / the S3 server {when}, per controller:");
+    for controller in vardhub_tests::label_values(metrics, CALLS, "controller") {
+        let c = ("controller", controller.as_str());
+        let reconciles = vardhub_tests::metric_with(metrics, "vardhub_reconciles_total", &[c]);
+        let bao = vardhub_tests::metric_with(metrics, CALLS, &[c, ("server", "openbao")]);
+        let s3 = vardhub_tests::metric_with(metrics, CALLS, &[c, ("server", "s3")]);
+        println!(
+            "scale:   {controller}: {reconciles} reconciles, {bao} OpenBao requests, {s3} S3 \
+             requests ({:.1} / {:.1} per reconcile)",
+            bao / reconciles.max(1.0),
+            s3 / reconciles.max(1.0)
+        );
+    }
 }
 
 /// The upper bound of the bucket of reconcile durations (all controllers) that holds the

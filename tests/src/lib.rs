@@ -682,6 +682,36 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
+/// The sum of the series of metric `name` in `text` whose labels include every `labels`
+/// pair (all of its series for none).
+pub fn metric_with(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let open = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&open))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>()
+        // An empty sum is -0.
+        + 0.0
+}
+
+/// The values label `label` takes in the series of metric `name` in `text`, sorted.
+pub fn label_values(text: &str, name: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let open = format!("{name}{{");
+    let key = format!("{label}=\"");
+    text.lines()
+        .filter(|l| l.starts_with(&open))
+        .filter_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
 impl LocalCluster {
     /// Creates (or keeps) a namespace and a ServiceAccount in it, as the tests' own field
     /// manager.

@@ -165,6 +165,26 @@ impl OperatorProcess {
         })
     }
 
+    /// The processor time it has used so far (user and system), from `/proc/<pid>/stat`.
+    pub fn cpu(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime are the 14th and 15th fields of the line.
+        let rest = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r)
+            .context("a /proc stat line")?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| -> Result<u64> {
+            fields
+                .get(i)
+                .and_then(|f| f.parse().ok())
+                .with_context(|| format!("field {} of /proc/{}/stat", i + 3, self.pid))
+        };
+        // The kernel reports these in clock ticks, 100 per second on Linux.
+        Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+    }
+
     /// Its metrics in the Prometheus text format.
     pub async fn metrics(&self) -> Result<String> {
         Ok(
@@ -303,23 +323,38 @@ impl Environment {
 
     /// Applies every document server-side, as `kubectl apply --server-side -k` would, and
     /// again those whose namespace the operator has yet to make (a hub's services live in the
-    /// hub's namespace), until all are applied (at most `timeout`).
+    /// hub's namespace), as a GitOps tool retries what failed: after every
+    /// [`RETRY_EVERY`] documents of a pass, and after each pass, until all are applied (at
+    /// most `timeout`).
     pub async fn apply(&self, admin: &Client, timeout: Duration) -> Result<()> {
+        /// Documents applied between two retries of those still waiting.
+        const RETRY_EVERY: usize = 100;
         let placed = self.placed(admin).await?;
         let params = PatchParams::apply(FIELD_MANAGER).force();
         let deadline = Instant::now() + timeout;
         let mut pending: Vec<&(Placed, &DynamicObject)> = placed.iter().collect();
+        // Applies one document; false when its namespace is not there yet.
+        let apply = async |(at, doc): &(Placed, &DynamicObject)| -> Result<bool> {
+            match at.api.patch(&at.name, &params, &Patch::Apply(doc)).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+                Err(e) => Err(e).with_context(|| format!("applying {} {}", at.kind, at.name)),
+            }
+        };
         loop {
             let mut waiting = Vec::new();
-            for entry in pending {
-                let (at, doc) = entry;
-                match at.api.patch(&at.name, &params, &Patch::Apply(doc)).await {
-                    Ok(_) => {}
-                    // Its namespace is not there yet.
-                    Err(kube::Error::Api(e)) if e.code == 404 => waiting.push(entry),
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("applying {} {}", at.kind, at.name));
+            for (i, entry) in pending.into_iter().enumerate() {
+                if !apply(entry).await? {
+                    waiting.push(entry);
+                }
+                if (i + 1) % RETRY_EVERY == 0 && !waiting.is_empty() {
+                    let mut still = Vec::new();
+                    for entry in waiting {
+                        if !apply(entry).await? {
+                            still.push(entry);
+                        }
                     }
+                    waiting = still;
                 }
             }
             if waiting.is_empty() {
@@ -367,6 +402,33 @@ impl Environment {
             if !ready {
                 out.push(format!("{} {}", at.kind, at.name));
             }
+        }
+        Ok(out)
+    }
+
+    /// When each of its vardhub resources last became Ready (its `Ready` condition's
+    /// `lastTransitionTime`, to the second), by kind; a resource not Ready is left out.
+    pub async fn ready_times(
+        &self,
+        admin: &Client,
+    ) -> Result<std::collections::BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>>> {
+        let mut out = std::collections::BTreeMap::<String, Vec<_>>::new();
+        for ((kind, _, _), o) in self.live(admin).await? {
+            let since = o.data["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready" && c["status"] == "True")
+                .and_then(|c| c["lastTransitionTime"].as_str())
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            if let Some(t) = since {
+                out.entry(kind)
+                    .or_default()
+                    .push(t.with_timezone(&chrono::Utc));
+            }
+        }
+        for times in out.values_mut() {
+            times.sort_unstable();
         }
         Ok(out)
     }

@@ -15,7 +15,7 @@ use vardhub::controller::conditions::{is_true, types};
 use vardhub::controller::manager::Stopped;
 use vardhub_tests::{
     LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT, RunningOperator,
-    eventually, kubectl, metric,
+    eventually, kubectl, metric, metric_with, openbao_audit_mark, openbao_requests_since,
 };
 
 fn node(name: &str, regions: &[&str]) -> Result<RegionalNode> {
@@ -145,6 +145,8 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
 
     // A second start at steady state reconciles but sends no write.
     let since = k8s_openapi::jiff::Timestamp::now().to_string();
+    let bao_mark = openbao_audit_mark()?;
+    let trace = cluster.s3_trace().await?;
     let second = RunningOperator::start(cluster, "test-second").await?;
     eventually(
         "the second operator to reconcile the node twice",
@@ -165,6 +167,39 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
         metric(&text, "vardhub_api_writes_total"),
         0.0,
         "no writes counted by the operator: {text}"
+    );
+    // The requests the operator counts to OpenBao and the S3 server, against what OpenBao's
+    // audit device and the S3 server's trace saw: every one of them names the node (its
+    // OpenBao namespace, policy and role; its buckets).
+    let counted = |server| {
+        metric_with(
+            &text,
+            "vardhub_external_calls_total",
+            &[("controller", "regionalnode"), ("server", server)],
+        )
+    };
+    let audited: Vec<_> = openbao_requests_since(bao_mark)?
+        .into_iter()
+        .filter(|(_, path)| path.contains(name))
+        .collect();
+    let traced: Vec<_> = trace
+        .stop()
+        .into_iter()
+        .filter(|c| c.path.contains(name))
+        .map(|c| format!("{} {}", c.api, c.path))
+        .collect();
+    assert!(counted("openbao") > 0.0 && counted("s3") > 0.0, "{text}");
+    #[allow(clippy::cast_precision_loss)]
+    let (audited_n, traced_n) = (audited.len() as f64, traced.len() as f64);
+    assert_eq!(
+        counted("openbao"),
+        audited_n,
+        "OpenBao requests counted by the operator and by the audit device: {text}\n{audited:?}"
+    );
+    assert_eq!(
+        counted("s3"),
+        traced_n,
+        "S3 requests counted by the operator and by the S3 server's trace: {text}\n{traced:?}"
     );
     let user = format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SERVICE_ACCOUNT}");
     let first_writes = cluster.audited_writes(&user, &before_first)?;

@@ -19,6 +19,7 @@ use vardhub::controller::conditions::{find, is_true, types};
 use vardhub::controller::manager::Stopped;
 use vardhub_tests::{
     LocalCluster, OPERATOR_LOCK, OPERATOR_NAMESPACE, RunningOperator, cluster_sh, eventually,
+    metric_with,
 };
 
 const NODE: &str = "outage";
@@ -169,6 +170,7 @@ async fn openbao_and_s3_outages_are_reported_and_recovered_from_without_loss() -
         let message = wait_degraded(&nodes, generation, "KeysFailed").await?;
         assert!(message.starts_with("OpenBao: "), "names OpenBao: {message}");
     }
+    assert_calls(&operator, "openbao", "unanswered").await?;
     ready_again(&nodes).await?;
     let key_after = region_key(cluster).await?;
     assert_eq!(
@@ -193,6 +195,7 @@ async fn openbao_and_s3_outages_are_reported_and_recovered_from_without_loss() -
         let message = wait_degraded(&nodes, generation, "StorageFailed").await?;
         assert!(message.starts_with("S3 "), "names the S3 server: {message}");
     }
+    assert_calls(&operator, "s3", "unanswered").await?;
     ready_again(&nodes).await?;
     let root = cluster.s3_root();
     for bucket in [
@@ -224,6 +227,7 @@ async fn openbao_and_s3_outages_are_reported_and_recovered_from_without_loss() -
         );
         std::time::Instant::now()
     };
+    assert_calls(&operator, "openbao", "server_error").await?;
     ready_again(&nodes).await?;
     println!(
         "ready {:.1} s after OpenBao was unsealed",
@@ -299,6 +303,23 @@ async fn openbao_and_s3_outages_are_reported_and_recovered_from_without_loss() -
         .openbao_admin()?
         .delete_namespace(&format!("region-{NODE}"))
         .await?;
+    Ok(())
+}
+
+/// The operator's metrics count requests to `server` with `outcome` under the node's
+/// controller: what an outage looks like to whoever watches them.
+async fn assert_calls(operator: &RunningOperator, server: &str, outcome: &str) -> Result<()> {
+    let text = operator.metrics().await?;
+    let n = metric_with(
+        &text,
+        "vardhub_external_calls_total",
+        &[
+            ("controller", "regionalnode"),
+            ("server", server),
+            ("outcome", outcome),
+        ],
+    );
+    assert!(n > 0.0, "{server} requests counted as {outcome}: {text}");
     Ok(())
 }
 

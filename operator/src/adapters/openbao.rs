@@ -14,6 +14,8 @@ use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 use zeroize::Zeroizing;
 
+use crate::telemetry::calls;
+
 /// Most items one HMAC request may carry: OpenBao's listener refuses a request with more
 /// than 1000 JSON strings by default, and each item costs two.
 pub const MAX_BATCH: usize = 499;
@@ -59,6 +61,22 @@ fn describe(e: &ClientError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Sends one request (`call`, made by `vaultrs`) and counts it as `operation` under the
+/// running reconcile's controller ([`calls`]).
+async fn sent<T>(
+    operation: &'static str,
+    call: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    let pending = calls::Pending::sent(calls::Server::OpenBao, operation);
+    let result = call.await;
+    pending.answered(match &result {
+        Ok(_) => calls::Outcome::Ok,
+        Err(ClientError::APIError { code, .. }) => calls::Outcome::of_status(*code),
+        Err(_) => calls::Outcome::Unanswered,
+    });
+    result
 }
 
 /// The longest any one OpenBao call may take: a hung server fails the call (and the reconcile
@@ -185,12 +203,15 @@ impl Transit {
         if state.created {
             return Ok(true);
         }
-        let current = vaultrs::api::exec_with_result(
-            self.client.as_ref(),
-            ReadKeyRaw {
-                mount: self.mount.clone(),
-                name: name.into(),
-            },
+        let current = sent(
+            "transit.key.read",
+            vaultrs::api::exec_with_result(
+                self.client.as_ref(),
+                ReadKeyRaw {
+                    mount: self.mount.clone(),
+                    name: name.into(),
+                },
+            ),
         )
         .await?;
         if current.auto_rotate_period == period {
@@ -198,8 +219,16 @@ impl Transit {
         }
         let mut update = vaultrs::api::transit::requests::UpdateKeyConfigurationRequest::builder();
         update.auto_rotate_period(format!("{period}s"));
-        vaultrs::transit::key::update(self.client.as_ref(), &self.mount, name, Some(&mut update))
-            .await?;
+        sent(
+            "transit.key.update",
+            vaultrs::transit::key::update(
+                self.client.as_ref(),
+                &self.mount,
+                name,
+                Some(&mut update),
+            ),
+        )
+        .await?;
         Ok(true)
     }
 
@@ -231,7 +260,11 @@ impl Transit {
         check: impl Fn(&vaultrs::api::transit::responses::ReadKeyResponse) -> Result<(), Error>,
         configure: impl FnOnce(&mut vaultrs::api::transit::requests::CreateKeyRequestBuilder),
     ) -> Result<KeyState, Error> {
-        let read = vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await;
+        let read = sent(
+            "transit.key.read",
+            vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name),
+        )
+        .await;
         let created = match read {
             Ok(key) => {
                 check(&key)?;
@@ -243,14 +276,21 @@ impl Transit {
             Err(ClientError::APIError { code: 404, .. }) => {
                 let mut request = CreateKeyRequest::builder();
                 configure(&mut request);
-                vaultrs::transit::key::create(
-                    self.client.as_ref(),
-                    &self.mount,
-                    name,
-                    Some(&mut request),
+                sent(
+                    "transit.key.create",
+                    vaultrs::transit::key::create(
+                        self.client.as_ref(),
+                        &self.mount,
+                        name,
+                        Some(&mut request),
+                    ),
                 )
                 .await?;
-                vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name).await?
+                sent(
+                    "transit.key.read",
+                    vaultrs::transit::key::read(self.client.as_ref(), &self.mount, name),
+                )
+                .await?
             }
             Err(e) => return Err(e.into()),
         };
@@ -285,7 +325,11 @@ impl Transit {
                     })
                     .collect(),
             };
-            let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
+            let response = sent(
+                "transit.encrypt",
+                vaultrs::api::exec_with_result(self.client.as_ref(), request),
+            )
+            .await?;
             out.extend(collect(response.batch_results, chunk.len(), |r| {
                 r.ciphertext
             })?);
@@ -316,7 +360,11 @@ impl Transit {
                     })
                     .collect(),
             };
-            let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
+            let response = sent(
+                "transit.decrypt",
+                vaultrs::api::exec_with_result(self.client.as_ref(), request),
+            )
+            .await?;
             for plaintext in collect(response.batch_results, chunk.len(), |r| r.plaintext)? {
                 out.push(
                     STANDARD
@@ -330,14 +378,21 @@ impl Transit {
 
     /// Who holds this client's token: its display name, for audit records.
     pub async fn caller(&self) -> Result<String, Error> {
-        Ok(vaultrs::token::lookup_self(self.client.as_ref())
-            .await?
-            .display_name)
+        Ok(sent(
+            "token.lookup",
+            vaultrs::token::lookup_self(self.client.as_ref()),
+        )
+        .await?
+        .display_name)
     }
 
     /// Rotates the key: a new version becomes the latest. Pinned versions keep working.
     pub async fn rotate(&self, name: &str) -> Result<(), Error> {
-        Ok(vaultrs::transit::key::rotate(self.client.as_ref(), &self.mount, name).await?)
+        Ok(sent(
+            "transit.key.rotate",
+            vaultrs::transit::key::rotate(self.client.as_ref(), &self.mount, name),
+        )
+        .await?)
     }
 
     /// HMAC-SHA256 of every input with the key at `version`, in order, in requests of at most
@@ -361,7 +416,11 @@ impl Transit {
                     })
                     .collect(),
             };
-            let response = vaultrs::api::exec_with_result(self.client.as_ref(), request).await?;
+            let response = sent(
+                "transit.hmac",
+                vaultrs::api::exec_with_result(self.client.as_ref(), request),
+            )
+            .await?;
             if response.batch_results.len() != chunk.len() {
                 return Err(Error::Unexpected(
                     "batch answer has the wrong length".into(),
@@ -396,12 +455,15 @@ impl Transit {
         name: &str,
         version: u64,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let exported = vaultrs::transit::key::export(
-            self.client.as_ref(),
-            &self.mount,
-            name,
-            ExportKeyType::HmacKey,
-            ExportVersion::Version(version),
+        let exported = sent(
+            "transit.key.export",
+            vaultrs::transit::key::export(
+                self.client.as_ref(),
+                &self.mount,
+                name,
+                ExportKeyType::HmacKey,
+                ExportVersion::Version(version),
+            ),
         )
         .await?;
         let encoded = Zeroizing::new(
@@ -600,7 +662,11 @@ pub async fn login_kubernetes(
     jwt: &str,
 ) -> Result<(String, u64), Error> {
     let client = client(address, None)?;
-    let auth = vaultrs::auth::kubernetes::login(&client, auth_mount, role, jwt.trim()).await?;
+    let auth = sent(
+        "auth.login",
+        vaultrs::auth::kubernetes::login(&client, auth_mount, role, jwt.trim()),
+    )
+    .await?;
     Ok((auth.client_token, auth.lease_duration))
 }
 
@@ -809,7 +875,11 @@ impl Admin {
                     name: name.into(),
                     custom_metadata: [(OWNER_METADATA.to_string(), owner.to_string())].into(),
                 };
-                vaultrs::api::exec_with_result(self.client().as_ref(), create).await?;
+                sent(
+                    "namespace.create",
+                    vaultrs::api::exec_with_result(self.client().as_ref(), create),
+                )
+                .await?;
                 Ok(true)
             }
         }
@@ -819,7 +889,12 @@ impl Admin {
     /// `Some(None)` when it records none.
     pub async fn namespace_owner(&self, name: &str) -> Result<Option<Option<String>>, Error> {
         let read = ReadNamespace { name: name.into() };
-        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
+        match sent(
+            "namespace.read",
+            vaultrs::api::exec_with_result(self.client().as_ref(), read),
+        )
+        .await
+        {
             Ok(found) => Ok(Some(
                 found["custom_metadata"][OWNER_METADATA]
                     .as_str()
@@ -846,7 +921,12 @@ impl Admin {
         mount: &str,
         path: &str,
     ) -> Result<Option<D>, Error> {
-        match vaultrs::kv2::read(self.client().as_ref(), mount, path).await {
+        match sent(
+            "kv.read",
+            vaultrs::kv2::read(self.client().as_ref(), mount, path),
+        )
+        .await
+        {
             Ok(data) => Ok(Some(data)),
             Err(ClientError::APIError { code: 404, .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -860,7 +940,11 @@ impl Admin {
         path: &str,
         data: &T,
     ) -> Result<(), Error> {
-        vaultrs::kv2::set(self.client().as_ref(), mount, path, data).await?;
+        sent(
+            "kv.write",
+            vaultrs::kv2::set(self.client().as_ref(), mount, path, data),
+        )
+        .await?;
         Ok(())
     }
 
@@ -871,7 +955,12 @@ impl Admin {
         rules: &serde_json::Value,
     ) -> Result<bool, Error> {
         let wanted = rules.to_string();
-        match vaultrs::sys::policy::read(self.client().as_ref(), name).await {
+        match sent(
+            "policy.read",
+            vaultrs::sys::policy::read(self.client().as_ref(), name),
+        )
+        .await
+        {
             Ok(current)
                 if serde_json::from_str::<serde_json::Value>(&current.rules)
                     .ok()
@@ -881,7 +970,11 @@ impl Admin {
                 Ok(false)
             }
             Ok(_) | Err(ClientError::APIError { code: 404, .. }) => {
-                vaultrs::sys::policy::set(self.client().as_ref(), name, &wanted).await?;
+                sent(
+                    "policy.write",
+                    vaultrs::sys::policy::set(self.client().as_ref(), name, &wanted),
+                )
+                .await?;
                 Ok(true)
             }
             Err(e) => Err(e.into()),
@@ -899,7 +992,12 @@ impl Admin {
             mount: auth_mount.into(),
             name: name.into(),
         };
-        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
+        match sent(
+            "auth.role.read",
+            vaultrs::api::exec_with_result(self.client().as_ref(), read),
+        )
+        .await
+        {
             Ok(current) if kubernetes_role_matches(&current, role) => return Ok(false),
             Ok(_) | Err(ClientError::APIError { code: 404, .. }) => {}
             Err(e) => return Err(e.into()),
@@ -919,11 +1017,14 @@ impl Admin {
         if let Some(audience) = &role.audience {
             request.audience(audience.clone());
         }
-        vaultrs::auth::kubernetes::role::create(
-            self.client().as_ref(),
-            auth_mount,
-            name,
-            Some(&mut request),
+        sent(
+            "auth.role.write",
+            vaultrs::auth::kubernetes::role::create(
+                self.client().as_ref(),
+                auth_mount,
+                name,
+                Some(&mut request),
+            ),
         )
         .await?;
         Ok(true)
@@ -982,14 +1083,23 @@ impl Admin {
     /// Disables a secrets engine mount, deleting every key in it. Only for a resource whose
     /// deletion policy explicitly asks for its keys to go.
     pub async fn delete_mount(&self, mount: &str) -> Result<(), Error> {
-        Ok(vaultrs::sys::mount::disable(self.client().as_ref(), mount).await?)
+        Ok(sent(
+            "mount.disable",
+            vaultrs::sys::mount::disable(self.client().as_ref(), mount),
+        )
+        .await?)
     }
 
     /// Deletes an OpenBao namespace with every mount and key in it; an absent one is fine.
     /// Only for a resource whose deletion policy explicitly asks for its keys to go.
     pub async fn delete_namespace(&self, name: &str) -> Result<(), Error> {
         let request = DeleteNamespace { name: name.into() };
-        match vaultrs::api::exec_with_empty(self.client().as_ref(), request).await {
+        match sent(
+            "namespace.delete",
+            vaultrs::api::exec_with_empty(self.client().as_ref(), request),
+        )
+        .await
+        {
             Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -997,7 +1107,12 @@ impl Admin {
 
     /// Deletes a policy; an absent one is fine.
     pub async fn delete_policy(&self, name: &str) -> Result<(), Error> {
-        match vaultrs::sys::policy::delete(self.client().as_ref(), name).await {
+        match sent(
+            "policy.delete",
+            vaultrs::sys::policy::delete(self.client().as_ref(), name),
+        )
+        .await
+        {
             Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -1006,7 +1121,12 @@ impl Admin {
     /// Deletes a policy if it exists (read first, so that an absent one costs no write);
     /// returns whether it deleted.
     pub async fn remove_policy(&self, name: &str) -> Result<bool, Error> {
-        match vaultrs::sys::policy::read(self.client().as_ref(), name).await {
+        match sent(
+            "policy.read",
+            vaultrs::sys::policy::read(self.client().as_ref(), name),
+        )
+        .await
+        {
             Err(ClientError::APIError { code: 404, .. }) => Ok(false),
             Err(e) => Err(e.into()),
             Ok(_) => self.delete_policy(name).await.map(|()| true),
@@ -1023,7 +1143,12 @@ impl Admin {
             mount: auth_mount.into(),
             name: name.into(),
         };
-        match vaultrs::api::exec_with_result(self.client().as_ref(), read).await {
+        match sent(
+            "auth.role.read",
+            vaultrs::api::exec_with_result(self.client().as_ref(), read),
+        )
+        .await
+        {
             Err(ClientError::APIError { code: 404, .. }) => Ok(false),
             Err(e) => Err(e.into()),
             Ok(_) => self
@@ -1035,8 +1160,11 @@ impl Admin {
 
     /// Deletes a Kubernetes auth role; an absent one is fine.
     pub async fn delete_kubernetes_role(&self, auth_mount: &str, name: &str) -> Result<(), Error> {
-        match vaultrs::auth::kubernetes::role::delete(self.client().as_ref(), auth_mount, name)
-            .await
+        match sent(
+            "auth.role.delete",
+            vaultrs::auth::kubernetes::role::delete(self.client().as_ref(), auth_mount, name),
+        )
+        .await
         {
             Ok(()) | Err(ClientError::APIError { code: 404, .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -1062,14 +1190,19 @@ async fn ensure_engine(
         ))),
         None => Ok(false),
     };
-    if present(&vaultrs::sys::mount::list(client).await?)? {
+    if present(&sent("mount.list", vaultrs::sys::mount::list(client)).await?)? {
         return Ok(false);
     }
     let mut options = options;
-    match vaultrs::sys::mount::enable(client, mount, kind, options.as_mut()).await {
+    match sent(
+        "mount.enable",
+        vaultrs::sys::mount::enable(client, mount, kind, options.as_mut()),
+    )
+    .await
+    {
         Ok(()) => Ok(true),
         Err(ClientError::APIError { code: 400, .. })
-            if present(&vaultrs::sys::mount::list(client).await?)? =>
+            if present(&sent("mount.list", vaultrs::sys::mount::list(client)).await?)? =>
         {
             Ok(false)
         }
@@ -1162,7 +1295,12 @@ impl Admin {
         let issuers = ListPkiIssuers {
             mount: pki.mount.clone(),
         };
-        let has_ca = match vaultrs::api::exec_with_result(client.as_ref(), issuers).await {
+        let has_ca = match sent(
+            "pki.issuers.list",
+            vaultrs::api::exec_with_result(client.as_ref(), issuers),
+        )
+        .await
+        {
             Ok(list) => list["keys"].as_array().is_some_and(|k| !k.is_empty()),
             Err(ClientError::APIError { code: 404, .. }) => false,
             Err(e) => return Err(e.into()),
@@ -1175,11 +1313,14 @@ impl Admin {
                 .ttl(CA_TTL)
                 .key_type("rsa")
                 .key_bits(3072u64);
-            vaultrs::pki::cert::ca::generate(
-                client.as_ref(),
-                &pki.mount,
-                "internal",
-                Some(&mut root),
+            sent(
+                "pki.root.generate",
+                vaultrs::pki::cert::ca::generate(
+                    client.as_ref(),
+                    &pki.mount,
+                    "internal",
+                    Some(&mut root),
+                ),
             )
             .await?;
             wrote = true;
@@ -1188,7 +1329,12 @@ impl Admin {
             mount: pki.mount.clone(),
             name: SERVER_ROLE.into(),
         };
-        let current = match vaultrs::api::exec_with_result(client.as_ref(), read).await {
+        let current = match sent(
+            "pki.role.read",
+            vaultrs::api::exec_with_result(client.as_ref(), read),
+        )
+        .await
+        {
             Ok(role) => Some(role),
             Err(ClientError::APIError { code: 404, .. }) => None,
             Err(e) => return Err(e.into()),
@@ -1209,8 +1355,11 @@ impl Admin {
                 .max_ttl(format!("{SERVER_CERT_TTL_SECONDS}s"))
                 .ttl(format!("{SERVER_CERT_TTL_SECONDS}s"))
                 .no_store(true);
-            vaultrs::pki::role::set(client.as_ref(), &pki.mount, SERVER_ROLE, Some(&mut role))
-                .await?;
+            sent(
+                "pki.role.write",
+                vaultrs::pki::role::set(client.as_ref(), &pki.mount, SERVER_ROLE, Some(&mut role)),
+            )
+            .await?;
             wrote = true;
         }
         Ok(wrote)
@@ -1274,8 +1423,11 @@ async fn issue_server_certificate(
         .common_name(common)
         .alt_names(alternatives.join(","))
         .ttl(format!("{SERVER_CERT_TTL_SECONDS}s"));
-    let issued =
-        vaultrs::pki::cert::generate(client, mount, SERVER_ROLE, Some(&mut request)).await?;
+    let issued = sent(
+        "pki.certificate.issue",
+        vaultrs::pki::cert::generate(client, mount, SERVER_ROLE, Some(&mut request)),
+    )
+    .await?;
     Ok(IssuedCertificate {
         certificate: issued.certificate,
         private_key: Zeroizing::new(issued.private_key),

@@ -5,6 +5,7 @@
 //! Every `ensure_*` call reads first and writes only what differs, and reports what it
 //! wrote, so a steady-state reconcile sends no write to the S3 server.
 
+use crate::telemetry::calls;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DefaultRetention, ObjectIdentifier, ObjectLockConfiguration,
@@ -211,6 +212,60 @@ fn timeouts(operation: Option<std::time::Duration>) -> aws_sdk_s3::config::timeo
     builder.build()
 }
 
+/// Counts every request an S3 or STS client sends (each attempt, retries included) as one
+/// call to the S3 server under the running reconcile's controller
+/// ([`crate::telemetry::calls`]); an attempt cut off by a timeout counts as unanswered.
+#[derive(Debug)]
+struct Counted;
+
+/// The attempt in flight, kept in the request's config bag: dropped with the request if it
+/// is cut off, which counts it as unanswered.
+#[derive(Clone, Debug)]
+struct Attempt(std::sync::Arc<std::sync::Mutex<Option<calls::Pending>>>);
+
+impl aws_smithy_types::config_bag::Storable for Attempt {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
+}
+
+impl aws_sdk_s3::config::Intercept for Counted {
+    fn name(&self) -> &'static str {
+        "vardhub-counted-calls"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map_or("unknown", |m| m.name())
+            .to_string();
+        let pending = calls::Pending::sent(calls::Server::S3, &operation);
+        cfg.interceptor_state()
+            .store_put(Attempt(std::sync::Arc::new(std::sync::Mutex::new(Some(
+                pending,
+            )))));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let pending = cfg.load::<Attempt>().and_then(|a| a.0.lock().ok()?.take());
+        if let Some(pending) = pending {
+            pending.answered(context.response().map_or(calls::Outcome::Unanswered, |r| {
+                calls::Outcome::of_status(r.status().as_u16())
+            }));
+        }
+        Ok(())
+    }
+}
+
 fn s3_client(
     endpoint: &str,
     region: &str,
@@ -224,6 +279,7 @@ fn s3_client(
         .credentials_provider(credentials)
         .force_path_style(true)
         .timeout_config(timeouts(operation_timeout))
+        .interceptor(Counted)
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
@@ -288,6 +344,7 @@ impl Storage {
                     .operation_timeout(ADMIN_CALL_TIMEOUT)
                     .build(),
             )
+            .interceptor(Counted)
             .build();
         Self {
             s3,

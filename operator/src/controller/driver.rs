@@ -30,6 +30,7 @@ use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::status::{self, HasConditions};
 use crate::api::CommonStatus;
+use crate::telemetry::calls;
 
 /// The longest one reconcile may run before it is cancelled and reported, by default.
 pub const DEADLINE: Duration = Duration::from_secs(120);
@@ -100,7 +101,8 @@ pub trait Reconciled:
 /// Reconciles `obj`: what every controller's `run` calls.
 #[tracing::instrument(skip_all, fields(controller = K::CONTROLLER, object = %describe(obj.as_ref()), generation = obj.meta().generation))]
 pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, K::Error> {
-    let result = drive(obj.as_ref(), &ctx).await;
+    // OpenBao and S3 requests, the finalizer's included, count under this controller.
+    let result = calls::scope(&ctx.metrics, K::CONTROLLER, drive(obj.as_ref(), &ctx)).await;
     match &result {
         Ok(_) => ctx.backoff.succeeded(&super::backoff::key(obj.as_ref())),
         Err(e) => {

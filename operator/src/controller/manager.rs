@@ -604,8 +604,14 @@ async fn run_controllers(
             tracing::debug!(error = %e, "pseudonymisation controller");
         }
     });
-    // A dataset's distributions follow its holder.
-    let datasets = Controller::for_shared_stream(dataset_events.clone(), dataset_cache.clone())
+    // A dataset is reconciled when its spec or annotations change, not when its own status
+    // write comes back; its distributions follow its holder's spec, not the holder's status.
+    let alive = dataset_cache.clone();
+    let mut changed = super::triggers::intent_changed(move || alive.state());
+    let own = dataset_events
+        .clone()
+        .filter(move |d| std::future::ready(changed(d.as_ref())));
+    let datasets = Controller::for_shared_stream(own, dataset_cache.clone())
         .with_config(config())
         .trigger_backoff(watch_backoff());
     let holds = move |pick: fn(&Dataset) -> Option<&str>, name: String| {
@@ -618,9 +624,14 @@ async fn run_controllers(
     };
     let holds_hub = holds.clone();
     let datasets = datasets
-        .watches(
-            Api::<DataHub>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            super::triggers::intent_changes(
+                watcher(
+                    Api::<DataHub>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .backoff(watch_backoff()),
+            ),
             move |hub: DataHub| {
                 holds_hub(
                     |d| d.spec.location.data_hub.as_ref().map(|r| r.name.as_str()),
@@ -628,9 +639,14 @@ async fn run_controllers(
                 )
             },
         )
-        .watches(
-            Api::<RegionalNode>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            super::triggers::intent_changes(
+                watcher(
+                    Api::<RegionalNode>::all(client.clone()),
+                    watcher::Config::default(),
+                )
+                .backoff(watch_backoff()),
+            ),
             move |node: RegionalNode| {
                 holds(
                     |d| {

@@ -35,6 +35,7 @@ pub mod pseudonymisation_service;
 pub mod regional_node;
 pub mod status;
 pub mod storage;
+pub mod triggers;
 pub mod workload;
 
 /// A spec that is invalid in a way its schema cannot express, naming the field.

@@ -400,15 +400,15 @@ pub async fn ensure_buckets(
     metrics: &Metrics,
     controller: &'static str,
 ) -> Result<Vec<s3::BucketOutcome>, s3::Error> {
-    let mut outcomes = Vec::with_capacity(buckets.len());
-    for b in buckets {
+    // Each bucket is its own, so they are checked side by side (a node's two, a hub's zones).
+    futures::future::try_join_all(buckets.iter().map(|b| async move {
         let outcome = storage.ensure_bucket(b, claims).await?;
         for op in &outcome.writes {
             metrics.api_write(controller, "S3Bucket", op);
         }
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+        Ok(outcome)
+    }))
+    .await
 }
 
 /// The words a status uses for a retention outcome.

@@ -26,13 +26,15 @@ struct WriteLabels {
     verb: String,
 }
 
-/// The operator's metrics: reconciles, errors, durations and API writes.
+/// The operator's metrics: reconciles, errors, durations, API writes and requests to OpenBao
+/// and the S3 server.
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<ControllerLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     durations: Family<ControllerLabels, Histogram>,
     writes: Family<WriteLabels, Counter>,
+    calls: super::calls::Calls,
 }
 
 impl Default for Metrics {
@@ -44,6 +46,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let writes = Family::<WriteLabels, Counter>::default();
+        let calls = super::calls::Calls::default();
         registry.register(
             "reconciles",
             "Reconciles run, by controller",
@@ -64,12 +67,19 @@ impl Default for Metrics {
             "Writes sent to the Kubernetes API, by controller, kind and verb",
             writes.clone(),
         );
+        registry.register(
+            "external_calls",
+            "Requests sent to OpenBao and the S3 server, by controller, server, operation and \
+             outcome",
+            calls.clone(),
+        );
         Self {
             registry,
             reconciles,
             errors,
             durations,
             writes,
+            calls,
         }
     }
 }
@@ -105,6 +115,11 @@ impl Metrics {
                 verb: verb.into(),
             })
             .inc();
+    }
+
+    /// The counters of requests to OpenBao and the S3 server (see [`super::calls`]).
+    pub(super) fn calls(&self) -> super::calls::Calls {
+        self.calls.clone()
     }
 
     /// The metrics in the Prometheus text format.

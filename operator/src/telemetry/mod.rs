@@ -2,6 +2,7 @@
 //! logging.
 
 mod audit;
+pub mod calls;
 mod metrics;
 mod server;
 

@@ -13,6 +13,8 @@ pub mod exposure;
 
 use std::time::Duration;
 
+use futures::{StreamExt as _, TryStreamExt as _};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
@@ -39,6 +41,9 @@ pub use super::storage::{Error, KEYS_READY, STORAGE_READY};
 pub const RETENTION_READY: &str = "RetentionReady";
 
 const RESYNC: Duration = Duration::from_secs(600);
+
+/// Credentials checked or issued at once by one hub's reconcile.
+const CREDENTIALS_AT_ONCE: usize = 4;
 
 impl HasConditions for DataHub {
     type Status = DataHubStatus;
@@ -341,45 +346,40 @@ async fn external_pass(
         })
         .collect();
 
-    // Credentials: a drop box per member node, and one per hub role.
-    for node in members {
-        let grants = storage::ingest_grants(hub, node);
-        if grants.is_empty() {
-            continue;
-        }
-        let path = storage::ingest_credentials_path(&node.name_any());
-        let session = format!("ingest-{}", node.name_any());
-        storage::ensure_credential(
-            s3,
-            &bao.admin,
-            &storage::CredentialSlot {
-                namespace: &layout.openbao_namespace,
-                path: &path,
-                session: &session,
-            },
-            &grants,
-            &ctx.metrics,
-            CONTROLLER,
+    // Credentials: a drop box per member node, and one per hub role. Each is its own slot,
+    // so they are checked (and, on a first roll-out, issued) a few at a time: one after
+    // another, 21 regions' drop boxes made a hub wait for 21 round trips to each server.
+    let mut slots: Vec<(String, String, Vec<s3::Grant>)> = members
+        .iter()
+        .map(|node| {
+            (
+                storage::ingest_credentials_path(&node.name_any()),
+                format!("ingest-{}", node.name_any()),
+                storage::ingest_grants(hub, node),
+            )
+        })
+        .filter(|(_, _, grants)| !grants.is_empty())
+        .collect();
+    slots.extend(HubRole::of(hub).into_iter().map(|role| {
+        (
+            storage::role_credentials_path(role),
+            format!("hub-{}-{}", hub.name_any(), role.name()),
+            storage::role_grants(hub, role, members),
         )
+    }));
+    let namespace = layout.openbao_namespace.as_str();
+    let issued = slots.into_iter().map(|(path, session, grants)| async move {
+        let slot = storage::CredentialSlot {
+            namespace,
+            path: &path,
+            session: &session,
+        };
+        storage::ensure_credential(s3, &bao.admin, &slot, &grants, &ctx.metrics, CONTROLLER).await
+    });
+    futures::stream::iter(issued)
+        .buffer_unordered(CREDENTIALS_AT_ONCE)
+        .try_collect::<Vec<bool>>()
         .await?;
-    }
-    for role in HubRole::of(hub) {
-        let path = storage::role_credentials_path(role);
-        let session = format!("hub-{}-{}", hub.name_any(), role.name());
-        storage::ensure_credential(
-            s3,
-            &bao.admin,
-            &storage::CredentialSlot {
-                namespace: &layout.openbao_namespace,
-                path: &path,
-                session: &session,
-            },
-            &storage::role_grants(hub, role, members),
-            &ctx.metrics,
-            CONTROLLER,
-        )
-        .await?;
-    }
     Ok(Zones {
         zones: zone_status,
         retention_gaps,

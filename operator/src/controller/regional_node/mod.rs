@@ -206,72 +206,80 @@ async fn external_pass(
     bao: &super::context::OpenBaoAccess,
     s3: &crate::adapters::s3::Storage,
 ) -> Result<(), Error> {
-    // Keys: the region's own namespace, key, policy and role in OpenBao.
     let layout = storage::node_layout(node);
-    storage::ensure_custody(
-        &bao.admin,
-        &storage::bucket_owner(node),
-        &layout.openbao_namespace,
-        &layout.key,
-        node.spec.keys.rotation_period_days,
-        &ctx.metrics,
-        CONTROLLER,
-    )
-    .await?;
-    if bao
-        .admin
-        .ensure_policy(&layout.policy, &storage::node_policy(node))
-        .await?
-    {
-        ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
-    }
-    if bao
-        .admin
-        .ensure_kubernetes_role(storage::AUTH_MOUNT, &layout.role, &build::role(node))
-        .await?
-    {
-        ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
-    }
-
-    // Storage: the region's buckets and its own credential.
-    storage::ensure_buckets(
-        s3,
-        &storage::OpenBaoClaims::new(
+    // Who may log in as the node's jobs, and what they may do: independent of the custody
+    // below, so written beside it.
+    let access = async {
+        if bao
+            .admin
+            .ensure_policy(&layout.policy, &storage::node_policy(node))
+            .await?
+        {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
+        }
+        if bao
+            .admin
+            .ensure_kubernetes_role(storage::AUTH_MOUNT, &layout.role, &build::role(node))
+            .await?
+        {
+            ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
+        }
+        Ok::<(), Error>(())
+    };
+    // Keys, then storage: the region's own OpenBao namespace and key, its buckets (claimed
+    // in that namespace) and its own credential (kept there).
+    let custody = async {
+        storage::ensure_custody(
             &bao.admin,
+            &storage::bucket_owner(node),
             &layout.openbao_namespace,
+            &layout.key,
+            node.spec.keys.rotation_period_days,
             &ctx.metrics,
             CONTROLLER,
-        )?,
-        &[
-            BucketSpec {
-                name: layout.landing.clone(),
-                owner: storage::bucket_owner(node),
-                retention_days: None,
+        )
+        .await?;
+        storage::ensure_buckets(
+            s3,
+            &storage::OpenBaoClaims::new(
+                &bao.admin,
+                &layout.openbao_namespace,
+                &ctx.metrics,
+                CONTROLLER,
+            )?,
+            &[
+                BucketSpec {
+                    name: layout.landing.clone(),
+                    owner: storage::bucket_owner(node),
+                    retention_days: None,
+                },
+                BucketSpec {
+                    name: layout.standardised.clone(),
+                    owner: storage::bucket_owner(node),
+                    retention_days: None,
+                },
+            ],
+            &ctx.metrics,
+            CONTROLLER,
+        )
+        .await?;
+        let session = format!("region-{}", node.name_any());
+        storage::ensure_credential(
+            s3,
+            &bao.admin,
+            &storage::CredentialSlot {
+                namespace: &layout.openbao_namespace,
+                path: &layout.credentials_path,
+                session: &session,
             },
-            BucketSpec {
-                name: layout.standardised.clone(),
-                owner: storage::bucket_owner(node),
-                retention_days: None,
-            },
-        ],
-        &ctx.metrics,
-        CONTROLLER,
-    )
-    .await?;
-    let session = format!("region-{}", node.name_any());
-    storage::ensure_credential(
-        s3,
-        &bao.admin,
-        &storage::CredentialSlot {
-            namespace: &layout.openbao_namespace,
-            path: &layout.credentials_path,
-            session: &session,
-        },
-        &storage::node_grants(node),
-        &ctx.metrics,
-        CONTROLLER,
-    )
-    .await?;
+            &storage::node_grants(node),
+            &ctx.metrics,
+            CONTROLLER,
+        )
+        .await?;
+        Ok::<(), Error>(())
+    };
+    tokio::try_join!(access, custody)?;
     Ok(())
 }
 
