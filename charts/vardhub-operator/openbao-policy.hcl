@@ -135,6 +135,11 @@ path "+/secrets/data/s3/roles/expose" {
 path "+/secrets/data/claims/buckets/+" {
   capabilities = ["read", "create", "update"]
 }
+# storage::ensure_access and remove_access: the owner record of a custodian's policy and role,
+# read on every pass and written once, before either exists (secrets/data/claims/access/<name>)
+path "+/secrets/data/claims/access/+" {
+  capabilities = ["read", "create"]
+}
 # data_hub::ensure_host_key: the SFTP server's host key, read, and written once when missing
 path "+/secrets/data/exposure/sftp-host-key" {
   capabilities = ["read", "create"]

@@ -40,10 +40,9 @@ pub struct NodeLayout {
     pub openbao_namespace: String,
     /// The region's Transit key.
     pub key: String,
-    /// OpenBao policy (root namespace) of the node's workloads.
-    pub policy: String,
-    /// Kubernetes auth role of the node's workloads.
-    pub role: String,
+    /// OpenBao policy (root namespace) of the node's workloads, and the Kubernetes auth role
+    /// of the same name that logs them in under it.
+    pub access: String,
     /// KV path of the node's own S3 credential.
     pub credentials_path: String,
 }
@@ -57,8 +56,7 @@ pub fn node_layout(node: &RegionalNode) -> NodeLayout {
         standardised: format!("{prefix}-standardised"),
         openbao_namespace: format!("region-{name}"),
         key: "region".into(),
-        policy: format!("vardhub-region-{name}"),
-        role: format!("vardhub-region-{name}"),
+        access: format!("vardhub-region-{name}"),
         credentials_path: "s3/node".into(),
     }
 }
@@ -98,15 +96,13 @@ pub struct HubLayout {
     pub openbao_namespace: String,
     /// The hub's Transit key.
     pub key: String,
-    /// OpenBao policy (root namespace) of the hub's workloads.
-    pub policy: String,
-    /// Kubernetes auth role of the hub's workloads.
-    pub role: String,
-    /// OpenBao policy of the hub's exposure components: its read-only credential, nothing else.
-    pub exposure_policy: String,
-    /// Kubernetes auth role of the hub's exposure components. A `.` cannot occur in a hub's
-    /// name, so no other hub's role can have this name.
-    pub exposure_role: String,
+    /// OpenBao policy (root namespace) of the hub's workloads, and the Kubernetes auth role
+    /// of the same name that logs them in under it.
+    pub access: String,
+    /// OpenBao policy and Kubernetes auth role of the hub's exposure components: their
+    /// read-only credential, nothing else. A `.` cannot occur in a hub's name, so no other
+    /// hub's policy or role can have this name.
+    pub exposure_access: String,
 }
 
 /// The layout of a hub.
@@ -119,10 +115,8 @@ pub fn hub_layout(hub: &DataHub) -> HubLayout {
         products: format!("{prefix}-products"),
         openbao_namespace: format!("hub-{name}"),
         key: "hub".into(),
-        policy: format!("vardhub-hub-{name}"),
-        role: format!("vardhub-hub-{name}"),
-        exposure_policy: format!("vardhub-hub-{name}.exposure"),
-        exposure_role: format!("vardhub-hub-{name}.exposure"),
+        access: format!("vardhub-hub-{name}"),
+        exposure_access: format!("vardhub-hub-{name}.exposure"),
     }
 }
 
@@ -169,6 +163,13 @@ pub fn ingest_credentials_path(node: &str) -> String {
 /// created (see [`crate::adapters::s3::CreationClaims`]). No workload's policy reaches it.
 pub fn bucket_claim_path(bucket: &str) -> String {
     format!("claims/buckets/{bucket}")
+}
+
+/// KV path (in the custodian's OpenBao namespace) of the owner record of the OpenBao policy
+/// and the Kubernetes auth role named `name`, written before either is created. No workload's
+/// policy reaches it.
+pub fn access_claim_path(name: &str) -> String {
+    format!("claims/access/{name}")
 }
 
 /// KV path (in the hub's OpenBao namespace) of a hub role's credential.

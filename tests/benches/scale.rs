@@ -56,14 +56,17 @@ async fn main() -> Result<()> {
     let kubeconfig = cluster.operator_kubeconfig().await?;
     let log = cluster.dir.join("logs").join("operator-scale.log");
     let args = ["--image", image.as_str()];
-    let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log)?;
+    let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log).await?;
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let (applied, ready) = tokio::join!(
-        environment.apply(&admin, Duration::from_secs(900)),
+        async {
+            environment.apply(&admin, Duration::from_secs(900)).await?;
+            anyhow::Ok(started.elapsed())
+        },
         environment.wait_ready(&admin, Duration::from_secs(1800))
     );
-    applied?;
+    let applied = applied?.as_secs_f64();
     ready?;
     let rollout = started.elapsed().as_secs_f64();
     let at_ready = operator.memory()?;
@@ -75,20 +78,24 @@ async fn main() -> Result<()> {
         "scale:   the operator's processor time: {:.1} s of the roll-out's {rollout:.1} s",
         operator.cpu()?.as_secs_f64()
     );
-    // Where the time went: when each kind's resources became Ready.
+    // Where the time went: when the last resource was applied, when each kind's resources
+    // became Ready, and how long each waited from its creation to Ready.
+    println!("scale:   the last resource applied after {applied:.0} s");
     for (kind, times) in environment.ready_times(&admin).await? {
-        let after = |t: &chrono::DateTime<chrono::Utc>| {
-            #[allow(clippy::cast_precision_loss)]
-            let ms = (*t - started_at).num_milliseconds() as f64;
-            ms / 1000.0
-        };
+        #[allow(clippy::cast_precision_loss)]
+        let seconds = |d: chrono::TimeDelta| d.num_milliseconds() as f64 / 1000.0;
+        let after = |i: usize| seconds(times[i].ready - started_at);
+        let mut waits: Vec<f64> = times.iter().map(|t| seconds(t.ready - t.created)).collect();
+        waits.sort_unstable_by(f64::total_cmp);
         println!(
             "scale:   {kind}: {} Ready, the first after {:.0} s, half after {:.0} s, the last \
-             after {:.0} s",
+             after {:.0} s; from creation to Ready: median {:.0} s, longest {:.0} s",
             times.len(),
-            after(&times[0]),
-            after(&times[times.len() / 2]),
-            after(&times[times.len() - 1])
+            after(0),
+            after(times.len() / 2),
+            after(times.len() - 1),
+            waits[waits.len() / 2],
+            waits[waits.len() - 1]
         );
     }
     let metrics = operator.metrics().await?;
@@ -127,16 +134,19 @@ async fn main() -> Result<()> {
     let trace = cluster.s3_trace().await?;
     let (shutdown, _) = operator.terminate(Duration::from_secs(60)).await?;
     println!("scale: SIGTERM to exit: {:.1} s", shutdown.as_secs_f64());
-    let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log)?;
+    let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log).await?;
     let restarted = Instant::now();
     let reconciled = vardhub_tests::eventually(
         "every resource reconciled after the restart",
         Duration::from_secs(900),
         || async {
+            // Every resource reconciled to the end once, and nothing running.
             let text = operator.metrics().await.unwrap_or_default();
-            let n = vardhub_tests::metric(&text, "vardhub_reconciles_total");
+            let objects = vardhub_tests::metric_with(&text, "vardhub_objects_reconciled", &[]);
+            let running = vardhub_tests::metric_with(&text, "vardhub_reconciles_in_flight", &[]);
             #[allow(clippy::cast_precision_loss)]
-            Ok((n >= resources as f64).then_some(n))
+            Ok((objects >= resources as f64 && running == 0.0)
+                .then(|| vardhub_tests::metric(&text, "vardhub_reconciles_total")))
         },
     )
     .await?;

@@ -622,6 +622,7 @@ impl RunningOperator {
         tune: impl FnOnce(&mut vardhub::controller::manager::Options),
     ) -> Result<Self> {
         let client = cluster.operator_client().await?;
+        let token = cluster.operator_openbao_token().await?;
         let metrics_addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let mut options = vardhub::controller::manager::Options {
             metrics_addr,
@@ -634,7 +635,7 @@ impl RunningOperator {
             image: None,
             openbao: Some(vardhub::controller::manager::OpenBaoSettings {
                 address: cluster.vault_addr.clone(),
-                auth: vardhub::adapters::openbao::Auth::Token(cluster.vault_token.clone()),
+                auth: vardhub::adapters::openbao::Auth::Token(token),
             }),
             s3: Some(cluster.s3_settings()),
         };
@@ -665,6 +666,31 @@ impl RunningOperator {
     /// Its metrics in the Prometheus text format.
     pub async fn metrics(&self) -> Result<String> {
         self.get("/metrics").await
+    }
+
+    /// Waits until it has reconciled to the end at least as many objects of each controller
+    /// as `objects` names (`("regionalnode", 1)`) and no reconcile runs, and returns its
+    /// metrics from that moment: every write of a first pass over those objects is counted
+    /// in them. A wait on the operator's own progress, not on a quiet period.
+    pub async fn settled(&self, objects: &[(&str, usize)], within: Duration) -> Result<String> {
+        eventually(
+            "the operator to reconcile every object once and go idle",
+            within,
+            || async {
+                let text = self.metrics().await?;
+                #[allow(clippy::cast_precision_loss)]
+                let done = objects.iter().all(|(controller, n)| {
+                    metric_with(
+                        &text,
+                        "vardhub_objects_reconciled",
+                        &[("controller", controller)],
+                    ) >= *n as f64
+                });
+                let running = metric_with(&text, "vardhub_reconciles_in_flight", &[]);
+                Ok((done && running == 0.0).then_some(text))
+            },
+        )
+        .await
     }
 
     /// Stops it and reports why it stopped.
@@ -847,6 +873,49 @@ impl LocalCluster {
     /// An S3 client with credentials the operator issued (read back from OpenBao).
     pub fn s3_with(&self, c: &vardhub::adapters::s3::IssuedCredentials) -> aws_sdk_s3::Client {
         c.client()
+    }
+
+    /// An OpenBao token holding only the policy the chart ships
+    /// (`charts/vardhub-operator/openbao-policy.hcl`, written as `vardhub-operator`), as a
+    /// chart-installed operator holds after its Kubernetes login: the operators the tests
+    /// start use it, so every test also proves that the policy allows what the operator does.
+    /// One token per test process, valid for eight hours.
+    pub async fn operator_openbao_token(&self) -> Result<String> {
+        static TOKEN: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        TOKEN
+            .get_or_try_init(|| async {
+                let policy = std::fs::read_to_string(
+                    repo_root().join("charts/vardhub-operator/openbao-policy.hcl"),
+                )?;
+                let bao = |method: reqwest::Method, path: &str| {
+                    reqwest::Client::new()
+                        .request(method, format!("{}/v1/{path}", self.vault_addr))
+                        .header("X-Vault-Token", &self.vault_token)
+                };
+                bao(reqwest::Method::PUT, "sys/policies/acl/vardhub-operator")
+                    .json(&serde_json::json!({ "policy": policy }))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                let created: serde_json::Value =
+                    bao(reqwest::Method::POST, "auth/token/create-orphan")
+                        .json(&serde_json::json!({
+                            "policies": ["vardhub-operator"],
+                            "ttl": "8h",
+                            "display_name": "vardhub-operator-tests",
+                        }))
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .json()
+                        .await?;
+                created["auth"]["client_token"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .context("OpenBao made no token")
+            })
+            .await
+            .cloned()
     }
 
     /// The operator's own OpenBao administration adapter, with the root token.

@@ -2,7 +2,7 @@
 //! pod: the image's release binary, which a test starts, kills with SIGKILL or stops with
 //! SIGTERM. The chaos test and the scale benchmark share it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -96,17 +96,29 @@ pub struct OperatorProcess {
     pub metrics_addr: SocketAddr,
 }
 
+/// When a resource became Ready, and when it was created (both to the second, as the API
+/// server keeps them).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadyTime {
+    /// The `Ready` condition's last transition to true.
+    pub ready: chrono::DateTime<chrono::Utc>,
+    /// The object's creation.
+    pub created: chrono::DateTime<chrono::Utc>,
+}
+
 impl OperatorProcess {
     /// Starts `vardhub operator` as the chart's ServiceAccount (`kubeconfig`), on the chart's
-    /// Lease with `identity`, with OpenBao and S3, and `args` after that; its log (JSON) is
-    /// appended to `log`.
-    pub fn spawn(
+    /// Lease with `identity`, with OpenBao (holding only the chart's policy, see
+    /// [`LocalCluster::operator_openbao_token`]) and S3, and `args` after that; its log (JSON)
+    /// is appended to `log`.
+    pub async fn spawn(
         cluster: &LocalCluster,
         kubeconfig: &Path,
         identity: &str,
         args: &[&str],
         log: &Path,
     ) -> Result<Self> {
+        let token = cluster.operator_openbao_token().await?;
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -123,7 +135,7 @@ impl OperatorProcess {
             .args(["--s3-region", &cluster.s3_region])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("VAULT_TOKEN", &cluster.vault_token)
+            .env("VAULT_TOKEN", &token)
             .env("AWS_ACCESS_KEY_ID", &cluster.s3_access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &cluster.s3_secret_access_key)
             .env("RUST_LOG", "info")
@@ -408,27 +420,34 @@ impl Environment {
 
     /// When each of its vardhub resources last became Ready (its `Ready` condition's
     /// `lastTransitionTime`, to the second), by kind; a resource not Ready is left out.
-    pub async fn ready_times(
-        &self,
-        admin: &Client,
-    ) -> Result<std::collections::BTreeMap<String, Vec<chrono::DateTime<chrono::Utc>>>> {
-        let mut out = std::collections::BTreeMap::<String, Vec<_>>::new();
+    pub async fn ready_times(&self, admin: &Client) -> Result<BTreeMap<String, Vec<ReadyTime>>> {
+        let mut out = BTreeMap::<String, Vec<_>>::new();
+        let parse = |t: Option<&str>| {
+            t.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+        };
         for ((kind, _, _), o) in self.live(admin).await? {
-            let since = o.data["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Ready" && c["status"] == "True")
-                .and_then(|c| c["lastTransitionTime"].as_str())
-                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-            if let Some(t) = since {
+            let ready = parse(
+                o.data["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == "Ready" && c["status"] == "True")
+                    .and_then(|c| c["lastTransitionTime"].as_str()),
+            );
+            let created = o
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string());
+            if let (Some(ready), Some(created)) = (ready, parse(created.as_deref())) {
                 out.entry(kind)
                     .or_default()
-                    .push(t.with_timezone(&chrono::Utc));
+                    .push(ReadyTime { ready, created });
             }
         }
         for times in out.values_mut() {
-            times.sort_unstable();
+            times.sort_unstable_by_key(|t| t.ready);
         }
         Ok(out)
     }

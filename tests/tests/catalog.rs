@@ -587,29 +587,10 @@ async fn the_catalogue_is_served_from_the_cluster_and_follows_its_datasets() -> 
     );
     operator.stop().await?;
     let operator = RunningOperator::start(cluster, "test-catalog-2").await?;
-    eventually(
-        "the new operator to reconcile",
-        Duration::from_secs(60),
-        || async {
-            let m = operator.metrics().await?;
-            Ok((metric(
-                &m,
-                "vardhub_reconcile_duration_seconds_count{controller=\"catalog\"",
-            ) >= 1.0
-                && metric(
-                    &m,
-                    "vardhub_reconcile_duration_seconds_count{controller=\"dataset\"",
-                ) >= 20.0)
-                .then_some(()))
-        },
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(
-        writes(&operator.metrics().await?),
-        0.0,
-        "no change, no write"
-    );
+    let settled = operator
+        .settled(&[("catalog", 1), ("dataset", 20)], Duration::from_secs(60))
+        .await?;
+    assert_eq!(writes(&settled), 0.0, "no change, no write");
     operator.stop().await?;
     let _ = stop.send(());
     server.await??;

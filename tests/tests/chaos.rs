@@ -81,7 +81,8 @@ async fn the_operator_killed_100_times_while_it_rolls_out_cloud_converges_and_lo
                     .apply(&admin, Duration::from_secs(60))
                     .await?;
             }
-            let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log)?;
+            let operator =
+                OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log).await?;
             let life = Duration::from_millis(rng.random_range(0..=LONGEST_LIFE_MS));
             tokio::time::sleep(life).await;
             operator.kill().await?;
@@ -135,7 +136,7 @@ async fn the_operator_killed_100_times_while_it_rolls_out_cloud_converges_and_lo
     let last = &rollouts[ROLLOUTS - 1];
 
     // One more start, left alone: it converges.
-    let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log)?;
+    let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log).await?;
     let calm = Instant::now();
     last.wait_ready(&admin, Duration::from_secs(300)).await?;
     eprintln!(

@@ -409,6 +409,9 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         direct / through_api
     );
 
+    // From here the S3 server's trace witnesses every read of B's product: only B's served
+    // requests may reach it.
+    let trace = cluster.s3_trace().await?;
     // Holder A cannot reach B's product, nor leave its own by the key.
     let r = get(other.clone(), Some(&token_a), None).await?;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "A reads B's product");
@@ -458,6 +461,15 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     assert!(expired, "an expired token is refused");
+    let reads_of_b = trace
+        .stop()
+        .into_iter()
+        .filter(|c| {
+            c.api == "s3.GetObject"
+                && c.path.contains(&bucket)
+                && c.path.ends_with("/hip-fracture/hip_fracture.parquet")
+        })
+        .count();
     let made = requests;
 
     // The audit trail: one record per request the test made, none else, never the token.
@@ -516,6 +528,12 @@ async fn scenario(cluster: &LocalCluster, admin: &Client, bao: &Bao) -> Result<(
     assert!(
         served_b >= 1 && bytes_b == 9 * served_b,
         "{served_b} {bytes_b}"
+    );
+    assert_eq!(
+        usize::try_from(served_b)?,
+        reads_of_b,
+        "each access served under permit-b is one read of its product on the S3 server, and \
+         no refused request reached it"
     );
     let counted = counted_accesses(admin, HUB, "permit-b", false, served_b).await?;
     assert_eq!((counted.refused, counted.bytes), (0, bytes_b));

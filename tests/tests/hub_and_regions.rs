@@ -513,21 +513,12 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     let trace = cluster.s3_trace().await?;
     let since = k8s_openapi::jiff::Timestamp::now().to_string();
     let second = RunningOperator::start(cluster, "test-hub-second").await?;
-    eventually(
-        "the second operator to reconcile hub and nodes",
-        Duration::from_secs(60),
-        || async {
-            let text = second.metrics().await?;
-            Ok(
-                (text.contains("vardhub_reconciles_total{controller=\"datahub\"}")
-                    && text.contains("vardhub_reconciles_total{controller=\"regionalnode\"}"))
-                .then_some(()),
-            )
-        },
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = second.metrics().await?;
+    let text = second
+        .settled(
+            &[("datahub", 1), ("regionalnode", REGIONS.len())],
+            Duration::from_secs(60),
+        )
+        .await?;
     assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
     let audited = cluster.audited_writes(
         "system:serviceaccount:vardhub-system:vardhub-operator",
@@ -1069,6 +1060,40 @@ async fn a_node_can_neither_claim_nor_purge_buckets_it_did_not_create() -> Resul
     Ok(())
 }
 
+/// A request to OpenBao's HTTP API with the root token, in OpenBao namespace `ns` (`None`:
+/// the root): what someone with OpenBao rights, not the operator, would send.
+fn openbao_as_root(
+    cluster: &LocalCluster,
+    method: reqwest::Method,
+    path: &str,
+    ns: Option<&str>,
+) -> reqwest::RequestBuilder {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}/v1/{path}", cluster.vault_addr))
+        .header("X-Vault-Token", &cluster.vault_token);
+    if let Some(ns) = ns {
+        request = request.header("X-Vault-Namespace", ns);
+    }
+    request
+}
+
+/// Waits for node `name` to report `Degraded` with reason `Conflict`, and returns its message.
+async fn conflict(nodes: &Api<RegionalNode>, name: &str) -> Result<String> {
+    eventually(
+        "the node to report the conflict",
+        Duration::from_secs(60),
+        || async {
+            let n = nodes.get(name).await?;
+            let conditions = n.status.map(|s| s.common.conditions).unwrap_or_default();
+            Ok(conditions
+                .into_iter()
+                .find(|c| c.type_ == types::DEGRADED && c.reason == "Conflict")
+                .map(|c| c.message))
+        },
+    )
+    .await
+}
+
 /// Someone with OpenBao rights made a namespace (with a key in it) under the name a node
 /// would use. The node does not take it over: it reports `Conflict` naming the namespace, no
 /// policy or role of the node is written, and deleting the node with every purge asked for
@@ -1082,15 +1107,7 @@ async fn a_node_cannot_take_over_an_openbao_namespace_it_did_not_create() -> Res
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
     let name = "squatted";
     let namespace = format!("region-{name}");
-    let bao = |method: reqwest::Method, path: &str, ns: Option<&str>| {
-        let mut request = reqwest::Client::new()
-            .request(method, format!("{}/v1/{path}", cluster.vault_addr))
-            .header("X-Vault-Token", &cluster.vault_token);
-        if let Some(ns) = ns {
-            request = request.header("X-Vault-Namespace", ns);
-        }
-        request
-    };
+    let bao = |method, path: &str, ns| openbao_as_root(cluster, method, path, ns);
     bao(
         reqwest::Method::POST,
         &format!("sys/namespaces/{namespace}"),
@@ -1131,19 +1148,7 @@ async fn a_node_cannot_take_over_an_openbao_namespace_it_did_not_create() -> Res
             &Patch::Apply(&node),
         )
         .await?;
-    let message = eventually(
-        "the node to report the conflict",
-        Duration::from_secs(60),
-        || async {
-            let n = nodes.get(name).await?;
-            let conditions = n.status.map(|s| s.common.conditions).unwrap_or_default();
-            Ok(conditions
-                .into_iter()
-                .find(|c| c.type_ == types::DEGRADED && c.reason == "Conflict")
-                .map(|c| c.message))
-        },
-    )
-    .await?;
+    let message = conflict(&nodes, name).await?;
     assert!(
         message.contains(&format!(
             "OpenBao namespace {namespace} belongs to no vardhub resource"
@@ -1152,8 +1157,8 @@ async fn a_node_cannot_take_over_an_openbao_namespace_it_did_not_create() -> Res
     );
     let layout = vardhub::layout::node_layout(&node);
     for path in [
-        format!("sys/policies/acl/{}", layout.policy),
-        format!("auth/kubernetes/role/{}", layout.role),
+        format!("sys/policies/acl/{}", layout.access),
+        format!("auth/kubernetes/role/{}", layout.access),
     ] {
         let status = bao(reqwest::Method::GET, &path, None)
             .send()
@@ -1180,5 +1185,93 @@ async fn a_node_cannot_take_over_an_openbao_namespace_it_did_not_create() -> Res
         .openbao_admin()?
         .delete_namespace(&namespace)
         .await?;
+    Ok(())
+}
+
+/// Someone with OpenBao rights wrote a policy under the name a node's workloads would log in
+/// under. The node does not take it over: it reports `Conflict` naming the policy and role,
+/// writes no role and no claim, and deleting the node with every purge asked for leaves the
+/// policy as it was. OpenBao itself is the witness.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_node_cannot_take_over_an_openbao_policy_it_did_not_create() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let name = "policy-squat";
+    let node: RegionalNode = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+        "metadata": {"name": name},
+        "spec": {"regions": ["22"], "deletionPolicy": "Delete", "confirmDeletion": true,
+                 "purgeObjects": true},
+    }))?;
+    let layout = vardhub::layout::node_layout(&node);
+    let bao = |method, path: &str, ns| openbao_as_root(cluster, method, path, ns);
+    let policy_path = format!("sys/policies/acl/{}", layout.access);
+    let theirs = "path \"sys/health\" { capabilities = [\"read\"] }";
+    bao(reqwest::Method::PUT, &policy_path, None)
+        .json(&json!({ "policy": theirs }))
+        .send()
+        .await?
+        .error_for_status()?;
+    let policy_text = || async {
+        let answer: serde_json::Value = bao(reqwest::Method::GET, &policy_path, None)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::Ok(
+            answer["data"]["policy"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    };
+
+    let operator = RunningOperator::start(cluster, "test-policy-claim").await?;
+    nodes
+        .patch(
+            name,
+            &PatchParams::apply("vardhub-tests").force(),
+            &Patch::Apply(&node),
+        )
+        .await?;
+    let message = conflict(&nodes, name).await?;
+    assert!(
+        message.contains(&format!(
+            "OpenBao policy and role {} belong to no vardhub resource",
+            layout.access
+        )),
+        "names the policy and role: {message}"
+    );
+    assert_eq!(policy_text().await?, theirs, "the policy is not changed");
+    for (path, ns) in [
+        (format!("auth/kubernetes/role/{}", layout.access), None),
+        (
+            format!("secrets/data/claims/access/{}", layout.access),
+            Some(layout.openbao_namespace.as_str()),
+        ),
+    ] {
+        let status = bao(reqwest::Method::GET, &path, ns).send().await?.status();
+        assert_eq!(status.as_u16(), 404, "{path} was not written");
+    }
+
+    nodes.delete(name, &DeleteParams::foreground()).await?;
+    eventually("the node to be gone", Duration::from_secs(60), || async {
+        Ok(nodes.get_opt(name).await?.is_none().then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        policy_text().await?,
+        theirs,
+        "the other party's policy is kept"
+    );
+    operator.stop().await?;
+    bao(reqwest::Method::DELETE, &policy_path, None)
+        .send()
+        .await?
+        .error_for_status()?;
     Ok(())
 }

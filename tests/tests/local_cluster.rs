@@ -148,21 +148,9 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
     let bao_mark = openbao_audit_mark()?;
     let trace = cluster.s3_trace().await?;
     let second = RunningOperator::start(cluster, "test-second").await?;
-    eventually(
-        "the second operator to reconcile the node twice",
-        Duration::from_secs(60),
-        || async {
-            let text = second.metrics().await?;
-            Ok((metric(
-                &text,
-                "vardhub_reconciles_total{controller=\"regionalnode\"}",
-            ) >= 1.0)
-                .then_some(()))
-        },
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = second.metrics().await?;
+    let text = second
+        .settled(&[("regionalnode", 1)], Duration::from_secs(60))
+        .await?;
     assert_eq!(
         metric(&text, "vardhub_api_writes_total"),
         0.0,

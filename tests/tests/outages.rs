@@ -299,10 +299,13 @@ async fn openbao_and_s3_outages_are_reported_and_recovered_from_without_loss() -
             .purge_bucket(&format!("vardhub-{NODE}-{bucket}"))
             .await?;
     }
-    cluster
-        .openbao_admin()?
-        .delete_namespace(&format!("region-{NODE}"))
-        .await?;
+    // The node kept its keys and access (deletionPolicy Retain); the test removes them, the
+    // policy and role before the namespace that holds their owner record.
+    let bao = cluster.openbao_admin()?;
+    let access = format!("vardhub-region-{NODE}");
+    bao.delete_kubernetes_role("kubernetes", &access).await?;
+    bao.delete_policy(&access).await?;
+    bao.delete_namespace(&format!("region-{NODE}")).await?;
     Ok(())
 }
 

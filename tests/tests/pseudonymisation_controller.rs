@@ -153,19 +153,9 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
     // operator's counter says so, and so does OpenBao's own audit device.
     let audit_from = vardhub_tests::openbao_audit_mark()?;
     let second = RunningOperator::start(cluster, "test-pseudo-second").await?;
-    eventually(
-        "the second operator to reconcile",
-        Duration::from_secs(60),
-        || async {
-            let text = second.metrics().await?;
-            Ok(text
-                .contains("vardhub_reconciles_total{controller=\"pseudonymisation\"}")
-                .then_some(text))
-        },
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = second.metrics().await?;
+    let text = second
+        .settled(&[("pseudonymisation", 1)], Duration::from_secs(60))
+        .await?;
     assert_eq!(writes(&text), 0.0, "no writes at steady state: {text}");
     let written = openbao_writes(audit_from, NS)?;
     assert!(

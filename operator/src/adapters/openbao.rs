@@ -50,6 +50,15 @@ pub enum Error {
         /// The owner its custom metadata records, if any.
         owner: Option<String>,
     },
+    /// An OpenBao policy or Kubernetes auth role exists that another resource, or no vardhub
+    /// resource, created.
+    #[error("OpenBao policy and role {name} belong to {}, not to this resource", owner.as_deref().unwrap_or("no vardhub resource"))]
+    AccessNotOurs {
+        /// The name of the policy and the role.
+        name: String,
+        /// The owner the claim in the custodian's namespace records, if any.
+        owner: Option<String>,
+    },
 }
 
 /// What OpenBao said: for an error answer, its status and its own messages (such as
@@ -1118,23 +1127,22 @@ impl Admin {
         }
     }
 
-    /// Deletes a policy if it exists (read first, so that an absent one costs no write);
-    /// returns whether it deleted.
-    pub async fn remove_policy(&self, name: &str) -> Result<bool, Error> {
+    /// Whether a policy named `name` exists.
+    pub async fn policy_exists(&self, name: &str) -> Result<bool, Error> {
         match sent(
             "policy.read",
             vaultrs::sys::policy::read(self.client().as_ref(), name),
         )
         .await
         {
+            Ok(_) => Ok(true),
             Err(ClientError::APIError { code: 404, .. }) => Ok(false),
             Err(e) => Err(e.into()),
-            Ok(_) => self.delete_policy(name).await.map(|()| true),
         }
     }
 
-    /// Deletes a Kubernetes auth role if it exists (read first); returns whether it deleted.
-    pub async fn remove_kubernetes_role(
+    /// Whether a Kubernetes auth role named `name` exists at `auth_mount`.
+    pub async fn kubernetes_role_exists(
         &self,
         auth_mount: &str,
         name: &str,
@@ -1149,13 +1157,33 @@ impl Admin {
         )
         .await
         {
+            Ok(_) => Ok(true),
             Err(ClientError::APIError { code: 404, .. }) => Ok(false),
             Err(e) => Err(e.into()),
-            Ok(_) => self
-                .delete_kubernetes_role(auth_mount, name)
-                .await
-                .map(|()| true),
         }
+    }
+
+    /// Deletes a policy if it exists (read first, so that an absent one costs no write);
+    /// returns whether it deleted.
+    pub async fn remove_policy(&self, name: &str) -> Result<bool, Error> {
+        if !self.policy_exists(name).await? {
+            return Ok(false);
+        }
+        self.delete_policy(name).await.map(|()| true)
+    }
+
+    /// Deletes a Kubernetes auth role if it exists (read first); returns whether it deleted.
+    pub async fn remove_kubernetes_role(
+        &self,
+        auth_mount: &str,
+        name: &str,
+    ) -> Result<bool, Error> {
+        if !self.kubernetes_role_exists(auth_mount, name).await? {
+            return Ok(false);
+        }
+        self.delete_kubernetes_role(auth_mount, name)
+            .await
+            .map(|()| true)
     }
 
     /// Deletes a Kubernetes auth role; an absent one is fine.

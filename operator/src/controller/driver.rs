@@ -101,8 +101,15 @@ pub trait Reconciled:
 /// Reconciles `obj`: what every controller's `run` calls.
 #[tracing::instrument(skip_all, fields(controller = K::CONTROLLER, object = %describe(obj.as_ref()), generation = obj.meta().generation))]
 pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, K::Error> {
+    let _running = ctx.metrics.in_flight(K::CONTROLLER);
     // OpenBao and S3 requests, the finalizer's included, count under this controller.
     let result = calls::scope(&ctx.metrics, K::CONTROLLER, drive(obj.as_ref(), &ctx)).await;
+    let uid = obj.uid().unwrap_or_default();
+    if obj.meta().deletion_timestamp.is_some() {
+        ctx.metrics.forget(K::CONTROLLER, &uid);
+    } else {
+        ctx.metrics.finished(K::CONTROLLER, &uid);
+    }
     match &result {
         Ok(_) => ctx.backoff.succeeded(&super::backoff::key(obj.as_ref())),
         Err(e) => {

@@ -71,7 +71,9 @@ impl Error {
         match self {
             Error::Invalid(_) => "InvalidSpec",
             Error::NotConfigured(_) => "NotConfigured",
-            Error::Keys(openbao::Error::NotOurs { .. }) => "Conflict",
+            Error::Keys(openbao::Error::NotOurs { .. } | openbao::Error::AccessNotOurs { .. }) => {
+                "Conflict"
+            }
             Error::Keys(_) => "KeysFailed",
             Error::Storage(s3::Error::NotOurs { .. }) => "Conflict",
             Error::Storage(_) => "StorageFailed",
@@ -118,6 +120,9 @@ pub fn failed(e: &Error) -> Vec<Desired> {
         Error::Keys(openbao::Error::NotOurs { .. }) => {
             "give the resource a name whose OpenBao namespace is free, or remove the other namespace; the operator retries"
         }
+        Error::Keys(openbao::Error::AccessNotOurs { .. }) => {
+            "give the resource a name whose OpenBao policy and role are free, or remove the other ones; the operator retries"
+        }
         Error::Storage(s3::Error::NotOurs { .. }) => {
             "give the resource a bucket prefix of its own (a node's spec.storage.bucketPrefix, a hub's spec.bucketPrefix); the operator retries"
         }
@@ -156,10 +161,8 @@ pub struct Custody<'a> {
     pub owner: String,
     /// Its OpenBao namespace (keys and credentials).
     pub openbao_namespace: &'a str,
-    /// Its OpenBao policy.
-    pub policy: &'a str,
-    /// Its Kubernetes auth role.
-    pub role: &'a str,
+    /// Its OpenBao policies and the Kubernetes auth roles of the same names.
+    pub access: Vec<&'a str>,
 }
 
 /// Deletes a custodian's buckets and OpenBao namespace, policy and role, as a confirmed
@@ -199,10 +202,17 @@ pub async fn delete_custody(
         storage.purge_bucket(b).await?;
         metrics.api_write(controller, "S3Bucket", "DeleteBucket");
     }
-    admin
-        .delete_kubernetes_role(AUTH_MOUNT, custody.role)
+    for name in &custody.access {
+        remove_access(
+            admin,
+            custody.openbao_namespace,
+            &custody.owner,
+            name,
+            metrics,
+            controller,
+        )
         .await?;
-    admin.delete_policy(custody.policy).await?;
+    }
     // The namespace, with every key and credential in it, only when it records this
     // custodian as its owner.
     match admin.namespace_owner(custody.openbao_namespace).await? {
@@ -330,6 +340,107 @@ pub async fn ensure_custody(
     Ok(())
 }
 
+/// What a custodian's workloads may do in OpenBao: a policy and the Kubernetes auth role of
+/// the same name that logs them in under it.
+#[derive(Clone, Debug)]
+pub struct Access<'a> {
+    /// The name of the policy and of the role (root namespace).
+    pub name: &'a str,
+    /// The policy's rules.
+    pub policy: Value,
+    /// The role.
+    pub role: openbao::KubernetesRole,
+}
+
+/// Whom the claim in the custodian's OpenBao namespace `kv` names as the owner of the policy
+/// and role `name`; `None` when there is no claim.
+async fn access_claimant(
+    kv: &openbao::Admin,
+    name: &str,
+) -> Result<Option<String>, openbao::Error> {
+    let claim: Option<OwnerRecord> = kv.read_secret(KV_MOUNT, &access_claim_path(name)).await?;
+    Ok(claim.map(|c| c.owner))
+}
+
+/// Keeps a custodian's policy and role as `access` says, in the root namespace, where names
+/// are shared. Before the first write the operator records `owner` as their owner in the
+/// custodian's OpenBao namespace (which [`ensure_custody`] has made); a policy or role it
+/// finds there without its claim, or with another's, is reported and neither changed nor
+/// deleted. Counts every write.
+pub async fn ensure_access(
+    admin: &openbao::Admin,
+    namespace: &str,
+    owner: &str,
+    access: &Access<'_>,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<(), openbao::Error> {
+    let kv = admin.in_namespace(namespace)?;
+    let not_ours = |owner| openbao::Error::AccessNotOurs {
+        name: access.name.into(),
+        owner,
+    };
+    match access_claimant(&kv, access.name).await? {
+        Some(found) if found == owner => {}
+        Some(found) => return Err(not_ours(Some(found))),
+        None => {
+            let (policy, role) = tokio::try_join!(
+                admin.policy_exists(access.name),
+                admin.kubernetes_role_exists(AUTH_MOUNT, access.name)
+            )?;
+            if policy || role {
+                return Err(not_ours(None));
+            }
+            let claim = OwnerRecord {
+                owner: owner.into(),
+            };
+            kv.write_secret(KV_MOUNT, &access_claim_path(access.name), &claim)
+                .await?;
+            metrics.api_write(controller, "OpenBaoSecret", "write");
+        }
+    }
+    let (policy, role) = tokio::try_join!(
+        admin.ensure_policy(access.name, &access.policy),
+        admin.ensure_kubernetes_role(AUTH_MOUNT, access.name, &access.role)
+    )?;
+    if policy {
+        metrics.api_write(controller, "OpenBaoPolicy", "write");
+    }
+    if role {
+        metrics.api_write(controller, "OpenBaoRole", "write");
+    }
+    Ok(())
+}
+
+/// Removes the policy and role `name` when the claim in the custodian's OpenBao namespace
+/// names `owner`; anyone else's are kept. The claim stays, so the name stays the owner's.
+/// Counts every write.
+pub async fn remove_access(
+    admin: &openbao::Admin,
+    namespace: &str,
+    owner: &str,
+    name: &str,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<(), openbao::Error> {
+    if admin.namespace_owner(namespace).await?.flatten().as_deref() != Some(owner) {
+        return Ok(());
+    }
+    let kv = admin.in_namespace(namespace)?;
+    if access_claimant(&kv, name).await?.as_deref() != Some(owner) {
+        // Never claimed, so never written by this resource: whatever has the name is kept.
+        return Ok(());
+    }
+    // The role first: without it nobody logs in under the policy.
+    if admin.remove_kubernetes_role(AUTH_MOUNT, name).await? {
+        metrics.api_write(controller, "OpenBaoRole", "delete");
+    }
+    if admin.remove_policy(name).await? {
+        metrics.api_write(controller, "OpenBaoPolicy", "delete");
+    }
+    Ok(())
+}
+
 /// Bucket creation claims in the custodian's OpenBao namespace (KV, at
 /// [`bucket_claim_path`]), beside the keys and credentials the same custodian holds.
 pub struct OpenBaoClaims<'a> {
@@ -338,9 +449,10 @@ pub struct OpenBaoClaims<'a> {
     controller: &'static str,
 }
 
-/// A claim as it is stored.
+/// An owner record (a bucket's creation claim, a policy's and role's claim) as it is
+/// stored.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct BucketClaim {
+struct OwnerRecord {
     owner: String,
 }
 
@@ -369,7 +481,7 @@ fn claim_error(bucket: &str, e: &openbao::Error) -> s3::Error {
 
 impl s3::CreationClaims for OpenBaoClaims<'_> {
     async fn claim(&self, bucket: &str, owner: &str) -> Result<(), s3::Error> {
-        let claim = BucketClaim {
+        let claim = OwnerRecord {
             owner: owner.into(),
         };
         self.kv
@@ -382,7 +494,7 @@ impl s3::CreationClaims for OpenBaoClaims<'_> {
     }
 
     async fn claimant(&self, bucket: &str) -> Result<Option<String>, s3::Error> {
-        let claim: Option<BucketClaim> = self
+        let claim: Option<OwnerRecord> = self
             .kv
             .read_secret(KV_MOUNT, &bucket_claim_path(bucket))
             .await
@@ -508,5 +620,22 @@ mod tests {
             &policy,
             now
         ));
+    }
+
+    #[test]
+    fn a_policy_or_role_of_another_is_a_conflict_that_names_it() {
+        let e = Error::Keys(openbao::Error::AccessNotOurs {
+            name: "vardhub-region-x".into(),
+            owner: None,
+        });
+        assert_eq!(e.reason(), "Conflict");
+        let conditions = failed(&e);
+        let message = &conditions[0].message;
+        assert!(
+            message
+                .contains("OpenBao policy and role vardhub-region-x belong to no vardhub resource"),
+            "{message}"
+        );
+        assert!(message.contains("policy and role are free"), "{message}");
     }
 }

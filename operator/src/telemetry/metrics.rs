@@ -1,10 +1,13 @@
 //! Prometheus metrics of the controllers.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -35,6 +38,10 @@ pub struct Metrics {
     durations: Family<ControllerLabels, Histogram>,
     writes: Family<WriteLabels, Counter>,
     calls: super::calls::Calls,
+    in_flight: Family<ControllerLabels, Gauge>,
+    finished: Family<ControllerLabels, Gauge>,
+    /// The UIDs behind `finished`, per controller.
+    finished_uids: Mutex<HashMap<&'static str, HashSet<String>>>,
 }
 
 impl Default for Metrics {
@@ -47,6 +54,8 @@ impl Default for Metrics {
         });
         let writes = Family::<WriteLabels, Counter>::default();
         let calls = super::calls::Calls::default();
+        let in_flight = Family::<ControllerLabels, Gauge>::default();
+        let finished = Family::<ControllerLabels, Gauge>::default();
         registry.register(
             "reconciles",
             "Reconciles run, by controller",
@@ -73,6 +82,17 @@ impl Default for Metrics {
              outcome",
             calls.clone(),
         );
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now, by controller",
+            in_flight.clone(),
+        );
+        registry.register(
+            "objects_reconciled",
+            "Objects this process has reconciled to the end at least once (status written or \
+             error reported), by controller; an object leaves the count when it is deleted",
+            finished.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -80,6 +100,9 @@ impl Default for Metrics {
             durations,
             writes,
             calls,
+            in_flight,
+            finished,
+            finished_uids: Mutex::default(),
         }
     }
 }
@@ -117,6 +140,44 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a reconcile of `controller` as running until the guard is dropped.
+    pub fn in_flight(&self, controller: &str) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    /// Records that the object with `uid` has been reconciled to the end once more.
+    pub fn finished(&self, controller: &'static str, uid: &str) {
+        let mut uids = self.finished_uids.lock().unwrap_or_else(|e| e.into_inner());
+        let set = uids.entry(controller).or_default();
+        if set.insert(uid.to_owned()) {
+            self.set_finished(controller, set.len());
+        }
+    }
+
+    /// Records that the object with `uid` is gone.
+    pub fn forget(&self, controller: &'static str, uid: &str) {
+        let mut uids = self.finished_uids.lock().unwrap_or_else(|e| e.into_inner());
+        let set = uids.entry(controller).or_default();
+        if set.remove(uid) {
+            self.set_finished(controller, set.len());
+        }
+    }
+
+    fn set_finished(&self, controller: &str, n: usize) {
+        self.finished
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// The counters of requests to OpenBao and the S3 server (see [`super::calls`]).
     pub(super) fn calls(&self) -> super::calls::Calls {
         self.calls.clone()
@@ -128,6 +189,15 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// A running reconcile, counted in `vardhub_reconciles_in_flight` until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -151,6 +221,29 @@ mod tests {
             text.contains(
                 "vardhub_reconcile_duration_seconds_count{controller=\"regionalnode\"} 1"
             )
+        );
+    }
+
+    #[test]
+    fn counts_running_reconciles_and_distinct_objects() {
+        let m = Metrics::default();
+        let running = m.in_flight("dataset");
+        assert!(
+            m.encode()
+                .contains("vardhub_reconciles_in_flight{controller=\"dataset\"} 1")
+        );
+        m.finished("dataset", "uid-a");
+        m.finished("dataset", "uid-a");
+        m.finished("dataset", "uid-b");
+        drop(running);
+        let text = m.encode();
+        assert!(text.contains("vardhub_reconciles_in_flight{controller=\"dataset\"} 0"));
+        assert!(text.contains("vardhub_objects_reconciled{controller=\"dataset\"} 2"));
+        m.forget("dataset", "uid-a");
+        m.forget("dataset", "uid-c");
+        assert!(
+            m.encode()
+                .contains("vardhub_objects_reconciled{controller=\"dataset\"} 1")
         );
     }
 }

@@ -231,7 +231,7 @@ pub fn role(hub: &DataHub) -> KubernetesRole {
     KubernetesRole {
         service_accounts: vec![SERVICE_ACCOUNT.into()],
         namespaces: vec![hub.workload_namespace()],
-        policies: vec![l.policy],
+        policies: vec![l.access],
         ttl_seconds: TOKEN_TTL_SECONDS,
         ..Default::default()
     }
@@ -370,7 +370,7 @@ pub fn jobs(hub: &DataHub, members: &[RegionalNode], inputs: &Inputs) -> Vec<Cro
     let identity = |role: HubRole| {
         workload::job_identity(
             &inputs.openbao_addr,
-            &l.role,
+            &l.access,
             &format!(
                 "{}/{}/data/{}",
                 l.openbao_namespace,

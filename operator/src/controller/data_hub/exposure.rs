@@ -82,7 +82,7 @@ pub fn role(hub: &DataHub) -> KubernetesRole {
     KubernetesRole {
         service_accounts,
         namespaces: vec![hub.workload_namespace()],
-        policies: vec![storage::hub_layout(hub).exposure_policy],
+        policies: vec![storage::hub_layout(hub).exposure_access],
         ttl_seconds: TOKEN_TTL_SECONDS,
         ..Default::default()
     }
@@ -222,7 +222,7 @@ fn env(hub: &DataHub, inputs: &Inputs) -> Vec<k8s_openapi::api::core::v1::EnvVar
     let l = storage::hub_layout(hub);
     let mut env = workload::job_identity(
         &inputs.openbao_addr,
-        &l.exposure_role,
+        &l.exposure_access,
         &format!(
             "{}/{}/data/{}",
             l.openbao_namespace,

@@ -90,14 +90,9 @@ impl Reconciled for DataHub {
             buckets: vec![&layout.landing, &layout.standardised, &layout.products],
             owner: storage::bucket_owner(self),
             openbao_namespace: &layout.openbao_namespace,
-            policy: &layout.policy,
-            role: &layout.role,
+            access: vec![&layout.access, &layout.exposure_access],
         };
         let purge = self.spec.purge_objects == Some(true);
-        bao.admin
-            .delete_kubernetes_role(storage::AUTH_MOUNT, &layout.exposure_role)
-            .await?;
-        bao.admin.delete_policy(&layout.exposure_policy).await?;
         storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
     }
 
@@ -243,11 +238,12 @@ async fn external_pass(
     bao: &super::context::OpenBaoAccess,
     s3: &crate::adapters::s3::Storage,
 ) -> Result<Zones, Error> {
-    // Keys: the hub's own namespace, key, policy and role.
+    // Keys: the hub's own namespace and key, then its policy and role (claimed there).
     let layout = storage::hub_layout(hub);
+    let owner = storage::bucket_owner(hub);
     storage::ensure_custody(
         &bao.admin,
-        &storage::bucket_owner(hub),
+        &owner,
         &layout.openbao_namespace,
         &layout.key,
         None,
@@ -255,54 +251,49 @@ async fn external_pass(
         CONTROLLER,
     )
     .await?;
-    if bao
-        .admin
-        .ensure_policy(&layout.policy, &storage::hub_policy(hub))
-        .await?
-    {
-        ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
-    }
-    if bao
-        .admin
-        .ensure_kubernetes_role(storage::AUTH_MOUNT, &layout.role, &build::role(hub))
-        .await?
-    {
-        ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
-    }
+    let access = storage::Access {
+        name: &layout.access,
+        policy: storage::hub_policy(hub),
+        role: build::role(hub),
+    };
+    storage::ensure_access(
+        &bao.admin,
+        &layout.openbao_namespace,
+        &owner,
+        &access,
+        &ctx.metrics,
+        CONTROLLER,
+    )
+    .await?;
     // The exposure components' own identity: they read their credential and nothing else.
     if hub.exposes() {
-        if bao
-            .admin
-            .ensure_policy(&layout.exposure_policy, &storage::exposure_policy(hub))
-            .await?
-        {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
-        }
-        if bao
-            .admin
-            .ensure_kubernetes_role(
-                storage::AUTH_MOUNT,
-                &layout.exposure_role,
-                &exposure::role(hub),
-            )
-            .await?
-        {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
-        }
+        let access = storage::Access {
+            name: &layout.exposure_access,
+            policy: storage::exposure_policy(hub),
+            role: exposure::role(hub),
+        };
+        storage::ensure_access(
+            &bao.admin,
+            &layout.openbao_namespace,
+            &owner,
+            &access,
+            &ctx.metrics,
+            CONTROLLER,
+        )
+        .await?;
     } else {
         // Switched off (or never on): nobody may log in as an exposure component any more.
         // Their credential is no longer renewed and expires; the CA and the host key stay
         // with the hub's namespace.
-        if bao
-            .admin
-            .remove_kubernetes_role(storage::AUTH_MOUNT, &layout.exposure_role)
-            .await?
-        {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "delete");
-        }
-        if bao.admin.remove_policy(&layout.exposure_policy).await? {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "delete");
-        }
+        storage::remove_access(
+            &bao.admin,
+            &layout.openbao_namespace,
+            &owner,
+            &layout.exposure_access,
+            &ctx.metrics,
+            CONTROLLER,
+        )
+        .await?;
     }
     if hub.spec.exposure.api
         && bao

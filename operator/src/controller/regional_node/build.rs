@@ -78,7 +78,7 @@ pub fn role(node: &RegionalNode) -> KubernetesRole {
     KubernetesRole {
         service_accounts: vec![SERVICE_ACCOUNT.into()],
         namespaces: vec![node.workload_namespace()],
-        policies: vec![l.policy],
+        policies: vec![l.access],
         ttl_seconds: TOKEN_TTL_SECONDS,
         ..Default::default()
     }
@@ -182,7 +182,7 @@ fn base_env(node: &RegionalNode, inputs: &Inputs) -> Vec<EnvVar> {
     let l = storage::node_layout(node);
     let mut env = workload::job_identity(
         &inputs.openbao_addr,
-        &l.role,
+        &l.access,
         &format!(
             "{}/{}/data/{}",
             l.openbao_namespace,

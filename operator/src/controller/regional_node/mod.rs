@@ -86,8 +86,7 @@ impl Reconciled for RegionalNode {
             buckets: vec![&layout.landing, &layout.standardised],
             owner: storage::bucket_owner(self),
             openbao_namespace: &layout.openbao_namespace,
-            policy: &layout.policy,
-            role: &layout.role,
+            access: vec![&layout.access],
         };
         let purge = self.spec.purge_objects == Some(true);
         storage::delete_custody(s3, &bao.admin, &custody, purge, &ctx.metrics, CONTROLLER).await
@@ -207,38 +206,40 @@ async fn external_pass(
     s3: &crate::adapters::s3::Storage,
 ) -> Result<(), Error> {
     let layout = storage::node_layout(node);
-    // Who may log in as the node's jobs, and what they may do: independent of the custody
+    let owner = storage::bucket_owner(node);
+    // The region's own OpenBao namespace and key first: the claims below are kept there.
+    storage::ensure_custody(
+        &bao.admin,
+        &owner,
+        &layout.openbao_namespace,
+        &layout.key,
+        node.spec.keys.rotation_period_days,
+        &ctx.metrics,
+        CONTROLLER,
+    )
+    .await?;
+    // Who may log in as the node's jobs, and what they may do: independent of the storage
     // below, so written beside it.
     let access = async {
-        if bao
-            .admin
-            .ensure_policy(&layout.policy, &storage::node_policy(node))
-            .await?
-        {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
-        }
-        if bao
-            .admin
-            .ensure_kubernetes_role(storage::AUTH_MOUNT, &layout.role, &build::role(node))
-            .await?
-        {
-            ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
-        }
-        Ok::<(), Error>(())
-    };
-    // Keys, then storage: the region's own OpenBao namespace and key, its buckets (claimed
-    // in that namespace) and its own credential (kept there).
-    let custody = async {
-        storage::ensure_custody(
+        let access = storage::Access {
+            name: &layout.access,
+            policy: storage::node_policy(node),
+            role: build::role(node),
+        };
+        storage::ensure_access(
             &bao.admin,
-            &storage::bucket_owner(node),
             &layout.openbao_namespace,
-            &layout.key,
-            node.spec.keys.rotation_period_days,
+            &owner,
+            &access,
             &ctx.metrics,
             CONTROLLER,
         )
         .await?;
+        Ok::<(), Error>(())
+    };
+    // Storage: the region's buckets (claimed in its namespace) and its own credential (kept
+    // there).
+    let buckets = async {
         storage::ensure_buckets(
             s3,
             &storage::OpenBaoClaims::new(
@@ -250,12 +251,12 @@ async fn external_pass(
             &[
                 BucketSpec {
                     name: layout.landing.clone(),
-                    owner: storage::bucket_owner(node),
+                    owner: owner.clone(),
                     retention_days: None,
                 },
                 BucketSpec {
                     name: layout.standardised.clone(),
-                    owner: storage::bucket_owner(node),
+                    owner: owner.clone(),
                     retention_days: None,
                 },
             ],
@@ -279,7 +280,7 @@ async fn external_pass(
         .await?;
         Ok::<(), Error>(())
     };
-    tokio::try_join!(access, custody)?;
+    tokio::try_join!(access, buckets)?;
     Ok(())
 }
 
