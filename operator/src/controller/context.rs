@@ -48,6 +48,17 @@ pub struct Context {
     /// Every Dataset, as the operator's shared watch keeps it (without managed fields). Empty
     /// and never ready until the controllers run.
     pub datasets: kube::runtime::reflector::Store<crate::api::Dataset>,
+    /// True once that watch has listed every Dataset; never while no watch runs. Waited on
+    /// with `wait_for`, which wakes every waiter: kube's `Store::wait_until_ready` wakes only
+    /// the last of several tasks waiting at once, so a catalogue reconcile that waited beside
+    /// the dataset controller's start hung until its deadline.
+    pub datasets_listed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Waits until `listed` says the dataset watch has listed every Dataset; false when the watch
+/// is gone first. Any number of tasks may wait at once.
+pub async fn datasets_listed(listed: &tokio::sync::watch::Receiver<bool>) -> bool {
+    listed.clone().wait_for(|l| *l).await.is_ok()
 }
 
 impl Context {
@@ -68,6 +79,7 @@ impl Context {
             passes: Default::default(),
             deadline: super::driver::DEADLINE,
             datasets: kube::runtime::reflector::store().0,
+            datasets_listed: tokio::sync::watch::channel(false).1,
             image: default_image(),
         }
     }
@@ -75,5 +87,30 @@ impl Context {
     /// The applier of one controller (its own field manager).
     pub fn applier(&self, controller: &'static str) -> Applier {
         Applier::new(self.client.clone(), controller, self.metrics.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn every_task_waiting_for_the_dataset_listing_wakes() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let rx = rx.clone();
+                tokio::spawn(async move { super::datasets_listed(&rx).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        tx.send_replace(true);
+        for w in waiters {
+            let woke = tokio::time::timeout(Duration::from_secs(5), w).await;
+            assert!(matches!(woke, Ok(Ok(true))), "{woke:?}");
+        }
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        drop(tx);
+        assert!(!super::datasets_listed(&rx).await, "no watch, never listed");
     }
 }

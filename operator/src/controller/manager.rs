@@ -436,14 +436,22 @@ async fn run_controllers(
     )
     .backoff(watch_backoff())
     .modify(trimmed)
-    .reflect_shared(dataset_writer)
-    .for_each(|event| async move {
-        if let Err(e) = event {
-            tracing::debug!(error = %e, "dataset watch");
+    .reflect_shared(dataset_writer);
+    // Set once the watch has listed every Dataset (the store holds them all by then).
+    let (listed, datasets_listed) = tokio::sync::watch::channel(false);
+    let dataset_watch = dataset_watch.for_each(move |event| {
+        match event {
+            Ok(watcher::Event::InitDone) => {
+                listed.send_replace(true);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "dataset watch"),
         }
+        std::future::ready(())
     });
     let ctx = Arc::new(Context {
         datasets: dataset_cache.clone(),
+        datasets_listed,
         ..(*ctx).clone()
     });
     let owned =

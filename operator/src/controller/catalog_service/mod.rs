@@ -201,10 +201,9 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
     // From the operator's watch of every Dataset (a listing per render, at 2,100 datasets,
     // held tens of MiB at once): the render waits until the watch has listed them all, so that
     // a start never renders, and records, a catalogue short of datasets.
-    ctx.datasets
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::NoDatasetWatch)?;
+    if !super::context::datasets_listed(&ctx.datasets_listed).await {
+        return Err(Error::NoDatasetWatch);
+    }
     let datasets = ctx.datasets.state();
     let catalogue =
         Catalogue::from_cluster(svc, datasets.iter().map(|d| d.as_ref())).map_err(|e| {
