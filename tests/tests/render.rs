@@ -175,11 +175,32 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
         // lives there and is applied in a later wave): the test stands one in for the dry
         // run and removes it again.
         let mut stand_ins = Vec::new();
+        // Waits until namespace `name` is not terminating (gone, or live).
+        let settled = |name: String| {
+            let namespaces = namespaces.clone();
+            async move {
+                eventually(
+                    &format!("namespace {name} not to be terminating"),
+                    Duration::from_secs(90),
+                    || async {
+                        let live = namespaces.get_opt(&name).await?;
+                        Ok(live
+                            .is_none_or(|n| n.metadata.deletion_timestamp.is_none())
+                            .then_some(()))
+                    },
+                )
+                .await
+            }
+        };
         for document in &resources.documents {
             let Some(ns) = document["metadata"]["namespace"].as_str() else {
                 continue;
             };
             let made_by_a_hub = resources.hubs.iter().any(|h| h.workload_namespace() == ns);
+            if made_by_a_hub {
+                // The hub namespace of an earlier test's hub may still be terminating.
+                settled(ns.to_owned()).await?;
+            }
             if made_by_a_hub
                 && namespaces.get_opt(ns).await?.is_none()
                 && !stand_ins.contains(&ns.to_owned())
@@ -196,17 +217,7 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
         for ns in resources.others.iter().filter(|o| o["kind"] == "Namespace") {
             let name = ns["metadata"]["name"].as_str().unwrap_or_default();
             // One that an earlier test deleted may still be terminating.
-            eventually(
-                &format!("namespace {name} not to be terminating"),
-                Duration::from_secs(90),
-                || async {
-                    let live = namespaces.get_opt(name).await?;
-                    Ok(live
-                        .is_none_or(|n| n.metadata.deletion_timestamp.is_none())
-                        .then_some(()))
-                },
-            )
-            .await?;
+            settled(name.to_owned()).await?;
             namespaces
                 .patch(
                     name,
