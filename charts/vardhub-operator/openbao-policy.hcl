@@ -22,6 +22,12 @@ path "sys/namespaces/hub-*" {
   capabilities = ["read", "update", "delete"]
 }
 
+# pseudonymisation_service::claim_keys: the operator's own registry namespace (GET, then POST
+# once); never deleted
+path "sys/namespaces/vardhub-claims" {
+  capabilities = ["read", "update"]
+}
+
 # ---------------------------------------------------------------- root namespace: policies
 # Admin::ensure_policy (GET/PUT) and delete_policy (DELETE). vaultrs 0.8 uses the legacy sys/policy/<name> path, not sys/policies/acl
 path "sys/policy/vardhub-region-*" {
@@ -138,6 +144,12 @@ path "+/secrets/data/claims/buckets/+" {
 # storage::ensure_access and remove_access: the owner record of a custodian's policy and role,
 # read on every pass and written once, before either exists (secrets/data/claims/access/<name>)
 path "+/secrets/data/claims/access/+" {
+  capabilities = ["read", "create"]
+}
+# pseudonymisation_service::claim_keys: the owner record of a service's mounts, policies and
+# roles in vardhub-claims, read on every pass and written once, before any of them exists
+# (the KV mount itself is covered by the +/sys/mounts rules above)
+path "vardhub-claims/secrets/data/claims/pseudonymisation/+" {
   capabilities = ["read", "create"]
 }
 # data_hub::ensure_host_key: the SFTP server's host key, read, and written once when missing

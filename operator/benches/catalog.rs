@@ -8,6 +8,7 @@
 //! environment's kustomization transforms, which `environments/local` does not).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use vardhub::catalog::format::{Format, serialize};
@@ -47,9 +48,11 @@ fn main() -> anyhow::Result<()> {
     let before = rss_kib("VmRSS:");
     let entries: Vec<Entry> = (0..DATASETS)
         .map(|i| {
-            let mut e = local.datasets[i % local.datasets.len()].clone();
-            e.name = format!("{}-{i:05}", e.name);
-            e
+            // Each its own dataset, as each is in the operator's watch.
+            let e = &local.datasets[i % local.datasets.len()];
+            let mut d = e.dataset().clone();
+            d.metadata.name = Some(format!("{}-{i:05}", e.name));
+            Entry::new(Arc::new(d), e.distributions.clone())
         })
         .collect();
     let mut spec = local.spec.clone();

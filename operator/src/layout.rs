@@ -172,6 +172,27 @@ pub fn access_claim_path(name: &str) -> String {
     format!("claims/access/{name}")
 }
 
+/// The operator's own OpenBao namespace: the owner records of what it writes in the root
+/// namespace on behalf of resources that have no OpenBao namespace of their own (a
+/// pseudonymisation service's mounts, policies and roles). No workload's policy reaches it.
+pub const REGISTRY_NAMESPACE: &str = "vardhub-claims";
+
+/// The owner the registry namespace records in its metadata.
+pub const REGISTRY_OWNER: &str = "vardhub-operator";
+
+/// KV path (in [`REGISTRY_NAMESPACE`]) of the owner record of the pseudonymisation service
+/// `name` in `namespace`: of its Transit and PKI mounts, its policies and its roles. A
+/// namespace has no dot, so no two services share a record.
+pub fn service_claim_path(namespace: &str, name: &str) -> String {
+    format!("claims/pseudonymisation/{namespace}.{name}")
+}
+
+/// The owner a pseudonymisation service's record names: `PseudonymisationService/<ns>/<name>`
+/// (not the UID, so that a service deleted and created again under its name finds its keys).
+pub fn service_owner(namespace: &str, name: &str) -> String {
+    format!("PseudonymisationService/{namespace}/{name}")
+}
+
 /// KV path (in the hub's OpenBao namespace) of a hub role's credential.
 pub fn role_credentials_path(role: HubRole) -> String {
     format!("s3/roles/{}", role.name())

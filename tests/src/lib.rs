@@ -29,6 +29,10 @@ pub const OPERATOR_NAMESPACE: &str = "vardhub-system";
 /// ServiceAccount of the operator, created by the chart.
 pub const OPERATOR_SERVICE_ACCOUNT: &str = "vardhub-operator";
 
+/// The S3 user the operators the tests start sign their requests as (see
+/// [`LocalCluster::operator_s3_settings`]).
+pub const OPERATOR_S3_USER: &str = "vardhub-operator-tests";
+
 /// The running local cluster, as described by the environment `cluster.sh env` prints.
 #[derive(Clone, Debug)]
 pub struct LocalCluster {
@@ -637,7 +641,7 @@ impl RunningOperator {
                 address: cluster.vault_addr.clone(),
                 auth: vardhub::adapters::openbao::Auth::Token(token),
             }),
-            s3: Some(cluster.s3_settings()),
+            s3: Some(cluster.operator_s3_settings().await?),
         };
         tune(&mut options);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -918,6 +922,80 @@ impl LocalCluster {
             .cloned()
     }
 
+    /// `mc` on the S3 server as its root (the alias `witness`), its configuration in a
+    /// folder of its own; the root keys reach it through its environment, never its
+    /// command line.
+    fn mc(&self) -> Result<Command> {
+        let (scheme, host) = self
+            .s3_endpoint
+            .split_once("://")
+            .context("the S3 endpoint has no scheme")?;
+        let mut mc = Command::new(env("VARDHUB_MC")?);
+        mc.env(
+            "MC_HOST_witness",
+            format!(
+                "{scheme}://{}:{}@{host}",
+                self.s3_access_key_id, self.s3_secret_access_key
+            ),
+        )
+        .env("MC_CONFIG_DIR", std::env::temp_dir().join("vardhub-mc"));
+        Ok(mc)
+    }
+
+    /// The S3 identity the operators the tests start hold: the MinIO user
+    /// [`OPERATOR_S3_USER`] with only the chart's policy
+    /// (`charts/vardhub-operator/s3-policy.json`, the buckets named `vardhub-*`), made as
+    /// `environments/local/install-operator.sh` makes it for a chart install. So every test
+    /// also proves that the policy allows what the operator does on S3, and the S3 server's
+    /// trace tells the operator's requests from the tests' own (root) ones. Its secret is
+    /// derived from the root secret, so every test process of one cluster run makes the same
+    /// user with the same key.
+    pub async fn operator_s3_settings(&self) -> Result<vardhub::adapters::s3::Settings> {
+        static SECRET: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        let secret = SECRET
+            .get_or_try_init(|| async {
+                use sha2::Digest as _;
+                let secret = format!(
+                    "{:x}",
+                    sha2::Sha256::digest(format!(
+                        "{OPERATOR_S3_USER}:{}",
+                        self.s3_secret_access_key
+                    ))
+                );
+                let policy = repo_root().join("charts/vardhub-operator/s3-policy.json");
+                let (add, create, attach) = (self.mc()?, self.mc()?, self.mc()?);
+                let key = secret.clone();
+                tokio::task::spawn_blocking(move || -> Result<()> {
+                    let (mut add, mut create, mut attach) = (add, create, attach);
+                    run(add.args(["admin", "user", "add", "witness", OPERATOR_S3_USER, &key]))?;
+                    run(create
+                        .args(["admin", "policy", "create", "witness", "vardhub-operator"])
+                        .arg(&policy))?;
+                    let attached = attach.args([
+                        "admin",
+                        "policy",
+                        "attach",
+                        "witness",
+                        "vardhub-operator",
+                        "--user",
+                        OPERATOR_S3_USER,
+                    ]);
+                    match run(attached) {
+                        Err(e) if !e.to_string().contains("already") => Err(e),
+                        _ => Ok(()),
+                    }
+                })
+                .await??;
+                anyhow::Ok(secret)
+            })
+            .await?;
+        Ok(vardhub::adapters::s3::Settings {
+            access_key_id: OPERATOR_S3_USER.into(),
+            secret_access_key: secret.clone(),
+            ..self.s3_settings()
+        })
+    }
+
     /// The operator's own OpenBao administration adapter, with the root token.
     pub fn openbao_admin(&self) -> Result<vardhub::adapters::openbao::Admin> {
         Ok(vardhub::adapters::openbao::Admin::new(
@@ -967,21 +1045,9 @@ impl LocalCluster {
     /// Starts tracing the S3 server's S3 calls; returns once the trace has seen a call of
     /// its own (a HEAD of a bucket that does not exist), so nothing after it is missed.
     pub async fn s3_trace(&self) -> Result<S3Trace> {
-        let mc = env("VARDHUB_MC")?;
-        let (scheme, host) = self
-            .s3_endpoint
-            .split_once("://")
-            .context("the S3 endpoint has no scheme")?;
-        let mut child = Command::new(mc)
+        let mut child = self
+            .mc()?
             .args(["admin", "trace", "-v", "--json", "--call", "s3", "witness"])
-            .env(
-                "MC_HOST_witness",
-                format!(
-                    "{scheme}://{}:{}@{host}",
-                    self.s3_access_key_id, self.s3_secret_access_key
-                ),
-            )
-            .env("MC_CONFIG_DIR", std::env::temp_dir().join("vardhub-mc"))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

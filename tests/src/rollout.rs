@@ -119,6 +119,7 @@ impl OperatorProcess {
         log: &Path,
     ) -> Result<Self> {
         let token = cluster.operator_openbao_token().await?;
+        let s3 = cluster.operator_s3_settings().await?;
         let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -136,8 +137,8 @@ impl OperatorProcess {
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("VAULT_TOKEN", &token)
-            .env("AWS_ACCESS_KEY_ID", &cluster.s3_access_key_id)
-            .env("AWS_SECRET_ACCESS_KEY", &cluster.s3_secret_access_key)
+            .env("AWS_ACCESS_KEY_ID", &s3.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret_access_key)
             .env("RUST_LOG", "info")
             // Only what the arguments say: nothing of the test run's own environment.
             .env_remove("POD_NAME")

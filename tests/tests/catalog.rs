@@ -139,7 +139,7 @@ fn validate_catalogue(catalogue: &Catalogue, dir: &Path) -> Result<[usize; 3]> {
         // HealthDCAT-AP's shapes are those of NON_PUBLIC datasets. A RESTRICTED or PUBLIC
         // dataset carries all they ask for but the access-rights value itself, and for a
         // PUBLIC one the access body, which decides only on non-public data.
-        let allowed: &[&str] = match e.spec.access_rights {
+        let allowed: &[&str] = match e.spec().access_rights {
             AccessRights::NonPublic => &[],
             AccessRights::Restricted => &["http://purl.org/dc/terms/accessRights"],
             AccessRights::Public => &[
@@ -152,7 +152,7 @@ fn validate_catalogue(catalogue: &Catalogue, dir: &Path) -> Result<[usize; 3]> {
             .filter(|(p, _)| !allowed.contains(&p.as_str()))
             .collect();
         assert!(unexpected.is_empty(), "{}: {unexpected:#?}", e.name);
-        levels[e.spec.access_rights as usize] += 1;
+        levels[e.spec().access_rights as usize] += 1;
     }
     Ok(levels)
 }
@@ -248,9 +248,9 @@ fn the_local_catalogue_validates_against_dcat_ap_and_healthdcat_ap() -> Result<(
     let e = broken
         .datasets
         .iter_mut()
-        .find(|e| e.spec.access_rights == AccessRights::NonPublic)
+        .find(|e| e.spec().access_rights == AccessRights::NonPublic)
         .context("a non-public dataset")?;
-    e.spec.health_data_access_body = None;
+    e.spec_mut().health_data_access_body = None;
     let name = e.name.clone();
     let file = write(
         &dir,
@@ -272,7 +272,7 @@ fn the_local_catalogue_validates_against_dcat_ap_and_healthdcat_ap() -> Result<(
     let variables: usize = catalogue
         .datasets
         .iter()
-        .map(|e| e.spec.variables.len())
+        .map(|e| e.spec().variables.len())
         .sum();
     assert_eq!(csv.lines().count(), variables + 1);
     assert!(

@@ -496,7 +496,7 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     let s3_calls: Vec<_> = trace
         .stop()
         .into_iter()
-        .filter(|c| c.access_key.as_deref() == Some(cluster.s3_access_key_id.as_str()))
+        .filter(|c| c.access_key.as_deref() == Some(vardhub_tests::OPERATOR_S3_USER))
         .collect();
     let bao_calls: Vec<_> = vardhub_tests::openbao_requests_since(bao_mark)?
         .into_iter()
@@ -531,7 +531,7 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     let calls = trace.stop();
     let by_operator = calls
         .iter()
-        .filter(|c| c.access_key.as_deref() == Some(cluster.s3_access_key_id.as_str()))
+        .filter(|c| c.access_key.as_deref() == Some(vardhub_tests::OPERATOR_S3_USER))
         .count();
     let written: Vec<_> = calls.iter().filter(|c| c.writes()).collect();
     assert!(

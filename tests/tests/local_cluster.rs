@@ -174,6 +174,15 @@ async fn regional_node_reconciles_to_ready_then_steady_state_makes_no_writes_and
         .stop()
         .into_iter()
         .filter(|c| c.path.contains(name))
+        .collect();
+    // Signed by the operator's own S3 identity, which holds only the chart's policy.
+    let foreign: Vec<_> = traced
+        .iter()
+        .filter(|c| c.access_key.as_deref() != Some(vardhub_tests::OPERATOR_S3_USER))
+        .collect();
+    assert!(foreign.is_empty(), "signed by someone else: {foreign:?}");
+    let traced: Vec<_> = traced
+        .iter()
         .map(|c| format!("{} {}", c.api, c.path))
         .collect();
     assert!(counted("openbao") > 0.0 && counted("s3") > 0.0, "{text}");
@@ -671,6 +680,103 @@ async fn a_bucket_whose_creation_was_cut_off_is_finished_only_by_its_claimant() 
     assert!(again.writes.is_empty(), "then steady: {:?}", again.writes);
 
     storage.purge_bucket(bucket).await?;
+    admin.delete_namespace(namespace).await?;
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn an_access_whose_writing_was_cut_off_is_finished_only_by_its_owner() -> Result<()> {
+    use vardhub::adapters::openbao::Error;
+    use vardhub::controller::storage::{AUTH_MOUNT, Access, KV_MOUNT, ensure_access};
+    let cluster = LocalCluster::get();
+    let admin = cluster.openbao_admin()?;
+    let namespace = "test-access-claims";
+    let name = "vardhub-test-access-cut-off";
+    let access = Access {
+        name,
+        policy: serde_json::json!({"path": {"sys/health": {"capabilities": ["read"]}}}),
+        role: KubernetesRole {
+            service_accounts: vec!["cut-off".into()],
+            namespaces: vec![namespace.into()],
+            policies: vec![name.into()],
+            ttl_seconds: 600,
+            audience: None,
+            batch_tokens: false,
+        },
+    };
+    admin.ensure_namespace(namespace, "Test/claims").await?;
+    let kv = admin.in_namespace(namespace)?;
+    kv.ensure_kv_mount(KV_MOUNT).await?;
+    let written = |metrics: &vardhub::telemetry::Metrics, kind: &str| {
+        metric_with(
+            &metrics.encode(),
+            "vardhub_api_writes_total",
+            &[("kind", kind)],
+        )
+    };
+
+    // What a kill right after the owner record leaves: the record, no policy, no role.
+    kv.write_secret(
+        KV_MOUNT,
+        &vardhub::layout::access_claim_path(name),
+        &serde_json::json!({"owner": "Test/cut-off"}),
+    )
+    .await?;
+    let absent = || async {
+        anyhow::Ok(
+            !admin.policy_exists(name).await?
+                && !admin.kubernetes_role_exists(AUTH_MOUNT, name).await?,
+        )
+    };
+    assert!(absent().await?);
+
+    // Another resource may not finish it: the record is not its own.
+    let metrics = vardhub::telemetry::Metrics::default();
+    match ensure_access(&admin, namespace, "Test/other", &access, &metrics, "test").await {
+        Err(Error::AccessNotOurs {
+            owner: Some(owner), ..
+        }) => {
+            assert_eq!(owner, "Test/cut-off");
+        }
+        other => panic!("expected AccessNotOurs naming the recorded owner: {other:?}"),
+    }
+    assert!(absent().await?, "nothing written for the other resource");
+
+    // The owner finishes it without writing its record again, then is steady.
+    ensure_access(&admin, namespace, "Test/cut-off", &access, &metrics, "test").await?;
+    assert_eq!(
+        written(&metrics, "OpenBaoPolicy"),
+        1.0,
+        "{}",
+        metrics.encode()
+    );
+    assert_eq!(
+        written(&metrics, "OpenBaoRole"),
+        1.0,
+        "{}",
+        metrics.encode()
+    );
+    assert_eq!(
+        written(&metrics, "OpenBaoSecret"),
+        0.0,
+        "{}",
+        metrics.encode()
+    );
+    assert!(
+        admin.policy_exists(name).await? && admin.kubernetes_role_exists(AUTH_MOUNT, name).await?
+    );
+    let steady = vardhub::telemetry::Metrics::default();
+    ensure_access(&admin, namespace, "Test/cut-off", &access, &steady, "test").await?;
+    assert_eq!(
+        metric(&steady.encode(), "vardhub_api_writes_total"),
+        0.0,
+        "then steady: {}",
+        steady.encode()
+    );
+
+    admin.remove_kubernetes_role(AUTH_MOUNT, name).await?;
+    admin.remove_policy(name).await?;
     admin.delete_namespace(namespace).await?;
     Ok(())
 }

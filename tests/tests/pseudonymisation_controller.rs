@@ -195,12 +195,14 @@ async fn pseudonymisation_service_gets_keys_policy_role_and_workloads_and_keeps_
 
 /// Write requests (create, update, delete) that OpenBao's audit device recorded after byte
 /// `from` of its log, on paths that name `namespace` (mounts, keys, the CA's role, policies
-/// and roles of the services there), as `operation path`.
+/// and roles of the services there, and their owner records), as `operation path`.
 fn openbao_writes(from: u64, namespace: &str) -> Result<Vec<String>> {
     Ok(vardhub_tests::openbao_requests_since(from)?
         .into_iter()
         .filter(|(operation, path)| {
-            (path.contains(&format!("/{namespace}/")) || path.contains(&format!(".{namespace}.")))
+            (path.contains(&format!("/{namespace}/"))
+                || path.contains(&format!(".{namespace}."))
+                || path.contains(&format!("/{namespace}.")))
                 && ["create", "update", "delete"].contains(&operation.as_str())
         })
         .map(|(operation, path)| format!("{operation} {path}"))
@@ -351,6 +353,107 @@ async fn services_whose_names_once_collided_keep_their_own_openbao_policies() ->
         .await?;
     }
     operator.stop().await?;
+    Api::<Namespace>::all(admin)
+        .delete(ns, &DeleteParams::default())
+        .await?;
+    Ok(())
+}
+
+/// Someone who can create a PseudonymisationService names it after a Transit mount that
+/// already holds keys (here one that root made, as an earlier service or another tool might
+/// have). The operator neither creates keys in it nor writes a policy or role that would let
+/// the new service's pods use them: the service reports `Conflict` naming the mount, and
+/// deleting it with `deletionPolicy: Delete` keeps the mount. OpenBao's audit device shows no
+/// write under the service's names.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_service_named_after_keys_it_did_not_make_gets_no_access_to_them() -> Result<()> {
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let ns = "vardhub-test-pseudo-taken";
+    let name = "taken";
+    cluster.ensure_service_account(ns, "default").await?;
+    let root = cluster.openbao_root()?;
+    let mount = format!("pseudonymisation/{ns}/{name}");
+    let theirs = Transit::new(&cluster.vault_addr, &cluster.vault_token, &mount)?;
+    theirs.ensure_mount().await?;
+    theirs.ensure_key("someone-elses", false).await?;
+    let audit_from = vardhub_tests::openbao_audit_mark()?;
+
+    let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), ns);
+    let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": 1, "domains": [{"name": "trial", "reversible": true}],
+                 "deletionPolicy": "Delete", "confirmKeyDeletion": true},
+    }))?;
+    services
+        .patch(
+            name,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&svc),
+        )
+        .await?;
+    let operator = RunningOperator::start(cluster, "test-pseudo-taken").await?;
+    let message = eventually(
+        "the service to report the conflict",
+        Duration::from_secs(90),
+        || async {
+            let s = services.get(name).await?;
+            let conditions = s.status.map(|st| st.common.conditions).unwrap_or_default();
+            let keys = conditions
+                .iter()
+                .find(|c| c.type_ == "KeysReady" && c.status == "False" && c.reason == "Conflict");
+            let degraded = conditions.iter().any(|c| {
+                c.type_ == types::DEGRADED && c.status == "True" && c.reason == "Conflict"
+            });
+            Ok(keys.filter(|_| degraded).map(|c| c.message.clone()))
+        },
+    )
+    .await?;
+    assert!(
+        message.contains(&format!("of {mount} belong to no vardhub resource")),
+        "the condition names the mount and says whose it is: {message}"
+    );
+    let keys = vaultrs::transit::key::list(&root, &mount).await?.keys;
+    assert_eq!(keys, vec!["someone-elses".to_string()], "no key was added");
+    for policy in [
+        format!("vardhub-pseudonymisation.{ns}.{name}"),
+        format!("vardhub-pseudonymisation-reidentify.{ns}.{name}"),
+    ] {
+        assert!(
+            vaultrs::sys::policy::read(&root, &policy).await.is_err(),
+            "no policy {policy} reaches the keys"
+        );
+    }
+    assert!(
+        Api::<Deployment>::namespaced(admin.clone(), ns)
+            .get_opt(name)
+            .await?
+            .is_none(),
+        "no pod of the service runs"
+    );
+
+    services.delete(name, &DeleteParams::background()).await?;
+    eventually(
+        "the resource to be gone",
+        Duration::from_secs(60),
+        || async { Ok(services.get_opt(name).await?.is_none().then_some(())) },
+    )
+    .await?;
+    let mounts = vaultrs::sys::mount::list(&root).await?;
+    assert!(
+        mounts.contains_key(&format!("{mount}/")),
+        "deleting the service kept the keys it never had"
+    );
+    let written = openbao_writes(audit_from, ns)?;
+    assert!(
+        written.is_empty(),
+        "nothing was written under the service's names: {written:?}"
+    );
+    operator.stop().await?;
+    vaultrs::sys::mount::disable(&root, &mount).await?;
     Api::<Namespace>::all(admin)
         .delete(ns, &DeleteParams::default())
         .await?;

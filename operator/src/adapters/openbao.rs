@@ -59,6 +59,15 @@ pub enum Error {
         /// The owner the claim in the custodian's namespace records, if any.
         owner: Option<String>,
     },
+    /// A pseudonymisation service's mounts, policies or roles exist that another resource, or
+    /// no vardhub resource, created.
+    #[error("OpenBao mounts, policies and roles of {mount} belong to {}, not to this resource", owner.as_deref().unwrap_or("no vardhub resource"))]
+    KeysNotOurs {
+        /// The service's Transit mount, which names the set.
+        mount: String,
+        /// The owner the record in the operator's registry namespace records, if any.
+        owner: Option<String>,
+    },
 }
 
 /// What OpenBao said: for an error answer, its status and its own messages (such as
@@ -884,12 +893,23 @@ impl Admin {
                     name: name.into(),
                     custom_metadata: [(OWNER_METADATA.to_string(), owner.to_string())].into(),
                 };
-                sent(
+                let created = sent(
                     "namespace.create",
                     vaultrs::api::exec_with_result(self.client().as_ref(), create),
                 )
-                .await?;
-                Ok(true)
+                .await;
+                match created {
+                    Ok(_) => Ok(true),
+                    // Made meanwhile by another reconcile for the same owner (the operator's
+                    // registry namespace is shared by every pseudonymisation service).
+                    Err(ClientError::APIError { .. })
+                        if self.namespace_owner(name).await?.flatten().as_deref()
+                            == Some(owner) =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
         }
     }
@@ -1161,6 +1181,18 @@ impl Admin {
             Err(ClientError::APIError { code: 404, .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether any of `mounts` is mounted (one read of the mount table, whatever the engine).
+    pub async fn any_mounted(&self, mounts: &[&str]) -> Result<bool, Error> {
+        let table = sent(
+            "mount.list",
+            vaultrs::sys::mount::list(self.client().as_ref()),
+        )
+        .await?;
+        Ok(mounts
+            .iter()
+            .any(|m| table.contains_key(&format!("{}/", m.trim_matches('/')))))
     }
 
     /// Deletes a policy if it exists (read first, so that an absent one costs no write);

@@ -248,7 +248,7 @@ pub async fn follow(
             continue;
         };
         let state = datasets.state();
-        match Catalogue::from_cluster(&svc, state.iter().map(|d| d.as_ref())) {
+        match Catalogue::from_cluster(&svc, &state) {
             Ok(next) => {
                 tx.send_if_modified(|c| {
                     if c.as_deref() == Some(&next) {

@@ -352,14 +352,48 @@ pub struct Access<'a> {
     pub role: openbao::KubernetesRole,
 }
 
-/// Whom the claim in the custodian's OpenBao namespace `kv` names as the owner of the policy
-/// and role `name`; `None` when there is no claim.
-async fn access_claimant(
-    kv: &openbao::Admin,
-    name: &str,
-) -> Result<Option<String>, openbao::Error> {
-    let claim: Option<OwnerRecord> = kv.read_secret(KV_MOUNT, &access_claim_path(name)).await?;
+/// Whom the owner record at `path` (KV, in the OpenBao namespace `kv` works in) names;
+/// `None` when there is no record.
+pub async fn claimant(kv: &openbao::Admin, path: &str) -> Result<Option<String>, openbao::Error> {
+    let claim: Option<OwnerRecord> = kv.read_secret(KV_MOUNT, path).await?;
     Ok(claim.map(|c| c.owner))
+}
+
+/// What an owner record says about the objects it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// They are `owner`'s (the record names it, or was just written for it).
+    Ours,
+    /// They are someone else's: the record names another owner, or there is no record and
+    /// one of them exists already (`None`).
+    Theirs(Option<String>),
+}
+
+/// Makes sure the owner record at `path` in `kv` names `owner` before objects that live where
+/// names are shared are written. A record naming someone else is theirs; without a record,
+/// the objects are `owner`'s only when none exists yet (`taken` says whether any does), and
+/// the record is written first. Counts the write.
+pub async fn claim(
+    kv: &openbao::Admin,
+    path: &str,
+    owner: &str,
+    taken: impl Future<Output = Result<bool, openbao::Error>>,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<Claim, openbao::Error> {
+    match claimant(kv, path).await? {
+        Some(found) if found == owner => Ok(Claim::Ours),
+        Some(found) => Ok(Claim::Theirs(Some(found))),
+        None if taken.await? => Ok(Claim::Theirs(None)),
+        None => {
+            let record = OwnerRecord {
+                owner: owner.into(),
+            };
+            kv.write_secret(KV_MOUNT, path, &record).await?;
+            metrics.api_write(controller, "OpenBaoSecret", "write");
+            Ok(Claim::Ours)
+        }
+    }
 }
 
 /// Keeps a custodian's policy and role as `access` says, in the root namespace, where names
@@ -376,28 +410,19 @@ pub async fn ensure_access(
     controller: &'static str,
 ) -> Result<(), openbao::Error> {
     let kv = admin.in_namespace(namespace)?;
-    let not_ours = |owner| openbao::Error::AccessNotOurs {
-        name: access.name.into(),
-        owner,
+    let taken = async {
+        let (policy, role) = tokio::try_join!(
+            admin.policy_exists(access.name),
+            admin.kubernetes_role_exists(AUTH_MOUNT, access.name)
+        )?;
+        Ok(policy || role)
     };
-    match access_claimant(&kv, access.name).await? {
-        Some(found) if found == owner => {}
-        Some(found) => return Err(not_ours(Some(found))),
-        None => {
-            let (policy, role) = tokio::try_join!(
-                admin.policy_exists(access.name),
-                admin.kubernetes_role_exists(AUTH_MOUNT, access.name)
-            )?;
-            if policy || role {
-                return Err(not_ours(None));
-            }
-            let claim = OwnerRecord {
-                owner: owner.into(),
-            };
-            kv.write_secret(KV_MOUNT, &access_claim_path(access.name), &claim)
-                .await?;
-            metrics.api_write(controller, "OpenBaoSecret", "write");
-        }
+    let path = access_claim_path(access.name);
+    if let Claim::Theirs(owner) = claim(&kv, &path, owner, taken, metrics, controller).await? {
+        return Err(openbao::Error::AccessNotOurs {
+            name: access.name.into(),
+            owner,
+        });
     }
     let (policy, role) = tokio::try_join!(
         admin.ensure_policy(access.name, &access.policy),
@@ -427,7 +452,7 @@ pub async fn remove_access(
         return Ok(());
     }
     let kv = admin.in_namespace(namespace)?;
-    if access_claimant(&kv, name).await?.as_deref() != Some(owner) {
+    if claimant(&kv, &access_claim_path(name)).await?.as_deref() != Some(owner) {
         // Never claimed, so never written by this resource: whatever has the name is kept.
         return Ok(());
     }

@@ -205,13 +205,10 @@ async fn run_pipeline(svc: &CatalogService, ctx: &Context) -> Result<Rendered, E
         return Err(Error::NoDatasetWatch);
     }
     let datasets = ctx.datasets.state();
-    let catalogue =
-        Catalogue::from_cluster(svc, datasets.iter().map(|d| d.as_ref())).map_err(|e| {
-            Error::Invalid {
-                field: "spec.datasetSelector",
-                message: e.to_string(),
-            }
-        })?;
+    let catalogue = Catalogue::from_cluster(svc, &datasets).map_err(|e| Error::Invalid {
+        field: "spec.datasetSelector",
+        message: e.to_string(),
+    })?;
     let deployment = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&build::object_name(svc))
         .await

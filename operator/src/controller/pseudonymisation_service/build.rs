@@ -20,8 +20,7 @@ use crate::pseudonymisation::access::{self, Grants};
 
 /// Port of the service's HTTPS API.
 pub const PORT: i32 = 8080;
-/// Mount of the Kubernetes auth method in OpenBao.
-pub const AUTH_MOUNT: &str = "kubernetes";
+pub use crate::layout::AUTH_MOUNT;
 /// Lifetime of the service's OpenBao token; the service logs in again at two thirds of it.
 pub const TOKEN_TTL_SECONDS: u64 = 3600;
 

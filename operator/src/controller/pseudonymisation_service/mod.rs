@@ -1,9 +1,12 @@
 //! The `PseudonymisationService` controller.
 //!
-//! Pipeline: validate (pure) → keys (I/O: Transit mount and keys, policy, Kubernetes auth
-//! role in OpenBao, each written only when missing or different) → build ([`build`], pure) →
-//! apply and prune (I/O) → status with `KeysReady` and `Ready`. Deleting the resource removes
-//! the workloads but keeps the keys: without them every pseudonym ever issued is unlinkable.
+//! Pipeline: validate (pure) → claim (I/O: the service's owner record in the operator's
+//! registry namespace, before anything under its names is written) → keys (I/O: Transit
+//! mount and keys, policy, Kubernetes auth role in OpenBao, each written only when missing
+//! or different) → build ([`build`], pure) → apply and prune (I/O) → status with `KeysReady`
+//! and `Ready`. Deleting the resource removes the workloads but keeps the keys: without them
+//! every pseudonym ever issued is unlinkable; a deletion policy that asks for the keys to go
+//! removes only what the service's record says is its own.
 
 pub mod build;
 
@@ -22,6 +25,10 @@ use super::status::HasConditions;
 use crate::adapters::openbao;
 use crate::api::{
     CommonStatus, PseudonymisationMode, PseudonymisationService, PseudonymisationServiceStatus,
+};
+use crate::controller::storage::{self, Claim};
+use crate::layout::{
+    AUTH_MOUNT, KV_MOUNT, REGISTRY_NAMESPACE, REGISTRY_OWNER, service_claim_path, service_owner,
 };
 
 /// Name of the controller: its field manager is `vardhub-pseudonymisation`.
@@ -72,6 +79,9 @@ impl Error {
         match self {
             Error::Invalid { .. } => "InvalidSpec",
             Error::NoOpenBao => "OpenBaoNotConfigured",
+            Error::Keys(openbao::Error::NotOurs { .. } | openbao::Error::KeysNotOurs { .. }) => {
+                "Conflict"
+            }
             Error::Keys(_) => "KeysFailed",
             Error::Build(_) => "BuildFailed",
             Error::Apply(_) => "ApplyFailed",
@@ -93,6 +103,12 @@ impl Failure for Error {
         let advice = match self {
             Error::Invalid { .. } => "correct the spec",
             Error::NoOpenBao => "give the operator VAULT_ADDR and VAULT_TOKEN",
+            Error::Keys(openbao::Error::KeysNotOurs { .. }) => {
+                "give the service a name whose OpenBao mounts, policies and roles are free, or remove the other ones (a service an earlier vardhub made needs its owner record: see the README); the operator retries"
+            }
+            Error::Keys(openbao::Error::NotOurs { .. }) => {
+                "OpenBao namespace vardhub-claims is the operator's own: remove the other one; the operator retries"
+            }
             _ => "the operator retries; see its log and events",
         };
         let message = format!("{self}; {advice}");
@@ -161,11 +177,17 @@ impl Reconciled for PseudonymisationService {
             return Err(Error::NoOpenBao);
         };
         let names = build::names(self);
+        if !owned(self, &bao.admin).await? {
+            // Never claimed by this service, so never written by it: whatever has its names
+            // is kept, and the finalizer goes.
+            tracing::warn!(mount = %names.mount, "the keys are not this service's; kept");
+            return Ok(());
+        }
         bao.admin
-            .delete_kubernetes_role(build::AUTH_MOUNT, &names.role)
+            .delete_kubernetes_role(AUTH_MOUNT, &names.role)
             .await?;
         bao.admin
-            .delete_kubernetes_role(build::AUTH_MOUNT, &names.caller_role)
+            .delete_kubernetes_role(AUTH_MOUNT, &names.caller_role)
             .await?;
         bao.admin.delete_policy(&names.policy).await?;
         bao.admin.delete_policy(&names.reidentify_policy).await?;
@@ -233,14 +255,73 @@ async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Ob
     Ok(Observed { available })
 }
 
-/// Transit mount, one key per domain, the policy and the Kubernetes auth role. Keys are
-/// created exportable only in local mode; they are never deleted here.
+/// Whether the owner record of the service's OpenBao objects names it (false when the
+/// operator's registry namespace is missing or someone else's: nothing was claimed there).
+async fn owned(svc: &PseudonymisationService, admin: &openbao::Admin) -> Result<bool, Error> {
+    let registry_owner = admin.namespace_owner(REGISTRY_NAMESPACE).await?.flatten();
+    if registry_owner.as_deref() != Some(REGISTRY_OWNER) {
+        return Ok(false);
+    }
+    let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+    let registry = admin.in_namespace(REGISTRY_NAMESPACE)?;
+    let found = storage::claimant(&registry, &service_claim_path(&ns, &name)).await?;
+    Ok(found == Some(service_owner(&ns, &name)))
+}
+
+/// Records the service as the owner of its OpenBao objects, which live in the root namespace
+/// where names are shared, before the first of them is written: in the operator's registry
+/// namespace, which it makes when missing. Mounts, policies or roles under the service's
+/// names that exist without its record are someone else's and are reported, never touched.
+async fn claim_keys(
+    svc: &PseudonymisationService,
+    ctx: &Context,
+    admin: &openbao::Admin,
+    names: &build::Names,
+) -> Result<(), Error> {
+    if admin
+        .ensure_namespace(REGISTRY_NAMESPACE, REGISTRY_OWNER)
+        .await?
+    {
+        ctx.metrics
+            .api_write(CONTROLLER, "OpenBaoNamespace", "create");
+    }
+    let registry = admin.in_namespace(REGISTRY_NAMESPACE)?;
+    if registry.ensure_kv_mount(KV_MOUNT).await? {
+        ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "create");
+    }
+    let mounts = [names.mount.as_str(), names.pki_mount.as_str()];
+    let taken = async {
+        let (mounts, policy, reidentify, role, callers) = tokio::try_join!(
+            admin.any_mounted(&mounts),
+            admin.policy_exists(&names.policy),
+            admin.policy_exists(&names.reidentify_policy),
+            admin.kubernetes_role_exists(AUTH_MOUNT, &names.role),
+            admin.kubernetes_role_exists(AUTH_MOUNT, &names.caller_role),
+        )?;
+        Ok(mounts || policy || reidentify || role || callers)
+    };
+    let (ns, name) = (svc.namespace().unwrap_or_default(), svc.name_any());
+    let path = service_claim_path(&ns, &name);
+    let owner = service_owner(&ns, &name);
+    match storage::claim(&registry, &path, &owner, taken, &ctx.metrics, CONTROLLER).await? {
+        Claim::Ours => Ok(()),
+        Claim::Theirs(owner) => Err(Error::Keys(openbao::Error::KeysNotOurs {
+            mount: names.mount.clone(),
+            owner,
+        })),
+    }
+}
+
+/// Transit mount, one key per domain, the policy and the Kubernetes auth role, each written
+/// only under the service's owner record ([`claim_keys`]). Keys are created exportable only
+/// in local mode; they are never deleted here.
 async fn ensure_keys(
     svc: &PseudonymisationService,
     ctx: &Context,
     admin: &openbao::Admin,
 ) -> Result<(), Error> {
     let names = build::names(svc);
+    claim_keys(svc, ctx, admin, &names).await?;
     let transit = admin.transit(&names.mount)?;
     if transit.ensure_mount().await? {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "create");
@@ -272,14 +353,14 @@ async fn ensure_keys(
         ctx.metrics.api_write(CONTROLLER, "OpenBaoPolicy", "write");
     }
     if admin
-        .ensure_kubernetes_role(build::AUTH_MOUNT, &names.role, &build::role(svc))
+        .ensure_kubernetes_role(AUTH_MOUNT, &names.role, &build::role(svc))
         .await?
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
     }
     if let Some(role) = build::caller_role(svc)
         && admin
-            .ensure_kubernetes_role(build::AUTH_MOUNT, &names.caller_role, &role)
+            .ensure_kubernetes_role(AUTH_MOUNT, &names.caller_role, &role)
             .await?
     {
         ctx.metrics.api_write(CONTROLLER, "OpenBaoRole", "write");
@@ -296,6 +377,28 @@ async fn ensure_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_someone_else_made_are_a_conflict_that_names_the_mount() {
+        let e = Error::Keys(openbao::Error::KeysNotOurs {
+            mount: "pseudonymisation/hub/pseudo".into(),
+            owner: None,
+        });
+        assert_eq!(e.reason(), "Conflict");
+        let conditions = Failure::conditions(&e);
+        let keys = conditions
+            .iter()
+            .find(|c| c.type_ == KEYS_READY)
+            .expect("KeysReady");
+        assert_eq!(keys.reason, "Conflict");
+        assert!(
+            keys.message
+                .contains("of pseudonymisation/hub/pseudo belong to no vardhub resource"),
+            "{}",
+            keys.message
+        );
+        assert!(keys.message.contains("owner record"), "{}", keys.message);
+    }
 
     #[test]
     fn reversible_domains_get_encrypt_for_the_service_and_a_separate_decrypt_policy() {
