@@ -218,6 +218,7 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
             let name = ns["metadata"]["name"].as_str().unwrap_or_default();
             // One that an earlier test deleted may still be terminating.
             settled(name.to_owned()).await?;
+            let existed = namespaces.get_opt(name).await?.is_some();
             namespaces
                 .patch(
                     name,
@@ -225,8 +226,12 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
                     &Patch::Apply(ns),
                 )
                 .await?;
+            // Made here, so removed here with the stand-ins.
+            if !existed && !stand_ins.iter().any(|s| s == name) {
+                stand_ins.push(name.to_owned());
+            }
         }
-        // Every document dry-run; the stand-ins go whatever the outcome.
+        // Every document dry-run; the namespaces made for them go whatever the outcome.
         let mut refused = None;
         for document in &resources.documents {
             if let Err(e) = vardhub::plan::dry_run_apply(&admin, document).await {
@@ -240,7 +245,7 @@ async fn every_environment_builds_renders_and_is_accepted_by_the_api_server() ->
         for ns in &stand_ins {
             namespaces.delete(ns, &Default::default()).await?;
             eventually(
-                &format!("the stand-in namespace {ns} to be gone"),
+                &format!("the namespace {ns} made for the dry run to be gone"),
                 Duration::from_secs(90),
                 || async { Ok(namespaces.get_opt(ns).await?.is_none().then_some(())) },
             )
