@@ -781,6 +781,37 @@ async fn an_access_whose_writing_was_cut_off_is_finished_only_by_its_owner() -> 
     Ok(())
 }
 
+/// Every pseudonymisation service's first pass makes the operator's registry namespace, so
+/// several reconciles may create it at the same moment: each of them succeeds, the namespace
+/// records its owner, and a creator with another owner is still refused.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_namespace_made_at_once_by_several_passes_of_one_owner_is_theirs() -> Result<()> {
+    use vardhub::adapters::openbao::Error;
+    let cluster = LocalCluster::get();
+    let admin = cluster.openbao_admin()?;
+    let namespace = "test-registry-race";
+    admin.delete_namespace(namespace).await?;
+    let passes = futures::future::join_all(
+        (0..4).map(|_| admin.ensure_namespace(namespace, "Test/registry")),
+    )
+    .await;
+    // OpenBao may accept a second creation of a namespace, so how many say they wrote is
+    // its business; none may fail, and the owner stays the one recorded.
+    let wrote: Vec<bool> = passes.into_iter().collect::<Result<_, _>>()?;
+    assert!(wrote.iter().any(|w| *w), "a pass made it: {wrote:?}");
+    assert_eq!(
+        admin.namespace_owner(namespace).await?.flatten().as_deref(),
+        Some("Test/registry")
+    );
+    match admin.ensure_namespace(namespace, "Test/someone-else").await {
+        Err(Error::NotOurs { owner, .. }) => assert_eq!(owner.as_deref(), Some("Test/registry")),
+        other => panic!("expected NotOurs naming the owner: {other:?}"),
+    }
+    admin.delete_namespace(namespace).await?;
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()> {

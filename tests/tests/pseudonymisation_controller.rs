@@ -209,6 +209,28 @@ fn openbao_writes(from: u64, namespace: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Applies service `name` whose deletion policy asks for its keys to go, with `domains`.
+async fn apply_deletable(
+    services: &Api<PseudonymisationService>,
+    name: &str,
+    domains: serde_json::Value,
+) -> Result<()> {
+    let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
+        "metadata": {"name": name},
+        "spec": {"replicas": 1, "domains": domains,
+                 "deletionPolicy": "Delete", "confirmKeyDeletion": true},
+    }))?;
+    services
+        .patch(
+            name,
+            &PatchParams::apply("vardhub-tests"),
+            &Patch::Apply(&svc),
+        )
+        .await?;
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<()> {
@@ -218,19 +240,12 @@ async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<(
     let ns = "vardhub-test-pseudo-delete";
     cluster.ensure_service_account(ns, "default").await?;
     let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), ns);
-    let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
-        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
-        "metadata": {"name": "throwaway", "namespace": ns},
-        "spec": {"replicas": 1, "domains": [{"name": "trial"}],
-                 "deletionPolicy": "Delete", "confirmKeyDeletion": true},
-    }))?;
-    services
-        .patch(
-            "throwaway",
-            &PatchParams::apply("vardhub-tests"),
-            &Patch::Apply(&svc),
-        )
-        .await?;
+    apply_deletable(
+        &services,
+        "throwaway",
+        serde_json::json!([{"name": "trial"}]),
+    )
+    .await?;
     let operator = RunningOperator::start(cluster, "test-pseudo-delete").await?;
     eventually(
         "the keys and the finalizer",
@@ -296,19 +311,8 @@ async fn services_whose_names_once_collided_keep_their_own_openbao_policies() ->
     cluster.ensure_service_account(ns, "default").await?;
     let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), ns);
     for (name, domain) in [("pseudo", "linkable"), ("pseudo-reidentify", "other")] {
-        let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
-            "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": 1, "domains": [{"name": domain, "reversible": true}],
-                     "deletionPolicy": "Delete", "confirmKeyDeletion": true},
-        }))?;
-        services
-            .patch(
-                name,
-                &PatchParams::apply("vardhub-tests"),
-                &Patch::Apply(&svc),
-            )
-            .await?;
+        let domains = serde_json::json!([{"name": domain, "reversible": true}]);
+        apply_deletable(&services, name, domains).await?;
     }
     let operator = RunningOperator::start(cluster, "test-pseudo-names").await?;
     for name in ["pseudo", "pseudo-reidentify"] {
@@ -382,19 +386,8 @@ async fn a_service_named_after_keys_it_did_not_make_gets_no_access_to_them() -> 
     let audit_from = vardhub_tests::openbao_audit_mark()?;
 
     let services: Api<PseudonymisationService> = Api::namespaced(admin.clone(), ns);
-    let svc: PseudonymisationService = serde_json::from_value(serde_json::json!({
-        "apiVersion": "vardhub.io/v1alpha1", "kind": "PseudonymisationService",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"replicas": 1, "domains": [{"name": "trial", "reversible": true}],
-                 "deletionPolicy": "Delete", "confirmKeyDeletion": true},
-    }))?;
-    services
-        .patch(
-            name,
-            &PatchParams::apply("vardhub-tests"),
-            &Patch::Apply(&svc),
-        )
-        .await?;
+    let domains = serde_json::json!([{"name": "trial", "reversible": true}]);
+    apply_deletable(&services, name, domains).await?;
     let operator = RunningOperator::start(cluster, "test-pseudo-taken").await?;
     let message = eventually(
         "the service to report the conflict",
