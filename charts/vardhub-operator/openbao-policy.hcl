@@ -137,9 +137,10 @@ path "+/secrets/data/s3/roles/expose" {
   capabilities = ["read", "create", "update"]
 }
 # s3::Storage::ensure_bucket via storage::OpenBaoClaims: the claim written before a bucket is
-# created, and read when a bucket is found without its owner tag (secrets/data/claims/buckets/<bucket>)
+# created (create-only), and read when a bucket is found without its owner tag
+# (secrets/data/claims/buckets/<bucket>)
 path "+/secrets/data/claims/buckets/+" {
-  capabilities = ["read", "create", "update"]
+  capabilities = ["read", "create"]
 }
 # storage::ensure_access and remove_access: the owner record of a custodian's policy and role,
 # read on every pass and written once, before either exists (secrets/data/claims/access/<name>)
@@ -150,6 +151,11 @@ path "+/secrets/data/claims/access/+" {
 # roles in vardhub-claims, read on every pass and written once, before any of them exists
 # (the KV mount itself is covered by the +/sys/mounts rules above)
 path "vardhub-claims/secrets/data/claims/pseudonymisation/+" {
+  capabilities = ["read", "create"]
+}
+# storage::ensure_owned_namespace: the owner record of a region-<node> or hub-<hub> namespace,
+# read and written once (create-only), before the namespace is created
+path "vardhub-claims/secrets/data/claims/namespaces/+" {
   capabilities = ["read", "create"]
 }
 # data_hub::ensure_host_key: the SFTP server's host key, read, and written once when missing

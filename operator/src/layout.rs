@@ -180,6 +180,14 @@ pub const REGISTRY_NAMESPACE: &str = "vardhub-claims";
 /// The owner the registry namespace records in its metadata.
 pub const REGISTRY_OWNER: &str = "vardhub-operator";
 
+/// KV path (in [`REGISTRY_NAMESPACE`]) of the owner record of the OpenBao namespace
+/// `namespace` (a custodian's `region-<node>` or `hub-<hub>`), written once before the
+/// namespace is created: OpenBao takes a second creation of a namespace as an update of its
+/// metadata, so the namespace's own owner metadata cannot settle a race between two owners.
+pub fn namespace_claim_path(namespace: &str) -> String {
+    format!("claims/namespaces/{namespace}")
+}
+
 /// KV path (in [`REGISTRY_NAMESPACE`]) of the owner record of the pseudonymisation service
 /// `name` in `namespace`: of its Transit and PKI mounts, its policies and its roles. A
 /// namespace has no dot, so no two services share a record.

@@ -812,6 +812,102 @@ async fn a_namespace_made_at_once_by_several_passes_of_one_owner_is_theirs() -> 
     Ok(())
 }
 
+/// OpenBao takes a second creation of a namespace as an update of its metadata: a creator
+/// whose write lands last is recorded as the owner, whatever the first was told. The operator
+/// settles the race on a create-only owner record in its registry instead, so of eight owners
+/// creating one namespace at once exactly one goes on, every other is refused naming it, and
+/// the namespace and the record agree. Against the real OpenBao.
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn of_several_owners_creating_one_namespace_at_once_exactly_one_gets_it() -> Result<()> {
+    use vardhub::adapters::openbao::Error;
+    use vardhub::controller::storage::{
+        KV_MOUNT, REGISTRY_NAMESPACE, ensure_owned_namespace, namespace_claim_path,
+    };
+    let cluster = LocalCluster::get();
+    let admin = cluster.openbao_admin()?;
+    let namespace = "region-test-owner-race";
+    let registry = cluster.openbao_root_in(Some(REGISTRY_NAMESPACE))?;
+    let forget = || async {
+        admin.delete_namespace(namespace).await?;
+        // Only the test removes a record: the operator never does.
+        match vaultrs::kv2::delete_metadata(&registry, KV_MOUNT, &namespace_claim_path(namespace))
+            .await
+        {
+            Ok(()) | Err(vaultrs::error::ClientError::APIError { code: 404, .. }) => {}
+            Err(e) => return Err(anyhow::Error::from(e)),
+        }
+        anyhow::Ok(())
+    };
+
+    // What the operator must not rely on: a second creation overwrites the first's owner.
+    let http = reqwest::Client::new();
+    for owner in ["Test/first", "Test/second"] {
+        let created = http
+            .post(format!(
+                "{}/v1/sys/namespaces/{namespace}",
+                cluster.vault_addr
+            ))
+            .header("X-Vault-Token", &cluster.vault_token)
+            .json(&serde_json::json!({"custom_metadata": {"vardhub.io/owner": owner}}))
+            .send()
+            .await?;
+        assert!(created.status().is_success(), "{}", created.status());
+    }
+    assert_eq!(
+        admin.namespace_owner(namespace).await?.flatten().as_deref(),
+        Some("Test/second"),
+        "OpenBao records the last creator"
+    );
+    admin.delete_namespace(namespace).await?;
+
+    let metrics = vardhub::telemetry::Metrics::default();
+    vardhub::controller::storage::registry(&admin, &metrics, "test").await?;
+    forget().await?;
+    let owners: Vec<String> = (0..8).map(|i| format!("Test/owner-{i}")).collect();
+    let passes = futures::future::join_all(
+        owners
+            .iter()
+            .map(|o| ensure_owned_namespace(&admin, namespace, o, &metrics, "test")),
+    )
+    .await;
+    let recorded = admin.namespace_owner(namespace).await?.flatten();
+    let winners: Vec<&String> = owners
+        .iter()
+        .zip(&passes)
+        .filter(|(_, p)| p.is_ok())
+        .map(|(o, _)| o)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one owner goes on: {passes:?}");
+    assert_eq!(
+        recorded.as_ref(),
+        Some(winners[0]),
+        "the namespace names the one"
+    );
+    for pass in passes.iter().filter(|p| p.is_err()) {
+        match pass {
+            Err(Error::NotOurs { owner, .. }) => {
+                assert_eq!(owner.as_ref(), Some(winners[0]), "refused naming the one")
+            }
+            other => panic!("expected NotOurs: {other:?}"),
+        }
+    }
+    let record: serde_json::Value =
+        vaultrs::kv2::read(&registry, KV_MOUNT, &namespace_claim_path(namespace)).await?;
+    assert_eq!(
+        record["owner"].as_str(),
+        recorded.as_deref(),
+        "the record agrees"
+    );
+
+    // Afterwards the one keeps it with no write, and anyone else is still refused.
+    let steady = vardhub::telemetry::Metrics::default();
+    ensure_owned_namespace(&admin, namespace, winners[0], &steady, "test").await?;
+    assert_eq!(metric(&steady.encode(), "vardhub_api_writes_total"), 0.0);
+    forget().await?;
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn two_replicas_elect_one_leader_and_the_standby_takes_over() -> Result<()> {

@@ -899,7 +899,15 @@ impl Admin {
                 )
                 .await;
                 match created {
-                    Ok(_) => Ok(true),
+                    // OpenBao takes a second creation of a namespace as an update of its
+                    // metadata, so a creator that raced another owner's learns it here.
+                    Ok(_) => match self.namespace_owner(name).await?.flatten() {
+                        Some(found) if found == owner => Ok(true),
+                        found => Err(Error::NotOurs {
+                            namespace: name.into(),
+                            owner: found,
+                        }),
+                    },
                     // Made meanwhile by another reconcile for the same owner (the operator's
                     // registry namespace is shared by every pseudonymisation service).
                     Err(ClientError::APIError { .. })
@@ -975,6 +983,32 @@ impl Admin {
         )
         .await?;
         Ok(())
+    }
+
+    /// Writes the first version of a KV version 2 secret, and nothing when one exists: the
+    /// write carries check-and-set 0, which OpenBao decides under its own lock, so of several
+    /// writers at once exactly one succeeds. Returns whether it wrote.
+    pub async fn create_secret<T: Serialize>(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &T,
+    ) -> Result<bool, Error> {
+        let first = vaultrs::api::kv2::requests::SetSecretRequestOptions { cas: 0 };
+        match sent(
+            "kv.write",
+            vaultrs::kv2::set_with_options(self.client().as_ref(), mount, path, data, first),
+        )
+        .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::APIError { code: 400, errors })
+                if errors.iter().any(|e| e.contains("check-and-set")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Writes the policy unless it already has exactly these rules; returns whether it wrote.

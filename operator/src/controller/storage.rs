@@ -320,9 +320,7 @@ pub async fn ensure_custody(
     metrics: &Metrics,
     controller: &'static str,
 ) -> Result<(), openbao::Error> {
-    if admin.ensure_namespace(namespace, owner).await? {
-        metrics.api_write(controller, "OpenBaoNamespace", "create");
-    }
+    ensure_owned_namespace(admin, namespace, owner, metrics, controller).await?;
     let transit = admin.transit_in(namespace, KEY_MOUNT)?;
     if transit.ensure_mount().await? {
         metrics.api_write(controller, "OpenBaoMount", "create");
@@ -336,6 +334,59 @@ pub async fn ensure_custody(
         .await?
     {
         metrics.api_write(controller, "OpenBaoMount", "create");
+    }
+    Ok(())
+}
+
+/// The operator's registry namespace ([`REGISTRY_NAMESPACE`]) with its KV mount, both made
+/// when missing and never deleted: the owner records of what lives where names are shared.
+/// Counts every write.
+pub async fn registry(
+    admin: &openbao::Admin,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<openbao::Admin, openbao::Error> {
+    if admin
+        .ensure_namespace(REGISTRY_NAMESPACE, REGISTRY_OWNER)
+        .await?
+    {
+        metrics.api_write(controller, "OpenBaoNamespace", "create");
+    }
+    let registry = admin.in_namespace(REGISTRY_NAMESPACE)?;
+    if registry.ensure_kv_mount(KV_MOUNT).await? {
+        metrics.api_write(controller, "OpenBaoMount", "create");
+    }
+    Ok(registry)
+}
+
+/// Keeps the OpenBao namespace `namespace` in place as `owner`'s. One that exists is used
+/// only when its metadata names `owner`. A missing one is first claimed in the registry
+/// (create-only, so of two owners at once exactly one goes on) and then created; a claim that
+/// names another owner is refused like their namespace. Counts every write.
+pub async fn ensure_owned_namespace(
+    admin: &openbao::Admin,
+    namespace: &str,
+    owner: &str,
+    metrics: &Metrics,
+    controller: &'static str,
+) -> Result<(), openbao::Error> {
+    let not_ours = |found| openbao::Error::NotOurs {
+        namespace: namespace.into(),
+        owner: found,
+    };
+    match admin.namespace_owner(namespace).await? {
+        Some(Some(found)) if found == owner => return Ok(()),
+        Some(found) => return Err(not_ours(found)),
+        None => {}
+    }
+    let registry = registry(admin, metrics, controller).await?;
+    let path = namespace_claim_path(namespace);
+    let free = std::future::ready(Ok(false));
+    if let Claim::Theirs(found) = claim(&registry, &path, owner, free, metrics, controller).await? {
+        return Err(not_ours(found));
+    }
+    if admin.ensure_namespace(namespace, owner).await? {
+        metrics.api_write(controller, "OpenBaoNamespace", "create");
     }
     Ok(())
 }
@@ -389,9 +440,22 @@ pub async fn claim(
             let record = OwnerRecord {
                 owner: owner.into(),
             };
-            kv.write_secret(KV_MOUNT, path, &record).await?;
-            metrics.api_write(controller, "OpenBaoSecret", "write");
-            Ok(Claim::Ours)
+            // Create-only: of two owners claiming at once, one is refused (a check-and-set
+            // mismatch, or 403 where the policy grants create but not update) and then reads
+            // the winner's record.
+            let created = kv.create_secret(KV_MOUNT, path, &record).await;
+            if let Ok(true) = created {
+                metrics.api_write(controller, "OpenBaoSecret", "write");
+                return Ok(Claim::Ours);
+            }
+            match (claimant(kv, path).await?, created) {
+                (Some(found), _) if found == owner => Ok(Claim::Ours),
+                (Some(found), _) => Ok(Claim::Theirs(Some(found))),
+                (None, Err(e)) => Err(e),
+                (None, Ok(_)) => Err(openbao::Error::Unexpected(format!(
+                    "the owner record at {path} exists but cannot be read"
+                ))),
+            }
         }
     }
 }
@@ -506,16 +570,16 @@ fn claim_error(bucket: &str, e: &openbao::Error) -> s3::Error {
 
 impl s3::CreationClaims for OpenBaoClaims<'_> {
     async fn claim(&self, bucket: &str, owner: &str) -> Result<(), s3::Error> {
-        let claim = OwnerRecord {
-            owner: owner.into(),
-        };
-        self.kv
-            .write_secret(KV_MOUNT, &bucket_claim_path(bucket), &claim)
-            .await
-            .map_err(|e| claim_error(bucket, &e))?;
-        self.metrics
-            .api_write(self.controller, "OpenBaoSecret", "write");
-        Ok(())
+        let path = bucket_claim_path(bucket);
+        let free = std::future::ready(Ok(false));
+        match claim(&self.kv, &path, owner, free, self.metrics, self.controller).await {
+            Ok(Claim::Ours) => Ok(()),
+            Ok(Claim::Theirs(owner)) => Err(s3::Error::NotOurs {
+                bucket: bucket.into(),
+                owner,
+            }),
+            Err(e) => Err(claim_error(bucket, &e)),
+        }
     }
 
     async fn claimant(&self, bucket: &str) -> Result<Option<String>, s3::Error> {

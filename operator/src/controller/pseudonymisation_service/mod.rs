@@ -28,7 +28,7 @@ use crate::api::{
 };
 use crate::controller::storage::{self, Claim};
 use crate::layout::{
-    AUTH_MOUNT, KV_MOUNT, REGISTRY_NAMESPACE, REGISTRY_OWNER, service_claim_path, service_owner,
+    AUTH_MOUNT, REGISTRY_NAMESPACE, REGISTRY_OWNER, service_claim_path, service_owner,
 };
 
 /// Name of the controller: its field manager is `vardhub-pseudonymisation`.
@@ -278,17 +278,7 @@ async fn claim_keys(
     admin: &openbao::Admin,
     names: &build::Names,
 ) -> Result<(), Error> {
-    if admin
-        .ensure_namespace(REGISTRY_NAMESPACE, REGISTRY_OWNER)
-        .await?
-    {
-        ctx.metrics
-            .api_write(CONTROLLER, "OpenBaoNamespace", "create");
-    }
-    let registry = admin.in_namespace(REGISTRY_NAMESPACE)?;
-    if registry.ensure_kv_mount(KV_MOUNT).await? {
-        ctx.metrics.api_write(CONTROLLER, "OpenBaoMount", "create");
-    }
+    let registry = storage::registry(admin, &ctx.metrics, CONTROLLER).await?;
     let mounts = [names.mount.as_str(), names.pki_mount.as_str()];
     let taken = async {
         let (mounts, policy, reidentify, role, callers) = tokio::try_join!(
