@@ -274,6 +274,29 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
         .send()
         .await?;
     assert_eq!(malformed.status(), 400);
+    let other_column = {
+        use arrow_array::{RecordBatch, StringArray};
+        let column = StringArray::from(vec![personnummer(1)]);
+        let batch = RecordBatch::try_from_iter([("id", std::sync::Arc::new(column) as _)])?;
+        let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())?;
+        writer.write(&batch)?;
+        writer.into_inner()?
+    };
+    let no_column = http
+        .post(format!("{base}/v1/domains/a/pseudonyms"))
+        .header(
+            "content-type",
+            vardhub::pseudonymisation::arrow::CONTENT_TYPE,
+        )
+        .body(other_column)
+        .send()
+        .await?;
+    assert_eq!(no_column.status(), 400);
+    let detail = no_column.json::<serde_json::Value>().await?;
+    assert_eq!(
+        detail["detail"], "the Arrow stream has no column `identifier`",
+        "the refusal names the column"
+    );
 
     // NDJSON streaming: one line per row, in order, errors by index.
     let mut body = String::new();
@@ -304,13 +327,46 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
     assert!(lines[7]["error"].is_string());
     task.abort();
 
-    // A restart gives the same pseudonyms; so does local mode (same key version, in process).
+    // A restart gives the same pseudonyms; so does local mode (same key version, in process);
+    // and so does an Arrow stream, in either mode.
+    let mut arrow_rows: Vec<Option<String>> = rows.iter().cloned().map(Some).collect();
+    arrow_rows.push(None);
+    let mut expected: Vec<Option<String>> = pseudonyms
+        .iter()
+        .map(|p| p.as_str().map(str::to_string))
+        .collect();
+    expected.push(None);
     for local in [false, true] {
         let (base, task) = serve(config(local)).await?;
-        let again = batch(base, "a", rows.clone()).await?;
+        let again = batch(base.clone(), "a", rows.clone()).await?;
         assert!(
             again["pseudonyms"] == first["pseudonyms"],
             "stable across restarts (local mode: {local})"
+        );
+        let answer = arrow_pseudonyms(&http, &base, &arrow_rows).await?;
+        assert_eq!(answer.metadata["domain"], "a");
+        assert_eq!(answer.metadata["keyVersion"], version_a.to_string());
+        assert_eq!(answer.batches, 2, "one answer batch per batch sent");
+        assert!(
+            answer.pseudonyms == expected,
+            "Arrow gives the JSON API's pseudonyms row for row (local mode: {local})"
+        );
+        let refused: Vec<(usize, &str)> = answer
+            .errors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.as_deref()?)))
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                (3, "the check digit is wrong"),
+                (
+                    7,
+                    "not a personal identity number in an accepted form (YYYYMMDD-NNNC, YYMMDD-NNNC, …)"
+                ),
+                (rows.len(), "empty identifier"),
+            ]
         );
         task.abort();
     }
@@ -348,6 +404,72 @@ async fn service_pseudonymises_per_domain_stably_with_per_row_errors_and_no_iden
     assert!(!logs.contains("eyJ"), "no token appears in any log line");
     let _ = std::fs::remove_file(token_path);
     Ok(())
+}
+
+/// What the service answered to an Arrow stream.
+struct ArrowAnswer {
+    metadata: std::collections::HashMap<String, String>,
+    batches: usize,
+    pseudonyms: Vec<Option<String>>,
+    errors: Vec<Option<String>>,
+}
+
+/// Sends `rows` to domain `a` as an Arrow IPC stream of two record batches and reads the
+/// answer stream.
+async fn arrow_pseudonyms(
+    http: &reqwest::Client,
+    base: &str,
+    rows: &[Option<String>],
+) -> Result<ArrowAnswer> {
+    use arrow_array::{Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    use vardhub::pseudonymisation::arrow::CONTENT_TYPE;
+    let half = rows.len() / 2;
+    let batch = |part: &[Option<String>]| {
+        let column = StringArray::from_iter(part.iter().map(Option::as_deref));
+        RecordBatch::try_from_iter_with_nullable([("identifier", Arc::new(column) as _, true)])
+    };
+    let (first, second) = (batch(&rows[..half])?, batch(&rows[half..])?);
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &first.schema())?;
+    writer.write(&first)?;
+    writer.write(&second)?;
+    let response = http
+        .post(format!("{base}/v1/domains/a/pseudonyms"))
+        .header("content-type", CONTENT_TYPE)
+        .body(writer.into_inner()?)
+        .send()
+        .await?;
+    let status = response.status();
+    anyhow::ensure!(
+        status.is_success(),
+        "status {status}: {}",
+        response.text().await?
+    );
+    assert_eq!(response.headers()["content-type"], CONTENT_TYPE);
+    let bytes = response.bytes().await?;
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    let mut answer = ArrowAnswer {
+        metadata: reader.schema().metadata().clone().into(),
+        batches: 0,
+        pseudonyms: Vec::new(),
+        errors: Vec::new(),
+    };
+    for batch in reader {
+        let batch = batch?;
+        answer.batches += 1;
+        let column = |name: &str| -> Result<Vec<Option<String>>> {
+            let array = batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .ok_or_else(|| anyhow::anyhow!("no Utf8 column {name}"))?;
+            Ok((0..array.len())
+                .map(|i| array.is_valid(i).then(|| array.value(i).to_string()))
+                .collect())
+        };
+        answer.pseudonyms.extend(column("pseudonym")?);
+        answer.errors.extend(column("error")?);
+    }
+    Ok(answer)
 }
 
 /// A private OpenBao dev server, so that sealing it cannot disturb the other tests.

@@ -73,6 +73,14 @@ pub enum Invalid {
 /// Parses a personal identity or coordination number. `reference_year` resolves the century of
 /// ten-digit forms: the most recent year not after it (minus 100 with `+`).
 pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, Invalid> {
+    let (kind, digits) = canonical_personal(input, reference_year)?;
+    let canonical = digits.iter().map(|&d| char::from(d)).collect();
+    Ok(Identifier { kind, canonical })
+}
+
+/// [`parse_personal`] without an allocation: the kind and the canonical form as twelve ASCII
+/// digits, for the service's bulk paths.
+pub fn canonical_personal(input: &str, reference_year: i32) -> Result<(Kind, [u8; 12]), Invalid> {
     let s = input.trim().as_bytes();
     if s.is_empty() {
         return Err(Invalid::Empty);
@@ -122,19 +130,31 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
     if rest[7] != luhn(covered) {
         return Err(Invalid::CheckDigit);
     }
-    let mut canonical = String::with_capacity(12);
     let year = year.clamp(0, 9999) as u16;
-    canonical.extend(
-        [year / 1000, year / 100 % 10, year / 10 % 10, year % 10]
-            .map(|d| char::from(b'0' + d as u8)),
-    );
-    canonical.extend(rest.iter().map(|d| char::from(b'0' + d)));
-    Ok(Identifier { kind, canonical })
+    let mut canonical = [0u8; 12];
+    for (i, d) in [year / 1000, year / 100 % 10, year / 10 % 10, year % 10]
+        .into_iter()
+        .enumerate()
+    {
+        canonical[i] = b'0' + d as u8;
+    }
+    for (slot, d) in canonical[4..].iter_mut().zip(rest) {
+        *slot = b'0' + d;
+    }
+    Ok((kind, canonical))
 }
 
 /// Parses an opaque local identifier: 1–256 bytes, no control characters. It is used as given
 /// (after trimming surrounding white space).
 pub fn parse_local(input: &str) -> Result<Identifier, Invalid> {
+    Ok(Identifier {
+        kind: Kind::Local,
+        canonical: canonical_local(input)?.to_string(),
+    })
+}
+
+/// [`parse_local`] without an allocation: the canonical form borrowed from the input.
+pub fn canonical_local(input: &str) -> Result<&str, Invalid> {
     let s = input.trim();
     if s.is_empty() {
         return Err(Invalid::Empty);
@@ -142,10 +162,7 @@ pub fn parse_local(input: &str) -> Result<Identifier, Invalid> {
     if s.len() > 256 || s.chars().any(char::is_control) {
         return Err(Invalid::Local);
     }
-    Ok(Identifier {
-        kind: Kind::Local,
-        canonical: s.to_string(),
-    })
+    Ok(s)
 }
 
 fn valid_date(year: i32, month: u32, day: u32) -> bool {

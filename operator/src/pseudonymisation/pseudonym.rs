@@ -14,6 +14,8 @@ use zeroize::Zeroizing;
 pub struct LocalKey {
     version: u64,
     mac: Hmac<Sha256>,
+    /// `vault:v<version>:`, written once.
+    prefix: String,
 }
 
 impl std::fmt::Debug for LocalKey {
@@ -27,7 +29,11 @@ impl LocalKey {
     pub fn new(version: u64, key: Zeroizing<Vec<u8>>) -> Self {
         let mac =
             <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes keys of any length");
-        Self { version, mac }
+        Self {
+            version,
+            mac,
+            prefix: format!("vault:v{version}:"),
+        }
     }
 
     /// The key version.
@@ -37,15 +43,20 @@ impl LocalKey {
 
     /// The pseudonym of one canonical identifier.
     pub fn pseudonym(&self, canonical: &[u8]) -> String {
+        let mut out = String::with_capacity(self.prefix.len() + 44);
+        self.pseudonym_into(canonical, &mut out);
+        out
+    }
+
+    /// The pseudonym of one canonical identifier, written into `out` after clearing it: no
+    /// allocation once `out` has room, for the service's bulk paths.
+    pub fn pseudonym_into(&self, canonical: &[u8], out: &mut String) {
         let mut mac = self.mac.clone();
         mac.update(canonical);
         let tag = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(12 + 44);
-        out.push_str("vault:v");
-        out.push_str(&self.version.to_string());
-        out.push(':');
-        STANDARD.encode_string(tag, &mut out);
-        out
+        out.clear();
+        out.push_str(&self.prefix);
+        STANDARD.encode_string(tag, out);
     }
 }
 

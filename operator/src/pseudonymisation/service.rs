@@ -6,6 +6,10 @@
 //! - The same path with `Content-Type: application/x-ndjson` streams: one JSON string per
 //!   line in, one `{"index", "pseudonym"}` or `{"index", "error"}` per line out, processed in
 //!   batches so that files with millions of rows never sit in memory whole.
+//! - The same path with `Content-Type: application/vnd.apache.arrow.stream` takes an Arrow
+//!   IPC stream with a Utf8 column `identifier` and answers one, row for row, with the
+//!   columns `pseudonym` and `error` ([`super::arrow`]): the bulk path, with no parsing or
+//!   allocation per row. `X-Identifier-Kind: local` selects local identifiers, as for NDJSON.
 //! - `/healthz`, `/readyz` (OpenBao reachable and unsealed, token valid), `/metrics`.
 //!
 //! Every `/v1` request is authenticated and authorised before its body is read (see
@@ -14,7 +18,7 @@
 //! record in the audit trail ([`super::audit`]) naming the caller, the domain and the row
 //! count.
 //!
-//! Limits fit the pod's memory: a JSON body of at most [`MAX_BODY`] bytes and
+//! Limits fit the pod's memory: a JSON or Arrow body of at most [`MAX_BODY`] bytes and
 //! [`MAX_ROWS`] rows, NDJSON lines of at most [`MAX_LINE`] bytes. Each caller may send a
 //! number of rows per second ([`Throttle`]): a JSON request beyond its share gets 429 with
 //! `Retry-After`, a stream is slowed down.
@@ -27,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use arrow_array::Array as _;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -44,8 +49,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::RwLock;
 
 use super::access::{Caller, Grants, Throttle, Throttled, Verifier};
+use super::arrow;
 use super::audit::{Action, AuditLog, Outcome, Record};
-use super::identifier::{Invalid, parse_local, parse_personal};
+use super::identifier::{
+    Invalid, canonical_local, canonical_personal, parse_local, parse_personal,
+};
 use super::pseudonym::LocalKey;
 use super::tls::{Certificates, TlsError, renewal_time};
 use crate::adapters::openbao::{self, MAX_BATCH, Transit};
@@ -447,19 +455,118 @@ impl Service {
                     .await?
             }
         };
+        self.counted(domain, out.len(), started);
+        Ok(out)
+    }
+
+    /// Counts a batch of `records` pseudonyms for `domain` begun at `started`.
+    fn counted(&self, domain: &str, records: usize, started: Instant) {
         let labels = DomainLabels {
             domain: domain.to_string(),
         };
         self.metrics
             .records
             .get_or_create(&labels)
-            .inc_by(out.len() as u64);
+            .inc_by(records as u64);
         self.metrics.batches.get_or_create(&labels).inc();
         self.metrics
             .latency
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
-        Ok(out)
+    }
+
+    /// Counts `errors` refused rows for `domain`.
+    fn refused_rows(&self, domain: &str, errors: usize) {
+        if errors > 0 {
+            let labels = DomainLabels {
+                domain: domain.to_string(),
+            };
+            self.metrics
+                .errors
+                .get_or_create(&labels)
+                .inc_by(errors as u64);
+        }
+    }
+
+    /// Pseudonymises one Arrow column of identifiers, row for row. In local mode each row is
+    /// validated and pseudonymised straight into the answer's buffers, with no allocation per
+    /// row; the other modes go through [`Self::pseudonymise`] as a JSON batch does.
+    async fn pseudonymise_column(
+        &self,
+        domain: &str,
+        kind: IdentifierKind,
+        year: i32,
+        identifiers: &arrow_array::StringArray,
+    ) -> Result<arrow::Answer, openbao::Error> {
+        use arrow_array::builder::StringBuilder;
+        let Some(d) = self.domains.get(domain) else {
+            return Err(openbao::Error::Unexpected("unknown domain".into()));
+        };
+        let rows = identifiers.len();
+        let mut pseudonyms = StringBuilder::with_capacity(rows, rows * 56);
+        // Refused rows are few: their reasons are gathered, and the error column built once.
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        if let Engine::Local(key) = &d.engine {
+            let started = Instant::now();
+            let mut pseudonym = String::with_capacity(64);
+            for (index, value) in identifiers.iter().enumerate() {
+                let written = match (kind, value) {
+                    (_, None) => Err(Invalid::Empty),
+                    (IdentifierKind::Personnummer, Some(v)) => canonical_personal(v, year)
+                        .map(|(_, c)| key.pseudonym_into(&c, &mut pseudonym)),
+                    (IdentifierKind::Local, Some(v)) => {
+                        canonical_local(v).map(|c| key.pseudonym_into(c.as_bytes(), &mut pseudonym))
+                    }
+                };
+                match written {
+                    Ok(()) => pseudonyms.append_value(&pseudonym),
+                    Err(e) => {
+                        pseudonyms.append_null();
+                        refused.push((index, e.to_string()));
+                    }
+                }
+            }
+            self.counted(domain, rows - refused.len(), started);
+        } else {
+            let values: Vec<std::borrow::Cow<'_, str>> = identifiers
+                .iter()
+                .map(|v| v.unwrap_or_default().into())
+                .collect();
+            let Rows {
+                valid,
+                positions,
+                errors,
+            } = rows_of(kind, &values, year);
+            let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
+            let mut served = self.pseudonymise(domain, &inputs).await?.into_iter();
+            let mut next_valid = positions.into_iter().peekable();
+            for index in 0..rows {
+                if next_valid.next_if_eq(&index).is_some() {
+                    pseudonyms.append_option(served.next());
+                } else {
+                    pseudonyms.append_null();
+                }
+            }
+            refused = errors.into_iter().map(|e| (e.index, e.reason)).collect();
+        }
+        self.refused_rows(domain, refused.len());
+        let errors = if refused.is_empty() {
+            arrow_array::StringArray::new_null(rows)
+        } else {
+            let mut errors = StringBuilder::with_capacity(rows, 0);
+            let mut reasons = refused.into_iter().peekable();
+            for index in 0..rows {
+                match reasons.next_if(|(i, _)| *i == index) {
+                    Some((_, reason)) => errors.append_value(reason),
+                    None => errors.append_null(),
+                }
+            }
+            errors.finish()
+        };
+        Ok(arrow::Answer {
+            pseudonyms: pseudonyms.finish(),
+            errors,
+        })
     }
 
     /// The canonical form of one row. `year` resolves the century of ten-digit numbers; it is
@@ -640,15 +747,18 @@ async fn pseudonymise(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let kind = match headers
+        .get("x-identifier-kind")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("local") => IdentifierKind::Local,
+        _ => IdentifierKind::Personnummer,
+    };
     if content_type.starts_with("application/x-ndjson") {
-        let kind = match headers
-            .get("x-identifier-kind")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some("local") => IdentifierKind::Local,
-            _ => IdentifierKind::Personnummer,
-        };
         return stream_ndjson(service, domain, caller, kind, body);
+    }
+    if content_type.starts_with(arrow::CONTENT_TYPE) {
+        return pseudonymise_arrow(service, domain, caller, kind, version, body).await;
     }
     let bytes = match read_body(body).await {
         Ok(b) => b,
@@ -673,18 +783,7 @@ async fn pseudonymise(
     let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
     let out = match service.pseudonymise(&domain, &inputs).await {
         Ok(out) => out,
-        Err(e) => {
-            tracing::warn!(error = %e, "pseudonymisation failed");
-            let name = caller.to_string();
-            service.config.access.record(Record {
-                reason: Some("OpenBao refused the batch"),
-                ..audited(Action::Pseudonymise, Outcome::Failed, Some(&name), &domain)
-            });
-            return problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "OpenBao refused the batch; try again later",
-            );
-        }
+        Err(e) => return refused_by_openbao(&service, &caller, &domain, &e),
     };
     let mut pseudonyms = vec![None; request.identifiers.len()];
     for (p, index) in out.into_iter().zip(positions) {
@@ -704,6 +803,79 @@ async fn pseudonymise(
     .into_response()
 }
 
+/// The answer to a batch OpenBao refused or failed (transit and reversible modes), recorded as
+/// failed.
+fn refused_by_openbao(
+    service: &Service,
+    caller: &Caller,
+    domain: &str,
+    e: &openbao::Error,
+) -> Response {
+    tracing::warn!(error = %e, "pseudonymisation failed");
+    let name = caller.to_string();
+    service.config.access.record(Record {
+        reason: Some("OpenBao refused the batch"),
+        ..audited(Action::Pseudonymise, Outcome::Failed, Some(&name), domain)
+    });
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "OpenBao refused the batch; try again later",
+    )
+}
+
+/// `POST /v1/domains/{domain}/pseudonyms` with an Arrow IPC stream: the whole body is read
+/// (at most [`MAX_BODY`] bytes and [`MAX_ROWS`] rows, the caller's share admitted as for
+/// JSON), every batch answered row for row, and one audit record written.
+async fn pseudonymise_arrow(
+    service: Arc<Service>,
+    domain: String,
+    caller: Caller,
+    kind: IdentifierKind,
+    version: u64,
+    body: Body,
+) -> Response {
+    let refused =
+        |response: Response| failed(&service, Action::Pseudonymise, &caller, &domain, response);
+    let bytes = match read_body(body).await {
+        Ok(b) => b,
+        Err(response) => return refused(*response),
+    };
+    let columns = match arrow::read_identifiers(&bytes) {
+        Ok(c) => c,
+        Err(e) => return refused(problem(StatusCode::BAD_REQUEST, &e.to_string())),
+    };
+    let rows: usize = columns.iter().map(|c| c.len()).sum();
+    if let Err(response) = admitted(&service, &caller, rows) {
+        return refused(*response);
+    }
+    let year = current_year();
+    let mut answers = Vec::with_capacity(columns.len());
+    for column in &columns {
+        match service
+            .pseudonymise_column(&domain, kind, year, column)
+            .await
+        {
+            Ok(answer) => answers.push(answer),
+            Err(e) => return refused_by_openbao(&service, &caller, &domain, &e),
+        }
+    }
+    let name = caller.to_string();
+    service.config.access.record(Record {
+        rows: Some(rows),
+        ..audited(Action::Pseudonymise, Outcome::Served, Some(&name), &domain)
+    });
+    match arrow::write_answers(arrow::answer_schema(&domain, version), answers) {
+        Ok(stream) => ([(header::CONTENT_TYPE, arrow::CONTENT_TYPE)], stream).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not encode an Arrow answer");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not encode the answer",
+            )
+        }
+    }
+}
+
 /// The valid rows of a batch in canonical form, where they stood, and the refused rows.
 struct Rows {
     valid: Vec<String>,
@@ -717,7 +889,13 @@ fn rows(
     kind: IdentifierKind,
     identifiers: &[std::borrow::Cow<'_, str>],
 ) -> Rows {
-    let year = current_year();
+    let out = rows_of(kind, identifiers, current_year());
+    service.refused_rows(domain, out.errors.len());
+    out
+}
+
+/// [`rows`] without counting.
+fn rows_of(kind: IdentifierKind, identifiers: &[std::borrow::Cow<'_, str>], year: i32) -> Rows {
     let mut out = Rows {
         valid: Vec::with_capacity(identifiers.len()),
         positions: Vec::with_capacity(identifiers.len()),
@@ -734,16 +912,6 @@ fn rows(
                 reason: e.to_string(),
             }),
         }
-    }
-    if !out.errors.is_empty() {
-        let labels = DomainLabels {
-            domain: domain.to_string(),
-        };
-        service
-            .metrics
-            .errors
-            .get_or_create(&labels)
-            .inc_by(out.errors.len() as u64);
     }
     out
 }
@@ -1148,20 +1316,23 @@ fn stream_ndjson(
             let tail = pending.split_off(complete);
             let lines = std::mem::replace(&mut pending, tail);
             for line in lines.split(|b| *b == b'\n') {
-                let text = String::from_utf8_lossy(line);
-                let text = text.trim();
-                if text.is_empty() {
+                let text = std::str::from_utf8(line).map(str::trim);
+                if text.is_ok_and(str::is_empty) {
                     continue;
                 }
-                let row = if line.len() > MAX_LINE {
-                    Err(format!("longer than {MAX_LINE} bytes"))
-                } else {
-                    match serde_json::from_str::<String>(text) {
+                let row = match text {
+                    _ if line.len() > MAX_LINE => Err(format!("longer than {MAX_LINE} bytes")),
+                    Err(_) => Err("not UTF-8".to_string()),
+                    // Borrowed where the string has no escape, decoded where it has.
+                    Ok(text) => match serde_json::from_str::<&str>(text)
+                        .map(std::borrow::Cow::Borrowed)
+                        .or_else(|_| serde_json::from_str::<String>(text).map(Into::into))
+                    {
                         Ok(value) => {
                             Service::canonical(kind, &value, year).map_err(|e| e.to_string())
                         }
                         Err(_) => Err("not a JSON string".to_string()),
-                    }
+                    },
                 };
                 batch.push((index, row));
                 index += 1;

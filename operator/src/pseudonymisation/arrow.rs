@@ -1,0 +1,180 @@
+//! Arrow IPC streams, the service's bulk format (pure).
+//!
+//! A caller sends an Arrow IPC stream (`application/vnd.apache.arrow.stream`) whose record
+//! batches have a Utf8 column `identifier`; other columns are ignored. The answer is a stream
+//! with one record batch per batch sent, row for row: a Utf8 column `pseudonym` (null where
+//! the row was refused) and a Utf8 column `error` (the reason, null where it was served). The
+//! schema's metadata carries `domain` and `keyVersion`. Pseudonyms are the same strings the
+//! JSON API gives. Errors never contain a value of the stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+
+/// The media type of an Arrow IPC stream.
+pub const CONTENT_TYPE: &str = "application/vnd.apache.arrow.stream";
+/// The column a request's identifiers are read from.
+pub const IDENTIFIER: &str = "identifier";
+/// The answer's column of pseudonyms.
+pub const PSEUDONYM: &str = "pseudonym";
+/// The answer's column of refusal reasons.
+pub const ERROR: &str = "error";
+
+/// Why a request's stream was refused; the text names the column or the fault, never a value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Malformed {
+    /// Not a readable Arrow IPC stream.
+    #[error("the body is not an Arrow IPC stream")]
+    NotArrow,
+    /// No column of the name.
+    #[error("the Arrow stream has no column `identifier`")]
+    NoColumn,
+    /// The column has another type.
+    #[error("the Arrow column `identifier` must be Utf8, not {0}")]
+    NotUtf8(DataType),
+}
+
+/// The `identifier` column of each record batch of the stream `body`, in order.
+pub fn read_identifiers(body: &[u8]) -> Result<Vec<StringArray>, Malformed> {
+    let reader =
+        StreamReader::try_new(std::io::Cursor::new(body), None).map_err(|_| Malformed::NotArrow)?;
+    let schema = reader.schema();
+    let index = schema
+        .index_of(IDENTIFIER)
+        .map_err(|_| Malformed::NoColumn)?;
+    let data_type = schema.field(index).data_type();
+    if data_type != &DataType::Utf8 {
+        return Err(Malformed::NotUtf8(data_type.clone()));
+    }
+    reader
+        .map(|batch| {
+            let batch = batch.map_err(|_| Malformed::NotArrow)?;
+            batch
+                .column(index)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .cloned()
+                .ok_or(Malformed::NotArrow)
+        })
+        .collect()
+}
+
+/// The schema of an answer for `domain` under key `version`.
+pub fn answer_schema(domain: &str, version: u64) -> Arc<Schema> {
+    let metadata = HashMap::from([
+        ("domain".to_string(), domain.to_string()),
+        ("keyVersion".to_string(), version.to_string()),
+    ]);
+    Arc::new(Schema::new_with_metadata(
+        vec![
+            Field::new(PSEUDONYM, DataType::Utf8, true),
+            Field::new(ERROR, DataType::Utf8, true),
+        ],
+        metadata,
+    ))
+}
+
+/// One answer batch: pseudonyms and errors, row for row.
+pub struct Answer {
+    /// The pseudonym of each row, null where refused.
+    pub pseudonyms: StringArray,
+    /// The reason of each refused row, null where served.
+    pub errors: StringArray,
+}
+
+/// The answer stream: one record batch per answer, under `schema`.
+pub fn write_answers(schema: Arc<Schema>, answers: Vec<Answer>) -> Result<Vec<u8>, ArrowError> {
+    let mut writer = StreamWriter::try_new(Vec::new(), &schema)?;
+    for answer in answers {
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(answer.pseudonyms), Arc::new(answer.errors)],
+        )?;
+        writer.write(&batch)?;
+    }
+    writer.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int32Array;
+
+    fn stream(batch: &RecordBatch) -> Vec<u8> {
+        let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema()).expect("writer");
+        writer.write(batch).expect("write");
+        writer.into_inner().expect("stream")
+    }
+
+    #[test]
+    fn reads_the_identifier_column_of_every_batch_and_ignores_the_others() {
+        let batch = RecordBatch::try_from_iter([
+            ("row", Arc::new(Int32Array::from(vec![1, 2])) as _),
+            (
+                IDENTIFIER,
+                Arc::new(StringArray::from(vec![Some("a"), None])) as _,
+            ),
+        ])
+        .expect("batch");
+        let columns = read_identifiers(&stream(&batch)).expect("read");
+        assert_eq!(columns.len(), 1);
+        assert_eq!(columns[0].value(0), "a");
+        assert!(columns[0].is_null(1));
+    }
+
+    #[test]
+    fn reads_every_batch_of_a_stream_with_nulls() {
+        let batch = |v: Vec<Option<&str>>| {
+            let column = Arc::new(StringArray::from(v)) as _;
+            RecordBatch::try_from_iter_with_nullable([(IDENTIFIER, column, true)]).expect("batch")
+        };
+        let (a, b) = (
+            batch(vec![Some("a"), Some("b")]),
+            batch(vec![Some("c"), None]),
+        );
+        let mut writer = StreamWriter::try_new(Vec::new(), &a.schema()).expect("writer");
+        writer.write(&a).expect("write");
+        writer.write(&b).expect("write");
+        let bytes = writer.into_inner().expect("stream");
+        let columns = read_identifiers(&bytes).expect("read");
+        assert_eq!(columns.len(), 2);
+        assert!(columns[1].is_null(1));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_utf8_identifier_column_by_name() {
+        let other =
+            RecordBatch::try_from_iter([("id", Arc::new(StringArray::from(vec!["a"])) as _)])
+                .expect("batch");
+        assert_eq!(read_identifiers(&stream(&other)), Err(Malformed::NoColumn));
+        let numbers =
+            RecordBatch::try_from_iter([(IDENTIFIER, Arc::new(Int32Array::from(vec![1])) as _)])
+                .expect("batch");
+        let refused = read_identifiers(&stream(&numbers)).expect_err("refused");
+        assert_eq!(
+            refused.to_string(),
+            "the Arrow column `identifier` must be Utf8, not Int32"
+        );
+        assert_eq!(read_identifiers(b"{\"kind\":1}"), Err(Malformed::NotArrow));
+    }
+
+    #[test]
+    fn answers_carry_domain_and_version_and_round_trip() {
+        let answer = Answer {
+            pseudonyms: StringArray::from(vec![Some("vault:v2:x"), None]),
+            errors: StringArray::from(vec![None, Some("the check digit is wrong")]),
+        };
+        let bytes = write_answers(answer_schema("research", 2), vec![answer]).expect("write");
+        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).expect("reader");
+        let metadata = reader.schema().metadata().clone();
+        assert_eq!(metadata["domain"], "research");
+        assert_eq!(metadata["keyVersion"], "2");
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect("batches");
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].num_rows(), 2);
+    }
+}
