@@ -112,7 +112,7 @@ struct BatchRequest<'a> {
 struct BatchResponse {
     domain: String,
     key_version: u64,
-    pseudonyms: Vec<Option<String>>,
+    pseudonyms: Pseudonyms,
     errors: Vec<RowError>,
 }
 
@@ -508,24 +508,19 @@ impl Service {
         let mut refused: Vec<(usize, String)> = Vec::new();
         if let Engine::Local(key) = &d.engine {
             let started = Instant::now();
-            let mut pseudonym = String::with_capacity(64);
-            for (index, value) in identifiers.iter().enumerate() {
-                let written = match (kind, value) {
-                    (_, None) => Err(Invalid::Empty),
-                    (IdentifierKind::Personnummer, Some(v)) => canonical_personal(v, year)
-                        .map(|(_, c)| key.pseudonym_into(&c, &mut pseudonym)),
-                    (IdentifierKind::Local, Some(v)) => {
-                        canonical_local(v).map(|c| key.pseudonym_into(c.as_bytes(), &mut pseudonym))
-                    }
-                };
-                match written {
-                    Ok(()) => pseudonyms.append_value(&pseudonym),
+            each_local(
+                key,
+                kind,
+                year,
+                identifiers.iter(),
+                |index, row| match row {
+                    Ok(pseudonym) => pseudonyms.append_value(pseudonym),
                     Err(e) => {
                         pseudonyms.append_null();
                         refused.push((index, e.to_string()));
                     }
-                }
-            }
+                },
+            );
             self.counted(domain, rows - refused.len(), started);
         } else {
             let values: Vec<std::borrow::Cow<'_, str>> = identifiers
@@ -775,23 +770,56 @@ async fn pseudonymise(
     if let Err(response) = admitted(&service, &caller, request.identifiers.len()) {
         return failed(&service, Action::Pseudonymise, &caller, &domain, *response);
     }
-    let Rows {
-        valid,
-        positions,
-        errors,
-    } = rows(&service, &domain, request.kind, &request.identifiers);
-    let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
-    let out = match service.pseudonymise(&domain, &inputs).await {
-        Ok(out) => out,
-        Err(e) => return refused_by_openbao(&service, &caller, &domain, &e),
+    let count = request.identifiers.len();
+    let (pseudonyms, errors) = if let Engine::Local(key) = &d.engine {
+        let started = Instant::now();
+        let mut text = String::with_capacity(count * 56);
+        let mut rows = Vec::with_capacity(count);
+        let mut errors = Vec::new();
+        let values = request.identifiers.iter().map(|v| Some(v.as_ref()));
+        each_local(
+            key,
+            request.kind,
+            current_year(),
+            values,
+            |index, row| match row {
+                Ok(pseudonym) => {
+                    let start = text.len();
+                    text.push_str(pseudonym);
+                    rows.push(Some(start..text.len()));
+                }
+                Err(e) => {
+                    rows.push(None);
+                    errors.push(RowError {
+                        index,
+                        reason: e.to_string(),
+                    });
+                }
+            },
+        );
+        service.counted(&domain, count - errors.len(), started);
+        service.refused_rows(&domain, errors.len());
+        (Pseudonyms::Packed { text, rows }, errors)
+    } else {
+        let Rows {
+            valid,
+            positions,
+            errors,
+        } = rows(&service, &domain, request.kind, &request.identifiers);
+        let inputs: Vec<&[u8]> = valid.iter().map(|s| s.as_bytes()).collect();
+        let out = match service.pseudonymise(&domain, &inputs).await {
+            Ok(out) => out,
+            Err(e) => return refused_by_openbao(&service, &caller, &domain, &e),
+        };
+        let mut pseudonyms = vec![None; count];
+        for (p, index) in out.into_iter().zip(positions) {
+            pseudonyms[index] = Some(p);
+        }
+        (Pseudonyms::Rows(pseudonyms), errors)
     };
-    let mut pseudonyms = vec![None; request.identifiers.len()];
-    for (p, index) in out.into_iter().zip(positions) {
-        pseudonyms[index] = Some(p);
-    }
     let name = caller.to_string();
     service.config.access.record(Record {
-        rows: Some(pseudonyms.len()),
+        rows: Some(count),
         ..audited(Action::Pseudonymise, Outcome::Served, Some(&name), &domain)
     });
     axum::Json(BatchResponse {
@@ -872,6 +900,52 @@ async fn pseudonymise_arrow(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not encode the answer",
             )
+        }
+    }
+}
+
+/// Validates and pseudonymises rows in process (local mode) with no allocation per row: each
+/// row's pseudonym, borrowed from one reused buffer, or why it was refused, goes to `row`.
+fn each_local<'a>(
+    key: &LocalKey,
+    kind: IdentifierKind,
+    year: i32,
+    values: impl Iterator<Item = Option<&'a str>>,
+    mut row: impl FnMut(usize, Result<&str, Invalid>),
+) {
+    let mut pseudonym = String::with_capacity(64);
+    for (index, value) in values.enumerate() {
+        let written = match (kind, value) {
+            (_, None) => Err(Invalid::Empty),
+            (IdentifierKind::Personnummer, Some(v)) => {
+                canonical_personal(v, year).map(|(_, c)| key.pseudonym_into(&c, &mut pseudonym))
+            }
+            (IdentifierKind::Local, Some(v)) => {
+                canonical_local(v).map(|c| key.pseudonym_into(c.as_bytes(), &mut pseudonym))
+            }
+        };
+        row(index, written.map(|()| pseudonym.as_str()));
+    }
+}
+
+/// A JSON answer's pseudonyms: one string per row, or, in local mode, every pseudonym in one
+/// buffer with each row's range, so that no row allocates.
+enum Pseudonyms {
+    Rows(Vec<Option<String>>),
+    Packed {
+        text: String,
+        rows: Vec<Option<std::ops::Range<usize>>>,
+    },
+}
+
+impl Serialize for Pseudonyms {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pseudonyms::Rows(rows) => rows.serialize(serializer),
+            Pseudonyms::Packed { text, rows } => serializer.collect_seq(
+                rows.iter()
+                    .map(|r| r.as_ref().and_then(|r| text.get(r.clone()))),
+            ),
         }
     }
 }
