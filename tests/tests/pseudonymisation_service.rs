@@ -414,6 +414,27 @@ struct ArrowAnswer {
     errors: Vec<Option<String>>,
 }
 
+/// An Arrow IPC stream of one record batch per part, each with a nullable Utf8 column
+/// `identifier`.
+fn arrow_stream(parts: &[&[Option<String>]]) -> Result<Vec<u8>> {
+    use arrow_array::{RecordBatch, StringArray};
+    use std::sync::Arc;
+    let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+        "identifier",
+        arrow_schema::DataType::Utf8,
+        true,
+    )]));
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &schema)?;
+    for part in parts {
+        let column = StringArray::from_iter(part.iter().map(Option::as_deref));
+        writer.write(&RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(column)],
+        )?)?;
+    }
+    Ok(writer.into_inner()?)
+}
+
 /// Sends `rows` to domain `a` as an Arrow IPC stream of two record batches and reads the
 /// answer stream.
 async fn arrow_pseudonyms(
@@ -421,22 +442,13 @@ async fn arrow_pseudonyms(
     base: &str,
     rows: &[Option<String>],
 ) -> Result<ArrowAnswer> {
-    use arrow_array::{Array, RecordBatch, StringArray};
-    use std::sync::Arc;
+    use arrow_array::{Array, StringArray};
     use vardhub::pseudonymisation::arrow::CONTENT_TYPE;
     let half = rows.len() / 2;
-    let batch = |part: &[Option<String>]| {
-        let column = StringArray::from_iter(part.iter().map(Option::as_deref));
-        RecordBatch::try_from_iter_with_nullable([("identifier", Arc::new(column) as _, true)])
-    };
-    let (first, second) = (batch(&rows[..half])?, batch(&rows[half..])?);
-    let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &first.schema())?;
-    writer.write(&first)?;
-    writer.write(&second)?;
     let response = http
         .post(format!("{base}/v1/domains/a/pseudonyms"))
         .header("content-type", CONTENT_TYPE)
-        .body(writer.into_inner()?)
+        .body(arrow_stream(&[&rows[..half], &rows[half..]])?)
         .send()
         .await?;
     let status = response.status();
@@ -1064,6 +1076,30 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
         403,
         "a domain that does not exist is refused like one without a grant"
     );
+    // The Arrow path is behind the same door: no token, or a granted caller asking for
+    // another's domain, is refused before the stream is read.
+    let stream = arrow_stream(&[&[Some(personnummer(1))]])?;
+    for (client, domain, expected, why) in [
+        (&plain, "a", 401, "an Arrow stream without a token"),
+        (
+            &granted,
+            "b",
+            403,
+            "an Arrow stream for a domain granted to another namespace",
+        ),
+        (&granted, "a", 200, "the granted caller's Arrow stream"),
+    ] {
+        let response = client
+            .post(url(domain))
+            .header(
+                "content-type",
+                vardhub::pseudonymisation::arrow::CONTENT_TYPE,
+            )
+            .body(stream.clone())
+            .send()
+            .await?;
+        assert_eq!(response.status(), expected, "{why}");
+    }
     let other_exporter = cluster.caller(OTHER_NS, CALLER, AUDIENCE).await?;
     assert_eq!(
         status_of(&other_exporter, &url("b"), None, &body).await?,
@@ -1149,20 +1185,21 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
     let granted_name = format!("{NS}/{CALLER}");
     let other_name = format!("{OTHER_NS}/{CALLER}");
     let stranger_name = format!("{OTHER_NS}/mapping");
-    // No token, one for the API server, one for another service, a rewritten one, and the
-    // deleted ServiceAccount's (refused once; the wait ends with that refusal).
-    assert_eq!(count("unauthenticated", None, "a"), 5, "{audit:?}");
+    // No token (JSON and Arrow), one for the API server, one for another service, a rewritten
+    // one, and the deleted ServiceAccount's (refused once; the wait ends with that refusal).
+    assert_eq!(count("unauthenticated", None, "a"), 6, "{audit:?}");
     assert_eq!(
         count("forbidden", Some(&stranger_name), "a"),
         1,
         "{audit:?}"
     );
-    assert_eq!(count("forbidden", Some(&granted_name), "b"), 1, "{audit:?}");
+    assert_eq!(count("forbidden", Some(&granted_name), "b"), 2, "{audit:?}");
     assert_eq!(count("forbidden", Some(&granted_name), "no-such-domain"), 1);
     assert_eq!(count("forbidden", Some(&other_name), "a"), 1, "{audit:?}");
     assert_eq!(count("served", Some(&other_name), "b"), 1, "{audit:?}");
-    // The first batch and the stream were served; the oversized batch was not.
-    assert_eq!(count("served", Some(&granted_name), "a"), 2, "{audit:?}");
+    // The first batch, the Arrow stream and the NDJSON stream were served; the oversized
+    // batch was not.
+    assert_eq!(count("served", Some(&granted_name), "a"), 3, "{audit:?}");
     assert_eq!(count("failed", Some(&granted_name), "a"), 1, "{audit:?}");
     assert!(
         audit
@@ -1170,7 +1207,7 @@ async fn callers_need_a_token_for_this_service_and_a_grant_for_the_domain() -> R
             .any(|r| r["outcome"] == "failed" && r["reason"] == "413 Payload Too Large"),
         "{audit:?}"
     );
-    assert_eq!(audit.len(), 13, "nothing else is recorded: {audit:?}");
+    assert_eq!(audit.len(), 16, "nothing else is recorded: {audit:?}");
     assert!(
         audit
             .iter()
@@ -1253,6 +1290,30 @@ async fn each_caller_is_held_to_its_share_of_rows() -> Result<()> {
         413,
         "more rows than a second's share in one request"
     );
+    // An Arrow stream is held to the same share: its rows are counted before any is served.
+    let arrow = |n: usize| -> Result<Vec<u8>> {
+        let rows: Vec<Option<String>> = (0..n).map(|i| Some(personnummer(i))).collect();
+        arrow_stream(&[&rows[..n / 2], &rows[n / 2..]])
+    };
+    for (rows, expected, why) in [
+        (SHARE, 429, "the share is spent, whatever the format"),
+        (
+            SHARE + 1,
+            413,
+            "more rows than a second's share in one Arrow stream",
+        ),
+    ] {
+        let response = greedy
+            .post(&url)
+            .header(
+                "content-type",
+                vardhub::pseudonymisation::arrow::CONTENT_TYPE,
+            )
+            .body(arrow(rows)?)
+            .send()
+            .await?;
+        assert_eq!(response.status(), expected, "{why}");
+    }
     eventually(
         "the share to come back",
         std::time::Duration::from_secs(5),
