@@ -334,6 +334,56 @@ impl Environment {
         Ok(out)
     }
 
+    /// Writes one status (a `Ready` condition) to every vardhub resource, `concurrency` at a
+    /// time, with no operator running: the API server's share of the least status a
+    /// roll-out can write, for the scale benchmark's second floor.
+    pub async fn write_one_status_each(&self, admin: &Client, concurrency: usize) -> Result<()> {
+        use futures::StreamExt as _;
+        let placed = self.placed(admin).await?;
+        let params = PatchParams::apply("vardhub-floor").force();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let writes = placed
+            .iter()
+            .filter(|(_, doc)| {
+                doc.types
+                    .as_ref()
+                    .is_some_and(|t| t.api_version.starts_with(vardhub::api::GROUP))
+            })
+            .map(|(at, doc)| {
+                let types = doc.types.clone().unwrap_or_default();
+                let status = json!({
+                    "apiVersion": types.api_version,
+                    "kind": types.kind,
+                    "status": {
+                        "observedGeneration": 1,
+                        "conditions": [{
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "Ready",
+                            "message": "written by the scale benchmark's floor",
+                            "lastTransitionTime": now,
+                            "observedGeneration": 1,
+                        }],
+                    },
+                });
+                let params = params.clone();
+                async move {
+                    at.api
+                        .patch_status(&at.name, &params, &Patch::Apply(&status))
+                        .await
+                        .with_context(|| format!("the status of {} {}", at.kind, at.name))
+                }
+            });
+        let results: Vec<_> = futures::stream::iter(writes)
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for r in results {
+            r?;
+        }
+        Ok(())
+    }
+
     /// Applies every document server-side, as `kubectl apply --server-side -k` would, and
     /// again those whose namespace the operator has yet to make (a hub's services live in the
     /// hub's namespace), as a GitOps tool retries what failed: after every
