@@ -334,42 +334,40 @@ impl Environment {
         Ok(out)
     }
 
-    /// Writes one status (a `Ready` condition) to every vardhub resource, `concurrency` at a
-    /// time, with no operator running: the API server's share of the least status a
-    /// roll-out can write, for the scale benchmark's second floor.
+    /// Writes one status (a `Ready` condition, built as the operator builds its own) to every
+    /// vardhub resource, `concurrency` at a time, with no operator running: the API server's
+    /// share of the least status a roll-out can write, for the scale benchmark's second floor.
     pub async fn write_one_status_each(&self, admin: &Client, concurrency: usize) -> Result<()> {
         use futures::StreamExt as _;
-        let placed = self.placed(admin).await?;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use vardhub::controller::conditions::{Desired, common_status, types};
+        let ready = [Desired::yes(
+            types::READY,
+            "Ready",
+            "written by the scale benchmark's floor",
+        )];
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        // A resource just applied is at generation 1.
+        let status = common_status(&Default::default(), &ready, Some(1), &now);
         let params = PatchParams::apply("vardhub-floor").force();
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let placed = self.placed(admin).await?;
         let writes = placed
             .iter()
-            .filter(|(_, doc)| {
-                doc.types
-                    .as_ref()
-                    .is_some_and(|t| t.api_version.starts_with(vardhub::api::GROUP))
+            .filter_map(|(at, doc)| {
+                let types = doc.types.as_ref()?;
+                let group = types.api_version.split_once('/').map(|(g, _)| g);
+                (group == Some(vardhub::api::GROUP)).then_some((at, types))
             })
-            .map(|(at, doc)| {
-                let types = doc.types.clone().unwrap_or_default();
-                let status = json!({
+            .map(|(at, types)| {
+                let patch = json!({
                     "apiVersion": types.api_version,
                     "kind": types.kind,
-                    "status": {
-                        "observedGeneration": 1,
-                        "conditions": [{
-                            "type": "Ready",
-                            "status": "True",
-                            "reason": "Ready",
-                            "message": "written by the scale benchmark's floor",
-                            "lastTransitionTime": now,
-                            "observedGeneration": 1,
-                        }],
-                    },
+                    "status": status,
                 });
                 let params = params.clone();
                 async move {
                     at.api
-                        .patch_status(&at.name, &params, &Patch::Apply(&status))
+                        .patch_status(&at.name, &params, &Patch::Apply(&patch))
                         .await
                         .with_context(|| format!("the status of {} {}", at.kind, at.name))
                 }
@@ -378,9 +376,7 @@ impl Environment {
             .buffer_unordered(concurrency)
             .collect()
             .await;
-        for r in results {
-            r?;
-        }
+        results.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(())
     }
 
