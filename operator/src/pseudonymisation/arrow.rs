@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, StringArray};
-use arrow_ipc::reader::StreamReader;
+use arrow_buffer::Buffer;
+use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 
@@ -38,29 +39,48 @@ pub enum Malformed {
     NotUtf8(DataType),
 }
 
-/// The `identifier` column of each record batch of the stream `body`, in order.
-pub fn read_identifiers(body: &[u8]) -> Result<Vec<StringArray>, Malformed> {
-    let reader =
-        StreamReader::try_new(std::io::Cursor::new(body), None).map_err(|_| Malformed::NotArrow)?;
-    let schema = reader.schema();
-    let index = schema
-        .index_of(IDENTIFIER)
-        .map_err(|_| Malformed::NoColumn)?;
-    let data_type = schema.field(index).data_type();
-    if data_type != &DataType::Utf8 {
-        return Err(Malformed::NotUtf8(data_type.clone()));
-    }
-    reader
-        .map(|batch| {
-            let batch = batch.map_err(|_| Malformed::NotArrow)?;
-            batch
+/// The `identifier` column of each record batch of the stream `body`, in order. The columns
+/// are read in place: their buffers are the body's, not copies of it.
+pub fn read_identifiers(body: bytes::Bytes) -> Result<Vec<StringArray>, Malformed> {
+    let mut decoder = StreamDecoder::new();
+    let mut buffer = Buffer::from(body);
+    let mut index = None;
+    let mut columns = Vec::new();
+    while !buffer.is_empty() {
+        let batch = decoder
+            .decode(&mut buffer)
+            .map_err(|_| Malformed::NotArrow)?;
+        if index.is_none()
+            && let Some(schema) = decoder.schema()
+        {
+            index = Some(identifier_column(&schema)?);
+        }
+        if let (Some(batch), Some(index)) = (batch, index) {
+            let column = batch
                 .column(index)
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .cloned()
-                .ok_or(Malformed::NotArrow)
-        })
-        .collect()
+                .ok_or(Malformed::NotArrow)?;
+            columns.push(column);
+        }
+    }
+    decoder.finish().map_err(|_| Malformed::NotArrow)?;
+    match index {
+        Some(_) => Ok(columns),
+        None => Err(Malformed::NotArrow),
+    }
+}
+
+/// Where a stream's schema has its Utf8 column `identifier`.
+fn identifier_column(schema: &Schema) -> Result<usize, Malformed> {
+    let index = schema
+        .index_of(IDENTIFIER)
+        .map_err(|_| Malformed::NoColumn)?;
+    match schema.field(index).data_type() {
+        DataType::Utf8 => Ok(index),
+        other => Err(Malformed::NotUtf8(other.clone())),
+    }
 }
 
 /// The schema of an answer for `domain` under key `version`.
@@ -88,7 +108,12 @@ pub struct Answer {
 
 /// The answer stream: one record batch per answer, under `schema`.
 pub fn write_answers(schema: Arc<Schema>, answers: Vec<Answer>) -> Result<Vec<u8>, ArrowError> {
-    let mut writer = StreamWriter::try_new(Vec::new(), &schema)?;
+    // Sized once for the whole answer, so that the stream is never copied as it grows.
+    let size: usize = answers
+        .iter()
+        .map(|a| a.pseudonyms.get_buffer_memory_size() + a.errors.get_buffer_memory_size() + 512)
+        .sum();
+    let mut writer = StreamWriter::try_new(Vec::with_capacity(size + 512), &schema)?;
     for answer in answers {
         let batch = RecordBatch::try_new(
             schema.clone(),
@@ -103,6 +128,11 @@ pub fn write_answers(schema: Arc<Schema>, answers: Vec<Answer>) -> Result<Vec<u8
 mod tests {
     use super::*;
     use arrow_array::Int32Array;
+    use arrow_ipc::reader::StreamReader;
+
+    fn read_identifiers(bytes: Vec<u8>) -> Result<Vec<StringArray>, Malformed> {
+        super::read_identifiers(bytes::Bytes::from(bytes))
+    }
 
     fn stream(batch: &RecordBatch) -> Vec<u8> {
         let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema()).expect("writer");
@@ -120,7 +150,7 @@ mod tests {
             ),
         ])
         .expect("batch");
-        let columns = read_identifiers(&stream(&batch)).expect("read");
+        let columns = read_identifiers(stream(&batch)).expect("read");
         assert_eq!(columns.len(), 1);
         assert_eq!(columns[0].value(0), "a");
         assert!(columns[0].is_null(1));
@@ -140,7 +170,7 @@ mod tests {
         writer.write(&a).expect("write");
         writer.write(&b).expect("write");
         let bytes = writer.into_inner().expect("stream");
-        let columns = read_identifiers(&bytes).expect("read");
+        let columns = read_identifiers(bytes).expect("read");
         assert_eq!(columns.len(), 2);
         assert!(columns[1].is_null(1));
     }
@@ -150,16 +180,49 @@ mod tests {
         let other =
             RecordBatch::try_from_iter([("id", Arc::new(StringArray::from(vec!["a"])) as _)])
                 .expect("batch");
-        assert_eq!(read_identifiers(&stream(&other)), Err(Malformed::NoColumn));
+        assert_eq!(read_identifiers(stream(&other)), Err(Malformed::NoColumn));
         let numbers =
             RecordBatch::try_from_iter([(IDENTIFIER, Arc::new(Int32Array::from(vec![1])) as _)])
                 .expect("batch");
-        let refused = read_identifiers(&stream(&numbers)).expect_err("refused");
+        let refused = read_identifiers(stream(&numbers)).expect_err("refused");
         assert_eq!(
             refused.to_string(),
             "the Arrow column `identifier` must be Utf8, not Int32"
         );
-        assert_eq!(read_identifiers(b"{\"kind\":1}"), Err(Malformed::NotArrow));
+        assert_eq!(
+            read_identifiers(b"{\"kind\":1}".to_vec()),
+            Err(Malformed::NotArrow)
+        );
+    }
+
+    #[test]
+    fn refuses_an_empty_body_and_a_stream_cut_short() {
+        assert_eq!(read_identifiers(Vec::new()), Err(Malformed::NotArrow));
+        let batch =
+            RecordBatch::try_from_iter([(IDENTIFIER, Arc::new(StringArray::from(vec!["a"])) as _)])
+                .expect("batch");
+        let whole = stream(&batch);
+        for cut in [8, whole.len() / 2, whole.len() - 1] {
+            assert_eq!(
+                read_identifiers(whole[..cut].to_vec()),
+                Err(Malformed::NotArrow),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_the_column_in_place_without_copying_the_body() {
+        let batch = RecordBatch::try_from_iter([(
+            IDENTIFIER,
+            Arc::new(StringArray::from(vec!["abc"])) as _,
+        )])
+        .expect("batch");
+        let body = bytes::Bytes::from(stream(&batch));
+        let range = body.as_ptr_range();
+        let columns = super::read_identifiers(body.clone()).expect("read");
+        let values = columns[0].values().as_ptr();
+        assert!(range.contains(&values), "the values are the body's bytes");
     }
 
     #[test]

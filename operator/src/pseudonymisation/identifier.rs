@@ -81,23 +81,38 @@ pub fn parse_personal(input: &str, reference_year: i32) -> Result<Identifier, In
 /// [`parse_personal`] without an allocation: the kind and the canonical form as twelve ASCII
 /// digits, for the service's bulk paths.
 pub fn canonical_personal(input: &str, reference_year: i32) -> Result<(Kind, [u8; 12]), Invalid> {
-    let s = input.trim().as_bytes();
-    if s.is_empty() {
-        return Err(Invalid::Empty);
+    let whole = input.as_bytes();
+    // White space around a number is rare: the input is trimmed only when an end is not a
+    // digit.
+    let s = match (whole.first(), whole.last()) {
+        (Some(first), Some(last)) if first.is_ascii_digit() && last.is_ascii_digit() => whole,
+        _ => input.trim().as_bytes(),
+    };
+    // The written forms by length: ten or twelve digits, or either with a separator before
+    // the last four.
+    let separator_at = match s.len() {
+        0 => return Err(Invalid::Empty),
+        10 | 12 => None,
+        11 | 13 => Some(s.len() - 5),
+        _ => return Err(Invalid::Format),
+    };
+    let separator = separator_at.map(|at| s[at]);
+    if !matches!(separator, None | Some(b'-' | b'+')) {
+        return Err(Invalid::Format);
     }
     // Digits into a fixed buffer: no allocation before the canonical form is built.
     let mut digits = [0u8; 12];
     let mut n = 0;
-    let mut separator = None;
     for (i, &c) in s.iter().enumerate() {
-        match c {
-            b'0'..=b'9' if n < 12 => {
-                digits[n] = c - b'0';
-                n += 1;
-            }
-            b'-' | b'+' if separator.is_none() && s.len() - i == 5 => separator = Some(c),
-            _ => return Err(Invalid::Format),
+        if Some(i) == separator_at {
+            continue;
         }
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(Invalid::Format);
+        }
+        digits[n] = d;
+        n += 1;
     }
     let value = |d: &[u8]| d.iter().fold(0i32, |acc, &x| acc * 10 + i32::from(x));
     let (year, rest) = match n {
@@ -253,6 +268,34 @@ mod tests {
         assert_eq!(parse_personal("8112-18-9876", 2026), Err(Invalid::Format));
         assert_eq!(parse_personal("abc", 2026), Err(Invalid::Format));
         assert_eq!(parse_personal(" ", 2026), Err(Invalid::Empty));
+    }
+
+    #[test]
+    fn a_separator_is_taken_only_before_the_last_four_digits_and_plus_only_with_ten() {
+        let ten = with_check("811218987");
+        let twelve = format!("19{ten}");
+        for refused in [
+            format!("{}-{}", &ten[..5], &ten[5..]),
+            format!("{}-{}", &twelve[..7], &twelve[7..]),
+            format!("{}+{}", &twelve[..8], &twelve[8..]),
+            format!("{}/{}", &ten[..6], &ten[6..]),
+            format!("{}-{}", &ten[..6], &ten[7..]),
+            format!("{ten}0"),
+            format!("{twelve}0"),
+            format!("1{twelve}"),
+            format!("{}--{}", &ten[..6], &ten[6..]),
+        ] {
+            assert_eq!(
+                parse_personal(&refused, 2026),
+                Err(Invalid::Format),
+                "{refused}"
+            );
+        }
+        // White space of any kind around the number is trimmed; inside it is refused.
+        let spaced = format!("\u{2003}{ten}\t");
+        assert!(parse_personal(&spaced, 2026).is_ok());
+        let inside = format!("{} {}", &ten[..6], &ten[6..]);
+        assert_eq!(parse_personal(&inside, 2026), Err(Invalid::Format));
     }
 
     #[test]

@@ -54,9 +54,14 @@ impl LocalKey {
         let mut mac = self.mac.clone();
         mac.update(canonical);
         let tag = mac.finalize().into_bytes();
+        // Encoded on the stack: 32 bytes are 44 characters of base64.
+        let mut encoded = [0u8; 44];
+        let written = STANDARD
+            .encode_slice(tag, &mut encoded)
+            .expect("44 bytes hold 32 bytes in base64");
         out.clear();
         out.push_str(&self.prefix);
-        STANDARD.encode_string(tag, out);
+        out.push_str(std::str::from_utf8(&encoded[..written]).expect("base64 is ASCII"));
     }
 }
 

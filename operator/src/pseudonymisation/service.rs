@@ -868,7 +868,7 @@ async fn pseudonymise_arrow(
         Ok(b) => b,
         Err(response) => return refused(*response),
     };
-    let columns = match arrow::read_identifiers(&bytes) {
+    let columns = match arrow::read_identifiers(bytes) {
         Ok(c) => c,
         Err(e) => return refused(problem(StatusCode::BAD_REQUEST, &e.to_string())),
     };
