@@ -268,6 +268,15 @@ impl Environment {
         }))
     }
 
+    /// Only its documents that differ from `earlier`'s: the change from `earlier` to this, as a
+    /// GitOps tool applies it over what is already there (applying the unchanged documents
+    /// again would change nothing, and would wait, as [`Self::apply`] does, for namespaces
+    /// that only a running operator makes).
+    pub fn change_from(&self, earlier: &Self) -> Result<Self> {
+        let before: Vec<serde_json::Value> = earlier.values().collect();
+        Self::of(self.values().filter(|doc| !before.contains(doc)))
+    }
+
     /// The same documents and `extra` after them.
     pub fn with(&self, extra: impl IntoIterator<Item = serde_json::Value>) -> Result<Self> {
         Self::of(self.values().chain(extra))

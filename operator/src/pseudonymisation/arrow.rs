@@ -66,10 +66,8 @@ pub fn read_identifiers(body: bytes::Bytes) -> Result<Vec<StringArray>, Malforme
         }
     }
     decoder.finish().map_err(|_| Malformed::NotArrow)?;
-    match index {
-        Some(_) => Ok(columns),
-        None => Err(Malformed::NotArrow),
-    }
+    // A stream with no schema message is no stream.
+    index.map(|_| columns).ok_or(Malformed::NotArrow)
 }
 
 /// Where a stream's schema has its Utf8 column `identifier`.
@@ -108,12 +106,16 @@ pub struct Answer {
 
 /// The answer stream: one record batch per answer, under `schema`.
 pub fn write_answers(schema: Arc<Schema>, answers: Vec<Answer>) -> Result<Vec<u8>, ArrowError> {
-    // Sized once for the whole answer, so that the stream is never copied as it grows.
+    // Sized once for the whole answer, so that the stream is never copied as it grows: each
+    // batch's buffers and its message header, and the schema's message before them.
+    const MESSAGE: usize = 512;
     let size: usize = answers
         .iter()
-        .map(|a| a.pseudonyms.get_buffer_memory_size() + a.errors.get_buffer_memory_size() + 512)
+        .map(|a| {
+            a.pseudonyms.get_buffer_memory_size() + a.errors.get_buffer_memory_size() + MESSAGE
+        })
         .sum();
-    let mut writer = StreamWriter::try_new(Vec::with_capacity(size + 512), &schema)?;
+    let mut writer = StreamWriter::try_new(Vec::with_capacity(size + MESSAGE), &schema)?;
     for answer in answers {
         let batch = RecordBatch::try_new(
             schema.clone(),
