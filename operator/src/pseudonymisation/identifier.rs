@@ -90,45 +90,48 @@ pub fn canonical_personal(input: &str, reference_year: i32) -> Result<(Kind, [u8
     };
     // The written forms by length: ten or twelve digits, or either with a separator before
     // the last four.
-    let separator_at = match s.len() {
+    let (century, separator) = match s.len() {
         0 => return Err(Invalid::Empty),
-        10 | 12 => None,
-        11 | 13 => Some(s.len() - 5),
+        10 => (false, None),
+        12 => (true, None),
+        11 => (false, Some(s[6])),
+        13 => (true, Some(s[8])),
         _ => return Err(Invalid::Format),
     };
-    let separator = separator_at.map(|at| s[at]);
-    if !matches!(separator, None | Some(b'-' | b'+')) {
+    let plus = match separator {
+        None | Some(b'-') => false,
+        Some(b'+') if !century => true,
+        _ => return Err(Invalid::Format),
+    };
+    // The digits into a fixed buffer, every byte checked with no branch per digit: the date
+    // part (YYYYMMDD or YYMMDD), then the last four.
+    let head = if century { 8 } else { 6 };
+    let mut digits = [0u8; 12];
+    let mut not_digit = false;
+    for (slot, &c) in digits
+        .iter_mut()
+        .zip(s[..head].iter().chain(&s[s.len() - 4..]))
+    {
+        let d = c.wrapping_sub(b'0');
+        not_digit |= d > 9;
+        *slot = d;
+    }
+    if not_digit {
         return Err(Invalid::Format);
     }
-    // Digits into a fixed buffer: no allocation before the canonical form is built.
-    let mut digits = [0u8; 12];
-    let mut n = 0;
-    for (i, &c) in s.iter().enumerate() {
-        if Some(i) == separator_at {
-            continue;
-        }
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return Err(Invalid::Format);
-        }
-        digits[n] = d;
-        n += 1;
-    }
-    let value = |d: &[u8]| d.iter().fold(0i32, |acc, &x| acc * 10 + i32::from(x));
-    let (year, rest) = match n {
-        12 if separator != Some(b'+') => (value(&digits[..4]), &digits[4..12]),
-        10 => {
-            let yy = value(&digits[..2]);
-            let mut year = reference_year - (reference_year - yy).rem_euclid(100);
-            if separator == Some(b'+') {
-                year -= 100;
-            }
-            (year, &digits[2..10])
-        }
-        _ => return Err(Invalid::Format),
+    // `rest` is where MMDDNNNC starts.
+    let (year, rest) = if century {
+        (
+            (two_digits(&digits[..2]) * 100 + two_digits(&digits[2..4])) as i32,
+            4,
+        )
+    } else {
+        let yy = two_digits(&digits[..2]) as i32;
+        let year = reference_year - (reference_year - yy).rem_euclid(100);
+        (if plus { year - 100 } else { year }, 2)
     };
-    let month = value(&rest[..2]) as u32;
-    let day = value(&rest[2..4]) as u32;
+    let rest = &digits[rest..rest + 8];
+    let (month, day) = (two_digits(&rest[..2]), two_digits(&rest[2..4]));
     let (kind, real_day) = if day > 60 {
         (Kind::Samordningsnummer, day - 60)
     } else {
@@ -139,24 +142,36 @@ pub fn canonical_personal(input: &str, reference_year: i32) -> Result<(Kind, [u8
     }
     // The check digit covers the ten-digit form YYMMDDNNN.
     let yy = year.rem_euclid(100) as u8;
-    let covered = [yy / 10, yy % 10]
-        .into_iter()
-        .chain(rest[..7].iter().copied());
+    let covered = [
+        yy / 10,
+        yy % 10,
+        rest[0],
+        rest[1],
+        rest[2],
+        rest[3],
+        rest[4],
+        rest[5],
+        rest[6],
+    ];
     if rest[7] != luhn(covered) {
         return Err(Invalid::CheckDigit);
     }
     let year = year.clamp(0, 9999) as u16;
-    let mut canonical = [0u8; 12];
-    for (i, d) in [year / 1000, year / 100 % 10, year / 10 % 10, year % 10]
-        .into_iter()
-        .enumerate()
-    {
-        canonical[i] = b'0' + d as u8;
-    }
-    for (slot, d) in canonical[4..].iter_mut().zip(rest) {
-        *slot = b'0' + d;
+    let mut canonical = [b'0'; 12];
+    for (slot, d) in canonical.iter_mut().zip(
+        [year / 1000, year / 100 % 10, year / 10 % 10, year % 10]
+            .map(|d| d as u8)
+            .iter()
+            .chain(rest),
+    ) {
+        *slot += d;
     }
     Ok((kind, canonical))
+}
+
+/// The value of two decimal digits.
+fn two_digits(d: &[u8]) -> u32 {
+    u32::from(d[0]) * 10 + u32::from(d[1])
 }
 
 /// Parses an opaque local identifier: 1–256 bytes, no control characters. It is used as given
@@ -197,12 +212,17 @@ pub fn luhn_check_digit(digits: &str) -> u8 {
     luhn(digits.bytes().map(|b| b.wrapping_sub(b'0')))
 }
 
-fn luhn(digits: impl Iterator<Item = u8>) -> u8 {
+/// The Luhn check digit of digit values (0–9; anything greater counts as 9), from a table of
+/// the doubled digits' sums.
+fn luhn(digits: impl IntoIterator<Item = u8>) -> u8 {
+    /// The digit sum of twice each digit.
+    const DOUBLED: [u32; 10] = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
     let sum: u32 = digits
+        .into_iter()
         .enumerate()
         .map(|(i, d)| {
-            let d = u32::from(d) * if i % 2 == 0 { 2 } else { 1 };
-            d / 10 + d % 10
+            let d = usize::from(d.min(9));
+            if i % 2 == 0 { DOUBLED[d] } else { d as u32 }
         })
         .sum();
     ((10 - sum % 10) % 10) as u8
@@ -317,6 +337,97 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(!err.contains(&ten[..6]));
+    }
+
+    /// The accepted forms read as the module's documentation states them, with strings and
+    /// chrono's calendar: the reference the fast reader is compared with.
+    fn reference(input: &str, year_now: i32) -> Result<(Kind, String), Invalid> {
+        use chrono::NaiveDate;
+        let s = input.trim();
+        if s.is_empty() {
+            return Err(Invalid::Empty);
+        }
+        let (digits, plus) = match (s.len(), s.chars().nth(s.len().saturating_sub(5))) {
+            (10 | 12, _) => (s.to_string(), false),
+            (11, Some(c @ ('-' | '+'))) => (s.replacen(c, "", 1), c == '+'),
+            (13, Some('-')) => (s.replacen('-', "", 1), false),
+            _ => return Err(Invalid::Format),
+        };
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid::Format);
+        }
+        let number = |part: &str| part.parse::<i32>().map_err(|_| Invalid::Format);
+        let ten = &digits[digits.len() - 10..];
+        let year = if digits.len() == 12 {
+            number(&digits[..4])?
+        } else {
+            // The latest year ending in these two digits that is not after this year.
+            let latest = (year_now - 99..=year_now)
+                .rev()
+                .find(|y| y.rem_euclid(100) == number(&ten[..2]).unwrap_or(-1))
+                .ok_or(Invalid::Format)?;
+            if plus { latest - 100 } else { latest }
+        };
+        let (month, day) = (number(&ten[2..4])?, number(&ten[4..6])?);
+        let (kind, day) = if day > 60 {
+            (Kind::Samordningsnummer, day - 60)
+        } else {
+            (Kind::Personnummer, day)
+        };
+        NaiveDate::from_ymd_opt(year, month as u32, day as u32).ok_or(Invalid::Date)?;
+        let covered = format!("{:02}{}", year.rem_euclid(100), &ten[2..9]);
+        if luhn_check_digit(&covered) != ten.as_bytes()[9] - b'0' {
+            return Err(Invalid::CheckDigit);
+        }
+        Ok((kind, format!("{year:04}{}", &ten[2..])))
+    }
+
+    #[test]
+    fn the_fast_reader_agrees_with_the_reference_on_every_kind_of_input() {
+        use rand::{Rng as _, SeedableRng as _};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20261207);
+        let alphabet = b"0123456789-+ xA\t";
+        let mut valid = 0;
+        for round in 0..200_000 {
+            let input = if round % 2 == 0 {
+                // A well-formed number in a random form, sometimes with one byte changed.
+                let nine = format!(
+                    "{:02}{:02}{:02}{:03}",
+                    rng.random_range(0..100),
+                    rng.random_range(0..14),
+                    rng.random_range(0..93),
+                    rng.random_range(0..1000)
+                );
+                let ten = format!("{nine}{}", luhn_check_digit(&nine));
+                let century = if rng.random_bool(0.5) { "19" } else { "20" };
+                let mut form = match rng.random_range(0..5) {
+                    0 => ten.clone(),
+                    1 => format!("{}-{}", &ten[..6], &ten[6..]),
+                    2 => format!("{}+{}", &ten[..6], &ten[6..]),
+                    3 => format!("{century}{ten}"),
+                    _ => format!("{century}{}-{}", &ten[..6], &ten[6..]),
+                }
+                .into_bytes();
+                if rng.random_bool(0.2) {
+                    let at = rng.random_range(0..form.len());
+                    form[at] = alphabet[rng.random_range(0..alphabet.len())];
+                }
+                String::from_utf8(form).unwrap_or_default()
+            } else {
+                // Any short string of digits, separators, spaces and letters.
+                let len = rng.random_range(0..15);
+                (0..len)
+                    .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+                    .collect()
+            };
+            let fast = canonical_personal(&input, 2026)
+                .map(|(kind, c)| (kind, String::from_utf8_lossy(&c).into_owned()));
+            let expected = reference(&input, 2026);
+            assert_eq!(fast, expected, "input #{round} of the seeded sequence");
+            valid += usize::from(expected.is_ok());
+        }
+        // Both outcomes were exercised, not only refusals.
+        assert!(valid > 20_000, "{valid} valid inputs");
     }
 
     #[test]
