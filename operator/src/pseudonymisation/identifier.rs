@@ -375,8 +375,22 @@ mod tests {
             (Kind::Personnummer, day)
         };
         NaiveDate::from_ymd_opt(year, month as u32, day as u32).ok_or(Invalid::Date)?;
+        // Luhn as usually written, not the module's table: each digit from the left times 2,
+        // 1, 2, …, the products' digits summed, the check digit what brings the sum to a ten.
         let covered = format!("{:02}{}", year.rem_euclid(100), &ten[2..9]);
-        if luhn_check_digit(&covered) != ten.as_bytes()[9] - b'0' {
+        let sum: u32 = covered
+            .chars()
+            .filter_map(|c| c.to_digit(10))
+            .zip([2, 1].into_iter().cycle())
+            .map(|(d, weight)| (d * weight).to_string())
+            .flat_map(|product| {
+                product
+                    .chars()
+                    .filter_map(|c| c.to_digit(10))
+                    .collect::<Vec<_>>()
+            })
+            .sum();
+        if (10 - sum % 10) % 10 != u32::from(ten.as_bytes()[9] - b'0') {
             return Err(Invalid::CheckDigit);
         }
         Ok((kind, format!("{year:04}{}", &ten[2..])))
