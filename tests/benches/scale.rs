@@ -51,7 +51,9 @@ async fn main() -> Result<()> {
 
     // The floor: the same resources and every rendered object, applied by kubectl, and the
     // rendered Deployments available.
+    let before = component_cpu(cluster);
     let (floor, with_status) = floor(cluster, &admin, &environment, &rendered).await?;
+    let floor_cpu = cpu_since(&before, &component_cpu(cluster));
     println!("scale: floor (kubectl apply --server-side, Deployments available): {floor:.1} s");
     println!(
         "scale: floor and one status write per vardhub resource ({resources} writes, {} at a \
@@ -64,6 +66,7 @@ async fn main() -> Result<()> {
     let log = cluster.dir.join("logs").join("operator-scale.log");
     let args = ["--image", image.as_str()];
     let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log).await?;
+    let before = component_cpu(cluster);
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let (applied, ready) = tokio::join!(
@@ -76,6 +79,7 @@ async fn main() -> Result<()> {
     let applied = applied?.as_secs_f64();
     ready?;
     let rollout = started.elapsed().as_secs_f64();
+    let rollout_cpu = cpu_since(&before, &component_cpu(cluster));
     let at_ready = operator.memory()?;
     println!(
         "scale: the operator: everything Ready in {rollout:.1} s = {:.2}× the floor (target ≤ 1.5), \
@@ -87,6 +91,17 @@ async fn main() -> Result<()> {
         "scale:   the operator's processor time: {:.1} s of the roll-out's {rollout:.1} s",
         operator.cpu()?.as_secs_f64()
     );
+    // Where the machine's processor time went, by the cluster's components.
+    println!(
+        "scale:   processor time by component, the floor (both steps, and their removal) / \
+         the roll-out, in seconds:"
+    );
+    for (component, seconds) in &rollout_cpu {
+        println!(
+            "scale:     {component}: {:.1} / {seconds:.1}",
+            floor_cpu.get(component).copied().unwrap_or_default()
+        );
+    }
     // Where the time went: when the last resource was applied, when each kind's resources
     // became Ready, and how long each waited from its creation to Ready.
     println!("scale:   the last resource applied after {applied:.0} s");
@@ -241,6 +256,49 @@ fn scale_environment() -> Result<Environment> {
         }
     }
     cloud.with(datasets)
+}
+
+/// Processor time (user and system) of each of the local cluster's components that runs as a
+/// process of its own, in seconds, read from the kernel by the pid files its script keeps
+/// (`pid path`).
+fn component_cpu(cluster: &LocalCluster) -> std::collections::BTreeMap<String, f64> {
+    /// The kernel counts processor time in ticks of 1/100 s on Linux.
+    const TICKS: f64 = 100.0;
+    let Ok(files) = std::fs::read_dir(cluster.dir.join("pids")) else {
+        return Default::default();
+    };
+    files
+        .flatten()
+        .filter_map(|f| {
+            let name = f
+                .file_name()
+                .to_string_lossy()
+                .strip_suffix(".pid")?
+                .to_string();
+            // The file holds the pid, then the program's path.
+            let file = std::fs::read_to_string(f.path()).ok()?;
+            let pid = file.split_whitespace().next()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The fields after the command's closing parenthesis; utime and stime are the
+            // 14th and 15th of the whole line.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            let ticks: u64 =
+                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+            #[allow(clippy::cast_precision_loss)]
+            Some((name, ticks as f64 / TICKS))
+        })
+        .collect()
+}
+
+/// Each component's processor time between two readings of [`component_cpu`].
+fn cpu_since(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> std::collections::BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or_default()))
+        .collect()
 }
 
 /// Status writes in flight at once in the second floor.

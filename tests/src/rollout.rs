@@ -2,7 +2,7 @@
 //! pod: the image's release binary, which a test starts, kills with SIGKILL or stops with
 //! SIGTERM. The chaos test and the scale benchmark share it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -237,6 +237,23 @@ pub struct Environment {
     documents: Vec<DynamicObject>,
 }
 
+/// A resource's kind, namespace and name.
+type ResourceKey = (String, Option<String>, String);
+
+/// Whether a vardhub resource is `Ready` for its current generation.
+fn is_ready(o: &DynamicObject) -> bool {
+    let generation = o.metadata.generation;
+    o.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "True"
+                && c["observedGeneration"].as_i64() == generation
+        })
+}
+
 /// One applied document's place in the API.
 struct Placed {
     api: Api<DynamicObject>,
@@ -442,36 +459,35 @@ impl Environment {
     pub async fn not_ready(&self, admin: &Client) -> Result<Vec<String>> {
         let live = self.live(admin).await?;
         let mut out = Vec::new();
-        for (at, doc) in self.placed(admin).await? {
-            if doc
-                .types
-                .as_ref()
-                .is_none_or(|t| !t.api_version.starts_with("vardhub.io/"))
-            {
-                continue;
-            }
-            let found = live.get(&(
-                at.kind.clone(),
-                doc.metadata.namespace.clone(),
-                at.name.clone(),
-            ));
-            let ready = found.is_some_and(|o| {
-                let generation = o.metadata.generation;
-                o.data["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| {
-                        c["type"] == "Ready"
-                            && c["status"] == "True"
-                            && c["observedGeneration"].as_i64() == generation
-                    })
-            });
-            if !ready {
-                out.push(format!("{} {}", at.kind, at.name));
+        for (kind, namespace, name) in self.vardhub_keys() {
+            let key = (kind, namespace, name);
+            if !live.get(&key).is_some_and(is_ready) {
+                out.push(format!("{} {}", key.0, key.2));
             }
         }
         Ok(out)
+    }
+
+    /// Its vardhub resources, by kind, namespace and name.
+    fn vardhub_keys(&self) -> Vec<ResourceKey> {
+        self.documents
+            .iter()
+            .filter(|doc| {
+                doc.types
+                    .as_ref()
+                    .is_some_and(|t| t.api_version.starts_with("vardhub.io/"))
+            })
+            .map(|doc| {
+                (
+                    doc.types
+                        .as_ref()
+                        .map(|t| t.kind.clone())
+                        .unwrap_or_default(),
+                    doc.metadata.namespace.clone(),
+                    doc.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     /// When each of its vardhub resources last became Ready (its `Ready` condition's
@@ -508,11 +524,22 @@ impl Environment {
         Ok(out)
     }
 
-    /// Every object of the kinds of its vardhub resources, by kind, namespace and name.
-    async fn live(
-        &self,
-        admin: &Client,
-    ) -> Result<HashMap<(String, Option<String>, String), DynamicObject>> {
+    /// Each kind of its vardhub resources, with its API across all namespaces.
+    async fn vardhub_apis(&self, admin: &Client) -> Result<Vec<(String, Api<DynamicObject>)>> {
+        let mut out = Vec::new();
+        for (api_version, kind) in self.vardhub_kinds() {
+            let gvk = GroupVersionKind::try_from(&kube::core::TypeMeta {
+                api_version,
+                kind: kind.clone(),
+            })?;
+            let (resource, _) = pinned_kind(admin, &gvk).await?;
+            out.push((kind, Api::all_with(admin.clone(), &resource)));
+        }
+        Ok(out)
+    }
+
+    /// The API versions and kinds of its vardhub resources, each once.
+    fn vardhub_kinds(&self) -> Vec<(String, String)> {
         let mut kinds: Vec<(String, String)> = Vec::new();
         for doc in &self.documents {
             if let Some(t) = &doc.types {
@@ -522,14 +549,13 @@ impl Environment {
                 }
             }
         }
+        kinds
+    }
+
+    /// Every object of the kinds of its vardhub resources, by kind, namespace and name.
+    async fn live(&self, admin: &Client) -> Result<HashMap<ResourceKey, DynamicObject>> {
         let mut out = HashMap::new();
-        for (api_version, kind) in kinds {
-            let gvk = GroupVersionKind::try_from(&kube::core::TypeMeta {
-                api_version,
-                kind: kind.clone(),
-            })?;
-            let (resource, _) = pinned_kind(admin, &gvk).await?;
-            let api: Api<DynamicObject> = Api::all_with(admin.clone(), &resource);
+        for (kind, api) in self.vardhub_apis(admin).await? {
             for o in api.list(&Default::default()).await? {
                 let key = (
                     kind.clone(),
@@ -560,24 +586,72 @@ impl Environment {
         Ok(out)
     }
 
-    /// Waits (at most `timeout`, looking once a second) until every vardhub resource is
-    /// Ready for its generation; the error names those that are not.
+    /// Waits (at most `timeout`) until every vardhub resource is Ready for its generation;
+    /// the error names those that are not. It watches each kind, as a GitOps tool's health
+    /// check does, so that waiting costs the API server one event per change, not a listing
+    /// of every resource every second (which at 2,000 resources would load the server under
+    /// measurement).
     pub async fn wait_ready(&self, admin: &Client, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
+        use futures::StreamExt as _;
+        use kube::runtime::{WatchStreamExt as _, watcher};
+        let deadline = tokio::time::Instant::now() + timeout;
+        let expected = self.vardhub_keys();
+        let mut waiting: BTreeSet<ResourceKey> = expected.iter().cloned().collect();
+        let mut streams = Vec::new();
+        for (kind, api) in self.vardhub_apis(admin).await? {
+            let events = watcher(api, watcher::Config::default()).default_backoff();
+            streams.push(events.map(move |e| (kind.clone(), e)).boxed());
+        }
+        // Kinds whose listing is under way: until it ends, their resources not yet seen may
+        // be gone, so nothing is concluded.
+        let mut listing: BTreeSet<String> = BTreeSet::new();
+        let mut events = futures::stream::select_all(streams);
         loop {
-            let left = match self.not_ready(admin).await {
-                Ok(left) if left.is_empty() => return Ok(()),
-                Ok(left) => format!(
-                    "{} not Ready, first {:?}",
-                    left.len(),
-                    &left[..left.len().min(5)]
-                ),
-                Err(e) => format!("{e:#}"),
+            let Ok(next) = tokio::time::timeout_at(deadline, events.next()).await else {
+                let left: Vec<_> = waiting
+                    .iter()
+                    .take(5)
+                    .map(|k| format!("{} {}", k.0, k.2))
+                    .collect();
+                bail!(
+                    "the environment was not Ready within {timeout:?}: {} not Ready, first {left:?}",
+                    waiting.len()
+                );
             };
-            if Instant::now() > deadline {
-                bail!("the environment was not Ready within {timeout:?}: {left}");
+            let Some((kind, event)) = next else {
+                bail!("the watches of the environment's resources ended");
+            };
+            let mut seen = |o: DynamicObject, ready: bool| {
+                let key = (
+                    kind.clone(),
+                    o.metadata.namespace.clone(),
+                    o.metadata.name.clone().unwrap_or_default(),
+                );
+                if ready {
+                    waiting.remove(&key);
+                } else if expected.contains(&key) {
+                    waiting.insert(key);
+                }
+            };
+            match event {
+                // Transient: the watcher lists again after its backoff.
+                Err(_) => continue,
+                Ok(watcher::Event::Init) => {
+                    listing.insert(kind.clone());
+                    waiting.extend(expected.iter().filter(|k| k.0 == kind).cloned());
+                }
+                Ok(watcher::Event::InitDone) => {
+                    listing.remove(&kind);
+                }
+                Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) => {
+                    let ready = is_ready(&o);
+                    seen(o, ready);
+                }
+                Ok(watcher::Event::Delete(o)) => seen(o, false),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            if waiting.is_empty() && listing.is_empty() {
+                return Ok(());
+            }
         }
     }
 
