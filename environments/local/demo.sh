@@ -24,6 +24,12 @@ bash "$cluster" import-image target/image/image.tar
 
 say "installing the CRDs"
 kubectl apply --server-side --field-manager=vardhub-demo -f crds/
+# A CRD created a moment ago has `status.conditions: null`, which `kubectl wait` reports as an
+# error instead of waiting on; retry (bounded) until the API server has written its conditions.
+for _ in $(seq 30); do
+  kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null 2>&1 && break
+  sleep 1
+done
 kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 
 say "installing the operator with its chart (two replicas on $VARDHUB_NODE_NAME)"

@@ -18,12 +18,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use serde_json::{Value, json};
 use vardhub_tests::rollout::{
     Environment, OperatorProcess, image_reference, label_pools, render_settings,
 };
-use vardhub_tests::{LocalCluster, kubectl, openbao_audit_mark, openbao_requests_since};
+use vardhub_tests::{LocalCluster, cpu_since, kubectl, openbao_audit_mark, openbao_requests_since};
 
 const DATASETS_PER_REGION: usize = 100;
 const IDENTITY: &str = "vardhub-operator-scale";
@@ -51,9 +51,9 @@ async fn main() -> Result<()> {
 
     // The floor: the same resources and every rendered object, applied by kubectl, and the
     // rendered Deployments available.
-    let before = component_cpu(cluster);
+    let before = cluster.component_cpu();
     let (floor, with_status) = floor(cluster, &admin, &environment, &rendered).await?;
-    let floor_cpu = cpu_since(&before, &component_cpu(cluster));
+    let floor_cpu = cpu_since(&before, &cluster.component_cpu());
     println!("scale: floor (kubectl apply --server-side, Deployments available): {floor:.1} s");
     println!(
         "scale: floor and one status write per vardhub resource ({resources} writes, {} at a \
@@ -66,7 +66,7 @@ async fn main() -> Result<()> {
     let log = cluster.dir.join("logs").join("operator-scale.log");
     let args = ["--image", image.as_str()];
     let operator = OperatorProcess::spawn(cluster, &kubeconfig, IDENTITY, &args, &log).await?;
-    let before = component_cpu(cluster);
+    let before = cluster.component_cpu();
     let started = Instant::now();
     let started_at = chrono::Utc::now();
     let (applied, ready) = tokio::join!(
@@ -79,7 +79,7 @@ async fn main() -> Result<()> {
     let applied = applied?.as_secs_f64();
     ready?;
     let rollout = started.elapsed().as_secs_f64();
-    let rollout_cpu = cpu_since(&before, &component_cpu(cluster));
+    let rollout_cpu = cpu_since(&before, &cluster.component_cpu());
     let at_ready = operator.memory()?;
     println!(
         "scale: the operator: everything Ready in {rollout:.1} s = {:.2}× the floor (target ≤ 1.5), \
@@ -236,13 +236,7 @@ async fn main() -> Result<()> {
 /// source dataset of Stockholm, each placed in one node.
 fn scale_environment() -> Result<Environment> {
     let cloud = Environment::load("cloud")?;
-    let catalog =
-        vardhub::render::load(&vardhub_tests::repo_root().join("environments/local/catalog"))?;
-    let template = catalog
-        .documents
-        .iter()
-        .find(|d| d["metadata"]["name"] == "waiting-times-stockholm-source")
-        .context("the local catalogue's Stockholm source dataset")?;
+    let template = vardhub_tests::source_dataset_document()?;
     let mut datasets = Vec::new();
     for node in &cloud.resources.nodes {
         let name = kube::ResourceExt::name_any(node);
@@ -256,49 +250,6 @@ fn scale_environment() -> Result<Environment> {
         }
     }
     cloud.with(datasets)
-}
-
-/// Processor time (user and system) of each of the local cluster's components that runs as a
-/// process of its own, in seconds, read from the kernel by the pid files its script keeps
-/// (`pid path`).
-fn component_cpu(cluster: &LocalCluster) -> std::collections::BTreeMap<String, f64> {
-    /// The kernel counts processor time in ticks of 1/100 s on Linux.
-    const TICKS: f64 = 100.0;
-    let Ok(files) = std::fs::read_dir(cluster.dir.join("pids")) else {
-        return Default::default();
-    };
-    files
-        .flatten()
-        .filter_map(|f| {
-            let name = f
-                .file_name()
-                .to_string_lossy()
-                .strip_suffix(".pid")?
-                .to_string();
-            // The file holds the pid, then the program's path.
-            let file = std::fs::read_to_string(f.path()).ok()?;
-            let pid = file.split_whitespace().next()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // The fields after the command's closing parenthesis; utime and stime are the
-            // 14th and 15th of the whole line.
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks: u64 =
-                fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-            #[allow(clippy::cast_precision_loss)]
-            Some((name, ticks as f64 / TICKS))
-        })
-        .collect()
-}
-
-/// Each component's processor time between two readings of [`component_cpu`].
-fn cpu_since(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
-) -> std::collections::BTreeMap<String, f64> {
-    after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or_default()))
-        .collect()
 }
 
 /// Status writes in flight at once in the second floor.

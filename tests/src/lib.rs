@@ -12,6 +12,7 @@
 pub mod flow;
 pub mod rollout;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::config::{AuthInfo, KubeConfigOptions};
+use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Config};
 
 /// Namespace the chart is installed into.
@@ -57,6 +60,17 @@ pub struct LocalCluster {
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The local catalogue's source dataset of Stockholm (waiting times), as a document to copy:
+/// the dataset the benchmarks and tests multiply or place elsewhere.
+pub fn source_dataset_document() -> Result<serde_json::Value> {
+    let catalog = vardhub::render::load(&repo_root().join("environments/local/catalog"))?;
+    catalog
+        .documents
+        .into_iter()
+        .find(|d| d["metadata"]["name"] == "waiting-times-stockholm-source")
+        .context("the local catalogue's Stockholm source dataset")
 }
 
 /// An environment variable the test run sets, or an error naming it.
@@ -129,14 +143,7 @@ impl LocalCluster {
             "-f",
             &root.join("crds").to_string_lossy(),
         ])?;
-        let names: Vec<String> = vardhub::api::crds()
-            .iter()
-            .filter_map(|c| c.metadata.name.clone())
-            .map(|n| format!("crd/{n}"))
-            .collect();
-        let mut args = vec!["wait", "--for=condition=Established", "--timeout=60s"];
-        args.extend(names.iter().map(String::as_str));
-        kubectl(&args)?;
+        wait_for_crds_established(Duration::from_secs(60))?;
         run(Command::new("helm").args([
             "upgrade",
             "--install",
@@ -150,6 +157,38 @@ impl LocalCluster {
             "180s",
         ]))?;
         Ok(())
+    }
+
+    /// Processor time (user and system) of each of the cluster's components that runs as a
+    /// process of its own, in seconds, read from the kernel by the pid files its script keeps
+    /// (`pid path`). For benchmarks that print where a workload's processor time went.
+    pub fn component_cpu(&self) -> BTreeMap<String, f64> {
+        /// The kernel counts processor time in ticks of 1/100 s on Linux.
+        const TICKS: f64 = 100.0;
+        let Ok(files) = std::fs::read_dir(self.dir.join("pids")) else {
+            return BTreeMap::new();
+        };
+        files
+            .flatten()
+            .filter_map(|f| {
+                let name = f
+                    .file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".pid")?
+                    .to_string();
+                // The file holds the pid, then the program's path.
+                let file = std::fs::read_to_string(f.path()).ok()?;
+                let pid = file.split_whitespace().next()?;
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                // The fields after the command's closing parenthesis; utime and stime are the
+                // 14th and 15th of the whole line.
+                let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+                let ticks: u64 =
+                    fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+                #[allow(clippy::cast_precision_loss)]
+                Some((name, ticks as f64 / TICKS))
+            })
+            .collect()
     }
 
     /// A client with the administrator's rights (the cluster's kubeconfig).
@@ -247,6 +286,51 @@ impl LocalCluster {
         }
         Ok(writes)
     }
+}
+
+/// Waits until the API server serves every vardhub CRD. A CRD created a moment ago may
+/// still have `status.conditions: null`, which `kubectl wait` reports as an error instead of
+/// waiting; kube-runtime's condition watch waits through it. The shared setup runs from
+/// inside a test's runtime, so the wait gets a runtime of its own on its own thread.
+fn wait_for_crds_established(timeout: Duration) -> Result<()> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let client = Client::try_from(Config::infer().await?)?;
+                    let api: Api<CustomResourceDefinition> = Api::all(client);
+                    for crd in vardhub::api::crds() {
+                        let name = crd.metadata.name.context("a CRD without a name")?;
+                        let established =
+                            await_condition(api.clone(), &name, conditions::is_crd_established());
+                        tokio::time::timeout(timeout, established)
+                            .await
+                            .with_context(|| {
+                                format!("CRD {name} not Established after {timeout:?}")
+                            })?
+                            .with_context(|| format!("watching CRD {name}"))?;
+                    }
+                    Ok(())
+                })
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the CRD wait panicked"))?
+    })
+}
+
+/// Each component's processor time between two readings of
+/// [`LocalCluster::component_cpu`].
+pub fn cpu_since(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or_default()))
+        .collect()
 }
 
 /// Runs `kubectl` against the local cluster and returns its standard output.

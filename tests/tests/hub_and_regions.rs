@@ -1275,3 +1275,93 @@ async fn a_node_cannot_take_over_an_openbao_policy_it_did_not_create() -> Result
         .error_for_status()?;
     Ok(())
 }
+
+/// The `Ready` condition of a dataset as `(status, reason, message)`, once it has one.
+async fn dataset_ready(
+    datasets: &Api<vardhub::api::Dataset>,
+    name: &str,
+) -> Result<Option<(String, String, String)>> {
+    let ds = datasets.get(name).await?;
+    let conditions = ds.status.map(|s| s.common.conditions).unwrap_or_default();
+    Ok(
+        vardhub::controller::conditions::find(&conditions, types::READY)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())),
+    )
+}
+
+#[tokio::test]
+#[ignore = "needs the local cluster: run `make test`"]
+async fn a_dataset_follows_its_regional_node_appearing_and_going() -> Result<()> {
+    // The dataset controller reads a holder from its watch's store: the node's creation and
+    // deletion must each reach the store before they wake the dataset, or the dataset would
+    // keep what it saw last until its next periodic look.
+    let cluster = LocalCluster::get();
+    let _serial = OPERATOR_LOCK.lock().await;
+    let admin = cluster.admin_client().await?;
+    let (node, dataset) = ("t4h-gotland", "t4h-gotland-source");
+    let apply = PatchParams::apply("vardhub-tests").force();
+    let mut doc = vardhub_tests::source_dataset_document()?;
+    doc["metadata"] = json!({"name": dataset, "namespace": "default"});
+    doc["spec"]["location"]["regionalNode"]["name"] = json!(node);
+    doc["spec"]["spatialCoverage"] = json!(["09"]);
+    let datasets: Api<vardhub::api::Dataset> = Api::namespaced(admin.clone(), "default");
+    datasets.patch(dataset, &apply, &Patch::Apply(&doc)).await?;
+    let operator = RunningOperator::start(cluster, "test-holder").await?;
+
+    let unresolved = |why: &'static str| {
+        let datasets = datasets.clone();
+        async move {
+            eventually(why, Duration::from_secs(60), || async {
+                Ok(dataset_ready(&datasets, dataset)
+                    .await?
+                    .filter(|(s, r, m)| {
+                        s == "False"
+                            && r == "LocationUnresolved"
+                            && m.contains(&format!(
+                                "spec.location.regionalNode: no RegionalNode named {node}"
+                            ))
+                    }))
+            })
+            .await
+        }
+    };
+    unresolved("the dataset to name its missing node").await?;
+
+    let nodes: Api<RegionalNode> = Api::all(admin.clone());
+    let spec: RegionalNode = serde_json::from_value(json!({
+        "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
+        "metadata": {"name": node},
+        "spec": {"regions": ["09"]},
+    }))?;
+    nodes.patch(node, &apply, &Patch::Apply(&spec)).await?;
+    let located = eventually(
+        "the dataset to be located in the new node",
+        Duration::from_secs(60),
+        || async {
+            let ready = dataset_ready(&datasets, dataset).await?;
+            if !matches!(&ready, Some((s, r, _)) if s == "True" && r == "Located") {
+                return Ok(None);
+            }
+            Ok(datasets.get(dataset).await?.status)
+        },
+    )
+    .await?;
+    assert!(
+        located
+            .distributions
+            .iter()
+            .all(|d| d.access_url.contains(node)),
+        "{:?}",
+        located.distributions
+    );
+
+    nodes.delete(node, &DeleteParams::background()).await?;
+    wait_gone(&nodes, node).await?;
+    unresolved("the dataset to name its deleted node").await?;
+
+    datasets
+        .delete(dataset, &DeleteParams::background())
+        .await?;
+    operator.stop().await?;
+    Ok(())
+}

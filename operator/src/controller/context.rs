@@ -53,6 +53,31 @@ pub struct Context {
     /// the last of several tasks waiting at once, so a catalogue reconcile that waited beside
     /// the dataset controller's start hung until its deadline.
     pub datasets_listed: tokio::sync::watch::Receiver<bool>,
+    /// The data hubs and regional nodes as the dataset controller's watches of them keep them:
+    /// each event reaches the store before it wakes a dataset, so a dataset reads its holder
+    /// here, and asks the API server only for one the store does not hold (before the first
+    /// listing, or without a watch). Empty until the controllers run.
+    pub holders: Holders,
+    /// The recent look at each dataset address, shared by the datasets there.
+    pub listings: Arc<super::listings::Listings>,
+}
+
+/// The stores a dataset reads its holder from (see [`Context::holders`]).
+#[derive(Clone)]
+pub struct Holders {
+    /// Every DataHub.
+    pub hubs: kube::runtime::reflector::Store<crate::api::DataHub>,
+    /// Every RegionalNode.
+    pub nodes: kube::runtime::reflector::Store<crate::api::RegionalNode>,
+}
+
+impl Default for Holders {
+    fn default() -> Self {
+        Self {
+            hubs: kube::runtime::reflector::store().0,
+            nodes: kube::runtime::reflector::store().0,
+        }
+    }
 }
 
 /// Waits until `listed` says the dataset watch has listed every Dataset; false when the watch
@@ -80,6 +105,8 @@ impl Context {
             deadline: super::driver::DEADLINE,
             datasets: kube::runtime::reflector::store().0,
             datasets_listed: tokio::sync::watch::channel(false).1,
+            holders: Holders::default(),
+            listings: Default::default(),
             image: default_image(),
         }
     }

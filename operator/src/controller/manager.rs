@@ -449,9 +449,16 @@ async fn run_controllers(
         }
         std::future::ready(())
     });
+    // The dataset controller's watches of the holders keep them for its reconciles.
+    let (hub_holders, hub_holders_writer) = kube::runtime::reflector::store::<DataHub>();
+    let (node_holders, node_holders_writer) = kube::runtime::reflector::store::<RegionalNode>();
     let ctx = Arc::new(Context {
         datasets: dataset_cache.clone(),
         datasets_listed,
+        holders: super::context::Holders {
+            hubs: hub_holders,
+            nodes: node_holders,
+        },
         ..(*ctx).clone()
     });
     let owned =
@@ -638,7 +645,8 @@ async fn run_controllers(
                     Api::<DataHub>::all(client.clone()),
                     watcher::Config::default(),
                 )
-                .backoff(watch_backoff()),
+                .backoff(watch_backoff())
+                .reflect(hub_holders_writer),
             ),
             move |hub: DataHub| {
                 holds_hub(
@@ -653,7 +661,8 @@ async fn run_controllers(
                     Api::<RegionalNode>::all(client.clone()),
                     watcher::Config::default(),
                 )
-                .backoff(watch_backoff()),
+                .backoff(watch_backoff())
+                .reflect(node_holders_writer),
             ),
             move |node: RegionalNode| {
                 holds(

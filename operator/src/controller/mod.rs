@@ -28,6 +28,7 @@ pub mod data_hub;
 pub mod data_permit;
 pub mod dataset;
 pub mod driver;
+pub mod listings;
 pub mod manager;
 pub mod network;
 pub mod passes;

@@ -2,20 +2,22 @@
 //! (from its stage and the hub or node holding it) and reports them in the status, where
 //! the catalogue picks them up, with what the last look at their objects found.
 //!
-//! Pipeline: dereference the holder (I/O) → [`locate::distributions`] (pure) → list what the
-//! S3 server holds under each address (I/O, read only) → [`locate::with_figures`] (pure) →
-//! status. It never reads or writes the data itself.
+//! Pipeline: dereference the holder (from the watch's store, else the API server) →
+//! [`locate::distributions`] (pure) → list what the S3 server holds under each address (I/O,
+//! read only) → [`locate::with_figures`] (pure) → status. It never reads or writes the data itself.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
 use super::conditions::{self, Desired, types};
 use super::context::Context;
 use super::driver::{Failure, Reconciled};
 use super::status::HasConditions;
-use crate::api::{CommonStatus, DataHub, Dataset, DatasetStatus, Distribution, RegionalNode};
+use crate::api::{CommonStatus, Dataset, DatasetStatus, Distribution};
 use crate::catalog::locate::{self, Holder};
 
 /// Name of the controller: its field manager is `vardhub-dataset`.
@@ -85,17 +87,11 @@ impl Reconciled for Dataset {
         let hub;
         let node;
         let holder = if let Some(h) = &location.data_hub {
-            hub = Api::<DataHub>::all(ctx.client.clone())
-                .get_opt(&h.name)
-                .await
-                .map_err(Error::Read)?;
-            hub.as_ref().map(Holder::Hub)
+            hub = holder(&ctx.holders.hubs, ctx, &h.name).await?;
+            hub.as_deref().map(Holder::Hub)
         } else if let Some(n) = &location.regional_node {
-            node = Api::<RegionalNode>::all(ctx.client.clone())
-                .get_opt(&n.name)
-                .await
-                .map_err(Error::Read)?;
-            node.as_ref().map(Holder::Node)
+            node = holder(&ctx.holders.nodes, ctx, &n.name).await?;
+            node.as_deref().map(Holder::Node)
         } else {
             None
         };
@@ -161,6 +157,25 @@ impl Reconciled for Dataset {
     }
 }
 
+/// A holder (cluster-scoped) from the store its watch keeps, or from the API server when the
+/// store does not hold it.
+async fn holder<K>(store: &Store<K>, ctx: &Context, name: &str) -> Result<Option<Arc<K>>, Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    if let Some(found) = store.get(&ObjectRef::new(name)) {
+        return Ok(Some(found));
+    }
+    Api::<K>::all(ctx.client.clone())
+        .get_opt(name)
+        .await
+        .map(|found| found.map(Arc::new))
+        .map_err(Error::Read)
+}
+
 /// The datasets `spec.derivedFrom` names that do not exist in the dataset's namespace, each
 /// naming its field.
 async fn missing_sources(ds: &Dataset, ctx: &Context) -> Result<Vec<String>, Error> {
@@ -187,26 +202,25 @@ async fn missing_sources(ds: &Dataset, ctx: &Context) -> Result<Vec<String>, Err
 pub const FIGURES_PERIOD: Duration = Duration::from_secs(300);
 
 /// The distributions with what the S3 server lists under their addresses, read with the
-/// operator's own S3 identity. A listing that fails leaves that distribution without figures
+/// operator's own S3 identity, each address looked at once for all datasets there within
+/// [`super::listings::FRESH`]. A listing that fails leaves that distribution without figures
 /// (and says so in the log) rather than failing the dataset.
 async fn figures(resolved: Vec<Distribution>, ctx: &Context) -> Vec<Distribution> {
     let Some(storage) = ctx.storage.as_ref() else {
         return resolved;
     };
-    let mut listings = std::collections::HashMap::new();
+    let mut looks = std::collections::HashMap::new();
     for d in &resolved {
         let Some((bucket, prefix)) = locate::s3_location(&d.access_url) else {
             continue;
         };
-        match storage.list_objects(bucket, prefix).await {
-            Ok(objects) => {
-                let mut rows = None;
-                for (key, _, _) in objects.iter().filter(|(k, _, _)| k.ends_with(".parquet")) {
-                    if let Ok(Some(n)) = storage.object_rows(bucket, key).await {
-                        *rows.get_or_insert(0) += n;
-                    }
-                }
-                listings.insert((bucket.to_owned(), prefix.to_owned()), (objects, rows));
+        let look = ctx
+            .listings
+            .get(bucket, prefix, || look(storage, bucket, prefix))
+            .await;
+        match look {
+            Ok(look) => {
+                looks.insert((bucket.to_owned(), prefix.to_owned()), look);
             }
             Err(e) => {
                 tracing::debug!(bucket, error = %e, "listing a distribution's objects");
@@ -214,8 +228,24 @@ async fn figures(resolved: Vec<Distribution>, ctx: &Context) -> Vec<Distribution
         }
     }
     locate::with_figures(resolved, |bucket, prefix| {
-        listings
+        looks
             .get(&(bucket.to_owned(), prefix.to_owned()))
-            .cloned()
+            .map(|look| look.as_ref().clone())
     })
+}
+
+/// What the S3 server holds under `bucket`/`prefix`, and the rows its Parquet files record.
+async fn look(
+    storage: &crate::adapters::s3::Storage,
+    bucket: &str,
+    prefix: &str,
+) -> Result<locate::Look, crate::adapters::s3::Error> {
+    let objects = storage.list_objects(bucket, prefix).await?;
+    let mut rows = None;
+    for (key, _, _) in objects.iter().filter(|(k, _, _)| k.ends_with(".parquet")) {
+        if let Ok(Some(n)) = storage.object_rows(bucket, key).await {
+            *rows.get_or_insert(0) += n;
+        }
+    }
+    Ok((objects, rows))
 }
