@@ -219,18 +219,43 @@ async fn the_real_node_runs_the_project_image_and_its_pods_reach_only_this_machi
         &["nslookup", "kubernetes.default.svc.cluster.local"],
     )?;
     assert!(ok && text.contains("10.96.0.1"), "nslookup: {text}");
-    let (ok, text) = exec(
-        NS,
-        "toolbox",
-        &[
-            "nc",
-            "-w",
-            "5",
-            "kubernetes.default.svc.cluster.local",
-            "443",
-        ],
-    )?;
-    assert!(ok, "the kubernetes Service accepts a connection: {text}");
+    // An earlier test restarts the API server, which empties the `kubernetes` Service's
+    // endpoints while it is down; the node's kube-proxy and NetworkPolicy agent re-sync once
+    // their watches are allowed back in. So the Service is given a bounded wait, and a
+    // failure shows what the API server then lists as its endpoints.
+    let connected = eventually(
+        "the kubernetes Service to accept a connection from the pod",
+        Duration::from_secs(60),
+        || async {
+            let (ok, text) = exec(
+                NS,
+                "toolbox",
+                &[
+                    "nc",
+                    "-w",
+                    "5",
+                    "kubernetes.default.svc.cluster.local",
+                    "443",
+                ],
+            )?;
+            Ok(ok.then_some(text))
+        },
+    )
+    .await;
+    if let Err(e) = connected {
+        let endpoints = kubectl(&[
+            "get",
+            "endpointslices",
+            "-n",
+            "default",
+            "-l",
+            "kubernetes.io/service-name=kubernetes",
+            "-o",
+            "wide",
+        ])
+        .unwrap_or_else(|e| e.to_string());
+        bail!("{e:#}; the kubernetes Service's endpoints: {endpoints}");
+    }
     // OpenBao and MinIO answer at the node's address.
     let (ok, text) = exec(
         NS,
