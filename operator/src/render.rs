@@ -87,6 +87,7 @@ pub fn render(resources: &Resources, settings: &Settings) -> anyhow::Result<Vec<
                 svc,
                 &settings.openbao_addr,
                 &settings.image,
+                &paths,
             )?,
         ));
     }

@@ -1016,14 +1016,20 @@ async fn network_isolation(admin: &Client, node_name: &str) -> Result<()> {
         let (ok, text) = connect(&hub_ns, "client", &node_ip, port)?;
         assert!(ok, "a hub reaches {what}: {text}");
     }
-    let (ok, text) = connect(&hub_ns, "client", &listener_ip, 8080)?;
-    assert!(
-        !ok && text.contains("timed out"),
-        "a hub reached a region's pod: {text}"
-    );
+    // Nor the API server: only the pseudonymisation service's own policy opens it, for its pods.
+    for (what, host, port) in [
+        ("a region's pod", listener_ip.as_str(), 8080),
+        ("the API server", node_ip.as_str(), api_server),
+    ] {
+        let (ok, text) = connect(&hub_ns, "client", host, port)?;
+        assert!(
+            !ok && text.contains("timed out"),
+            "a hub's pod reached {what}: {text}"
+        );
+    }
     let (_, drops_after) = netpol_verdicts()?;
     assert!(
-        drops_after >= drops_before + 4,
+        drops_after >= drops_before + 5,
         "the engine dropped the refused connections ({drops_before} -> {drops_after})"
     );
     // The listener is alive: it answers inside its own pod, where no policy applies, so what
@@ -1035,6 +1041,46 @@ async fn network_isolation(admin: &Client, node_name: &str) -> Result<()> {
     )?;
     let _ = node_name;
     assert!(ok && text.contains("hello"), "the listener answers: {text}");
+    Ok(())
+}
+
+/// Kills the pseudonymisation service's container in `ns` and waits until the kubelet's
+/// restart of it is ready: it has read the API server's token keys again, from a pod whose
+/// address the NetworkPolicy engine already knows.
+async fn restarted_container_is_ready_again(admin: &Client, ns: &str) -> Result<()> {
+    const SELECTOR: &str = "app.kubernetes.io/name=pseudonymisation-service";
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), ns);
+    let serving = |pod: &Pod| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.iter().find(|c| c.name == "pseudonymisation").cloned())
+    };
+    let pod = pods
+        .list(&kube::api::ListParams::default().labels(SELECTOR))
+        .await?
+        .items
+        .into_iter()
+        .find(|p| serving(p).is_some_and(|c| c.ready))
+        .context("a ready pseudonymisation pod")?;
+    let name = pod.metadata.name.clone().context("its name")?;
+    let before = serving(&pod).context("its container")?;
+    let container = before.container_id.context("its container's id")?;
+    cluster_sh(&["kill-container", &container])?;
+    let back = eventually(
+        "the killed pseudonymisation container to be restarted and ready",
+        Duration::from_secs(120),
+        || async {
+            Ok(serving(&pods.get(&name).await?)
+                .filter(|c| c.restart_count > before.restart_count && c.ready)
+                .map(|_| ()))
+        },
+    )
+    .await;
+    if let Err(e) = back {
+        let said = what_pods_said(admin, ns, SELECTOR).await;
+        return Err(e.context(format!("its pods:{said}")));
+    }
     Ok(())
 }
 
@@ -1203,6 +1249,10 @@ async fn flow_on_real_pods(admin: &Client) -> Result<()> {
             return Err(e.context(format!("its status: {status:?}; its pods:{said}")));
         }
     }
+    // A restarted container keeps its pod's address, which the NetworkPolicy engine now
+    // knows, so it reads the API server's token keys only if the hub's default-deny
+    // namespace lets it: killed, it must come back ready.
+    restarted_container_is_ready_again(admin, &format!("hub-{HUB}")).await?;
 
     // Every step in a real pod, as the CronJobs would run it at night.
     let (region_a, region_b) = (format!("region-{NODE}"), format!("region-{OTHER_NODE}"));

@@ -15,6 +15,7 @@ use crate::adapters::openbao::{self, KubernetesRole};
 use crate::api::{PseudonymisationMode, PseudonymisationService};
 use crate::controller::apply::{DesiredObject, OwnedKind};
 use crate::controller::component::Component;
+use crate::controller::network::{self, Paths};
 use crate::controller::workload;
 use crate::pseudonymisation::access::{self, Grants};
 
@@ -239,17 +240,19 @@ fn meta(svc: &PseudonymisationService, name: String) -> ObjectMeta {
 }
 
 /// Every object the service owns in the cluster. `openbao_addr` is OpenBao's address as the
-/// pods reach it; `default_image` is used unless the spec names an image.
+/// pods reach it; `default_image` is used unless the spec names an image; `paths` are the
+/// destinations the pods may open.
 pub fn children(
     svc: &PseudonymisationService,
     openbao_addr: &str,
     default_image: &str,
+    paths: &Paths,
 ) -> Result<Vec<DesiredObject>, serde_json::Error> {
     let mut out = vec![
         DesiredObject::from_typed(&service_account(svc))?,
         DesiredObject::from_typed(&deployment(svc, openbao_addr, default_image))?,
         DesiredObject::from_typed(&component(svc).service(PORT))?,
-        DesiredObject::from_typed(&network_policy(svc))?,
+        DesiredObject::from_typed(&network_policy(svc, paths))?,
     ];
     if svc.spec.replicas > 1 {
         out.push(DesiredObject::from_typed(&disruption_budget(svc))?);
@@ -343,8 +346,12 @@ pub fn deployment(
     c.deployment(svc.spec.replicas, &n.service_account, container)
 }
 
-/// Admits only pods of the callers' namespaces (and its own), on the API port.
-pub fn network_policy(svc: &PseudonymisationService) -> NetworkPolicy {
+/// Admits only pods of the callers' namespaces (and its own), on the API port. Out of the
+/// pods go DNS, OpenBao (keys, callers' liveness) and the API server (the ServiceAccount
+/// issuer's keys, read at start and whenever a token names an unknown key), and nothing
+/// else. The list is whole, so the service works alike in a hub's namespace (whose
+/// `allow-egress` does not open the API server) and in a namespace with no policy of its own.
+pub fn network_policy(svc: &PseudonymisationService, paths: &Paths) -> NetworkPolicy {
     let mut namespaces: Vec<String> = svc
         .spec
         .domains
@@ -361,7 +368,10 @@ pub fn network_policy(svc: &PseudonymisationService) -> NetworkPolicy {
             ..Default::default()
         })
         .collect();
-    component(svc).network_policy(Some(from), None)
+    let mut egress = vec![network::dns(paths)];
+    egress.extend(network::to_peers(&paths.openbao));
+    egress.extend(network::to_peers(&paths.api_server));
+    component(svc).network_policy(Some(from), Some(egress))
 }
 
 fn disruption_budget(svc: &PseudonymisationService) -> PodDisruptionBudget {
@@ -466,22 +476,101 @@ mod tests {
         assert!(args.contains(&"--tls-name=pseudo.hub.svc".to_string()));
     }
 
+    fn paths() -> Paths {
+        use crate::controller::network::Peer;
+        let peer = |cidr: &str, port| Peer {
+            cidr: cidr.into(),
+            port,
+        };
+        Paths {
+            dns: vec!["10.0.0.10/32".into()],
+            api_server: vec![peer("10.0.0.1/32", 6443)],
+            openbao: vec![peer("10.0.0.2/32", 8200)],
+            s3: vec![peer("10.0.0.3/32", 9000)],
+        }
+    }
+
     #[test]
     fn network_policy_admits_only_named_namespaces() {
-        let np = network_policy(&svc("transit", 1));
+        let np = network_policy(&svc("transit", 1), &paths());
         let text = serde_json::to_string(&np).expect("json");
         assert!(text.contains("region-stockholm") && text.contains("\"hub\""));
         assert!(text.contains("\"research\""));
     }
 
+    /// The pods read the issuer's keys from the API server: a hub's `allow-egress` does not
+    /// open it, so the service's own policy must, and with it the rest of what the pods need
+    /// (DNS, OpenBao), so that it is whole in a namespace without policies. The S3 server
+    /// stays closed.
+    #[test]
+    fn network_policy_opens_dns_openbao_and_the_api_server_only() {
+        let spec = network_policy(&svc("local", 1), &paths())
+            .spec
+            .expect("spec");
+        assert_eq!(
+            spec.policy_types,
+            Some(vec!["Ingress".to_string(), "Egress".to_string()])
+        );
+        let mut opened: Vec<(String, String)> = spec
+            .egress
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|rule| {
+                let ports: Vec<String> = rule
+                    .ports
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| {
+                        let port = match p.port {
+                            Some(IntOrString::Int(n)) => n.to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        format!("{}/{port}", p.protocol.unwrap_or_default())
+                    })
+                    .collect();
+                let peers: Vec<String> = rule
+                    .to
+                    .expect("every rule names its peers")
+                    .into_iter()
+                    .map(|peer| match (peer.ip_block, peer.namespace_selector) {
+                        (Some(block), _) => block.cidr,
+                        (None, Some(_)) => "kube-system".into(),
+                        (None, None) => "anything".into(),
+                    })
+                    .collect();
+                peers
+                    .into_iter()
+                    .flat_map(move |peer| ports.clone().into_iter().map(move |p| (peer.clone(), p)))
+            })
+            .collect();
+        opened.sort();
+        opened.dedup();
+        let expected: Vec<(String, String)> = [
+            ("10.0.0.1/32", "TCP/6443"),
+            ("10.0.0.10/32", "TCP/53"),
+            ("10.0.0.10/32", "UDP/53"),
+            ("10.0.0.2/32", "TCP/8200"),
+            ("kube-system", "TCP/53"),
+            ("kube-system", "UDP/53"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(opened, expected);
+    }
+
     #[test]
     fn budget_only_with_more_than_one_replica() {
         assert_eq!(
-            children(&svc("transit", 1), "a", "i").expect("build").len(),
+            children(&svc("transit", 1), "a", "i", &paths())
+                .expect("build")
+                .len(),
             4
         );
         assert_eq!(
-            children(&svc("transit", 2), "a", "i").expect("build").len(),
+            children(&svc("transit", 2), "a", "i", &paths())
+                .expect("build")
+                .len(),
             5
         );
     }

@@ -234,7 +234,7 @@ async fn run_pipeline(svc: &PseudonymisationService, ctx: &Context) -> Result<Ob
 
     let desired = stamp(
         &Owner::of(svc),
-        build::children(svc, &bao.workload_addr, &ctx.image)?,
+        build::children(svc, &bao.workload_addr, &ctx.image, &ctx.paths)?,
     );
     let applier = ctx.applier(CONTROLLER);
     applier
