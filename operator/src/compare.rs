@@ -15,6 +15,7 @@ use svg::node::element::{Definitions, Line, Marker, Path as SvgPath, Rectangle, 
 
 use crate::api::StorageMode;
 use crate::controller::storage;
+use crate::markup::literal;
 use crate::render::{Resources, Settings};
 
 /// Annotation naming the price list of the hub's site.
@@ -333,7 +334,9 @@ fn mode_name(m: StorageMode) -> &'static str {
 /// The report as Markdown.
 pub fn markdown(alternatives: &[Alternative], prices: &PriceTable) -> String {
     let mut md = String::from("# Realisation alternatives compared\n\n");
-    let header: Vec<&str> = alternatives.iter().map(|a| a.name.as_str()).collect();
+    // Every value that comes from a manifest (names, annotations, prefixes) goes in through
+    // `literal`, so that it shows as written and is never markup.
+    let header: Vec<String> = alternatives.iter().map(|a| literal(&a.name)).collect();
     let _ = writeln!(md, "| | {} |", header.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(alternatives.len()));
     let row = |md: &mut String, label: &str, f: &dyn Fn(&Alternative) -> String| {
@@ -344,19 +347,21 @@ pub fn markdown(alternatives: &[Alternative], prices: &PriceTable) -> String {
     row(&mut md, "Storage mode", &|a| {
         mode_name(a.storage_mode).into()
     });
-    row(&mut md, "Hub runs at", &|a| a.sites.0.clone());
-    row(&mut md, "Regional nodes run at", &|a| a.sites.1.clone());
+    row(&mut md, "Hub runs at", &|a| literal(&a.sites.0));
+    row(&mut md, "Regional nodes run at", &|a| literal(&a.sites.1));
     row(&mut md, "Regions / nodes", &|a| {
         format!("{} / {}", a.regions, a.nodes)
     });
     row(&mut md, "Copies of patient-level data", &|a| {
-        a.copies.join("<br>")
+        let copies: Vec<String> = a.copies.iter().map(|c| literal(c)).collect();
+        copies.join("; ")
     });
     row(&mut md, "Identifiable data leaving a region", &|a| {
         if a.identifiable_flows.is_empty() {
             "none".into()
         } else {
-            a.identifiable_flows.join(", ")
+            let flows: Vec<String> = a.identifiable_flows.iter().map(|f| literal(f)).collect();
+            flows.join(", ")
         }
     });
     row(&mut md, "Key custodians (OpenBao namespaces)", &|a| {
@@ -405,12 +410,12 @@ pub fn markdown(alternatives: &[Alternative], prices: &PriceTable) -> String {
     });
     md.push_str("\n## Stated assumptions\n\n");
     for a in alternatives {
-        let _ = writeln!(md, "**{}**\n", a.name);
+        let _ = writeln!(md, "**{}**\n", literal(&a.name));
         for (k, v) in &a.assumptions {
-            let _ = writeln!(md, "- {k}: {v}");
+            let _ = writeln!(md, "- {}: {}", literal(k), literal(v));
         }
         for v in &a.violations {
-            let _ = writeln!(md, "- violation: {v}");
+            let _ = writeln!(md, "- violation: {}", literal(v));
         }
         md.push('\n');
     }
@@ -542,7 +547,8 @@ pub fn diagram(a: &Alternative) -> Document {
 /// alternative.
 pub fn html(alternatives: &[Alternative], prices: &PriceTable) -> String {
     let md = markdown(alternatives, prices);
-    // Nothing taken from a manifest is markup (see `markup::html`).
+    // Nothing taken from a manifest is markup: `markdown` put it in as literal text, and
+    // `markup::html` passes no raw HTML, image or script link through in any case.
     let body = crate::markup::html(&md);
     let diagrams: String = alternatives
         .iter()
@@ -639,6 +645,33 @@ mod tests {
         assert!(
             page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
             "shown as text"
+        );
+    }
+
+    /// Markdown in a manifest's annotation (a script link, an image that would be fetched
+    /// from elsewhere, emphasis, a table's cell separator) is shown as written, not rendered.
+    #[test]
+    fn html_shows_markdown_from_a_manifest_as_written() {
+        let mut resources = local();
+        let written = "[open](javascript:alert(1)) ![t](https://example.org/t.png) **loud** | cell";
+        for hub in &mut resources.hubs {
+            let annotations = hub.metadata.annotations.get_or_insert_default();
+            annotations.insert("vardhub.io/assumption-note".into(), written.into());
+            annotations.insert(SITE_HUB.into(), written.into());
+        }
+        let a = analyse("local", &resources, &prices()).expect("analyse");
+        let page = html(&[a], &prices());
+        for made in ["<a ", "<img", "<strong>loud", "javascript:alert(1)\""] {
+            assert!(!page.contains(made), "{made} reached the page: {page}");
+        }
+        assert_eq!(
+            page.matches(written).count(),
+            3,
+            "the annotations are shown as written: in the table, the assumptions and the diagram"
+        );
+        assert!(
+            !page.contains("&lt;br&gt;"),
+            "the copies are separated, not by markup shown as text"
         );
     }
 

@@ -1233,6 +1233,23 @@ impl S3Trace {
     }
 }
 
+/// The HTTP status OpenBao answered a failed call with; `None` when no answer came (a
+/// network failure is not a refusal).
+pub fn openbao_status(e: &vaultrs::error::ClientError) -> Option<u16> {
+    match e {
+        vaultrs::error::ClientError::APIError { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// [`openbao_status`] of a call made through the operator's OpenBao adapter.
+pub fn adapter_status(e: &vardhub::adapters::openbao::Error) -> Option<u16> {
+    match e {
+        vardhub::adapters::openbao::Error::Request(e) => openbao_status(e),
+        _ => None,
+    }
+}
+
 /// OpenBao's own audit device: where its log ends now, to read what comes after.
 pub fn openbao_audit_mark() -> Result<u64> {
     Ok(std::fs::metadata(env("VARDHUB_OPENBAO_AUDIT_LOG")?)?.len())

@@ -391,7 +391,11 @@ async fn central_hub_with_three_regions_separates_tenants_and_keeps_data_on_dele
     let other = as_node
         .read_secret::<IssuedCredentials>("region-t4c-vg/secrets", "s3/node")
         .await;
-    assert!(other.is_err(), "another region's credential is refused");
+    assert_eq!(
+        other.as_ref().err().and_then(vardhub_tests::adapter_status),
+        Some(403),
+        "another region's credential is refused by OpenBao's policy (403)"
+    );
 
     // Cross-tenant denial, enforced by the S3 server.
     let ingest = stored_credentials(cluster, "hub-t4c", "s3/ingest/t4c-sthlm").await?;

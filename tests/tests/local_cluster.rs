@@ -489,10 +489,14 @@ async fn service_account_token_logs_in_to_openbao_through_kubernetes_auth() -> R
     let other = cluster
         .service_account_token("kube-system", "openbao-token-reviewer", None)
         .await?;
-    assert!(
+    let refused =
         vaultrs::auth::kubernetes::login(&client, "kubernetes", "vardhub-test-reader", &other)
             .await
-            .is_err()
+            .err();
+    assert_eq!(
+        refused.as_ref().and_then(vardhub_tests::openbao_status),
+        Some(403),
+        "a ServiceAccount the role does not bind is refused (403)"
     );
     namespaces.delete(ns, &DeleteParams::default()).await?;
     Ok(())
@@ -968,66 +972,110 @@ async fn fields_that_name_stored_data_or_keys_cannot_change() -> Result<()> {
         other => panic!("expected 422 naming {field}, got {other:?}"),
     };
 
-    // A node's bucket prefix: neither changed nor added later.
+    // A node's bucket prefix and its workload namespace: each neither changed, added after
+    // creation nor removed. Each transition starts from a node made anew with the first spec.
     let nodes: Api<RegionalNode> = Api::all(admin.clone());
-    let with_prefix = |prefix: Option<&str>| -> Result<RegionalNode> {
+    let node = |extra: serde_json::Value| -> Result<RegionalNode> {
         let mut spec = serde_json::json!({"regions": ["23"]});
-        if let Some(p) = prefix {
-            spec["storage"] = serde_json::json!({"bucketPrefix": p});
+        if let (Some(s), serde_json::Value::Object(extra)) = (spec.as_object_mut(), extra) {
+            s.extend(extra);
         }
         Ok(serde_json::from_value(serde_json::json!({
             "apiVersion": "vardhub.io/v1alpha1", "kind": "RegionalNode",
             "metadata": {"name": "test-immutable"}, "spec": spec,
         }))?)
     };
-    nodes
-        .patch(
-            "test-immutable",
-            &apply,
-            &Patch::Apply(with_prefix(Some("vardhub-t-first"))?),
-        )
-        .await?;
-    let e = nodes
-        .patch(
-            "test-immutable",
-            &apply,
-            &Patch::Apply(with_prefix(Some("vardhub-t-second"))?),
-        )
-        .await
-        .expect_err("a changed prefix is refused");
-    refused(e, "spec.storage.bucketPrefix");
-    let e = nodes
-        .patch("test-immutable", &apply, &Patch::Apply(with_prefix(None)?))
-        .await
-        .expect_err("a removed prefix is refused");
-    refused(e, "spec.storage.bucketPrefix");
-    nodes
-        .delete("test-immutable", &DeleteParams::default())
-        .await?;
+    let prefix = |p: &str| serde_json::json!({"storage": {"bucketPrefix": p}});
+    let namespace = |ns: &str| serde_json::json!({"namespace": ns});
+    let none = serde_json::json!({});
+    for (first, then, field, what) in [
+        (
+            prefix("vardhub-t-first"),
+            prefix("vardhub-t-second"),
+            "spec.storage.bucketPrefix",
+            "a changed prefix",
+        ),
+        (
+            prefix("vardhub-t-first"),
+            none.clone(),
+            "spec.storage.bucketPrefix",
+            "a removed prefix",
+        ),
+        (
+            none.clone(),
+            prefix("vardhub-t-later"),
+            "spec.storage.bucketPrefix",
+            "a prefix added later",
+        ),
+        (
+            none.clone(),
+            namespace("region-t-later"),
+            "spec.namespace",
+            "a namespace added later",
+        ),
+        (
+            namespace("region-t-first"),
+            none.clone(),
+            "spec.namespace",
+            "a removed namespace",
+        ),
+    ] {
+        nodes
+            .patch("test-immutable", &apply, &Patch::Apply(node(first)?))
+            .await?;
+        let e = nodes
+            .patch("test-immutable", &apply, &Patch::Apply(node(then)?))
+            .await
+            .expect_err(&format!("{what} is refused"));
+        refused(e, field);
+        nodes
+            .delete("test-immutable", &DeleteParams::default())
+            .await?;
+        wait_gone(&nodes, "test-immutable").await?;
+    }
 
-    // A hub's bucket prefix.
+    // A hub's bucket prefix (changed, removed) and its storage mode.
     let hubs: Api<vardhub::api::DataHub> = Api::all(admin.clone());
-    let hub = |prefix: &str| -> Result<vardhub::api::DataHub> {
+    let hub = |prefix: Option<&str>, mode: &str| -> Result<vardhub::api::DataHub> {
+        let mut spec = serde_json::json!({"storageMode": mode});
+        if let Some(p) = prefix {
+            spec["bucketPrefix"] = serde_json::json!(p);
+        }
         Ok(serde_json::from_value(serde_json::json!({
             "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
-            "metadata": {"name": "test-immutable"}, "spec": {"bucketPrefix": prefix},
+            "metadata": {"name": "test-immutable"}, "spec": spec,
         }))?)
     };
+    let first = Some("vardhub-t-hub-first");
     hubs.patch(
         "test-immutable",
         &apply,
-        &Patch::Apply(hub("vardhub-t-hub-first")?),
+        &Patch::Apply(hub(first, "central")?),
     )
     .await?;
-    let e = hubs
-        .patch(
-            "test-immutable",
-            &apply,
-            &Patch::Apply(hub("vardhub-t-hub-second")?),
-        )
-        .await
-        .expect_err("a changed prefix is refused");
-    refused(e, "spec.bucketPrefix");
+    for (changed, field, what) in [
+        (
+            hub(Some("vardhub-t-hub-second"), "central")?,
+            "spec.bucketPrefix",
+            "a changed prefix",
+        ),
+        (
+            hub(None, "central")?,
+            "spec.bucketPrefix",
+            "a removed prefix",
+        ),
+        (
+            hub(first, "federated")?,
+            "spec.storageMode",
+            "a changed storage mode",
+        ),
+    ] {
+        let e = hubs
+            .patch("test-immutable", &apply, &Patch::Apply(changed))
+            .await
+            .expect_err(&format!("{what} is refused"));
+        refused(e, field);
+    }
     hubs.delete("test-immutable", &DeleteParams::default())
         .await?;
 
@@ -1254,8 +1302,9 @@ fn refused_by_scope<T: std::fmt::Debug>(result: kube::Result<T>, attempt: &str) 
 /// Someone holding the operator's ServiceAccount token (stolen from its pod) tries what RBAC
 /// alone would allow it: deleting a namespace it did not create, adopting another party's
 /// object, writing in kube-system, writing an object no vardhub resource owns, scheduling a
-/// privileged pod and binding a ClusterRole. The chart's admission policy refuses each with
-/// 403, and the other party's objects are untouched.
+/// privileged pod or one that reads another party's Secrets, binding a ClusterRole, and
+/// changing a vardhub resource beyond its finalizers. The chart's admission policy refuses
+/// each with 403, and the other party's objects are untouched.
 #[tokio::test]
 #[ignore = "needs the local cluster: run `make test`"]
 async fn the_operators_token_reaches_only_what_the_operator_created() -> Result<()> {
@@ -1337,6 +1386,73 @@ async fn the_operators_token_reaches_only_what_the_operator_created() -> Result<
             .await,
         "a privileged pod on the host's PID namespace",
     )?;
+    // Unprivileged pods in another party's namespace, each taking one way to what that
+    // namespace holds: its Secrets (as a volume, all variables, one variable), or a
+    // privileged init container, or an added capability.
+    let container = serde_json::json!({
+        "name": "c", "image": "implant@sha256:0000000000000000000000000000000000000000000000000000000000000000"});
+    let with = |pod: serde_json::Value| -> Result<Deployment> {
+        let mut d = deployment(NS, false)?;
+        let mut spec = serde_json::json!({"containers": [container.clone()]});
+        if let (Some(s), serde_json::Value::Object(extra)) = (spec.as_object_mut(), pod) {
+            s.extend(extra);
+        }
+        if let Some(template) = d.spec.as_mut().map(|s| &mut s.template) {
+            template.spec = Some(serde_json::from_value(spec)?);
+        }
+        Ok(d)
+    };
+    let reading = |field: &str, value: serde_json::Value| {
+        let mut c = container.clone();
+        c[field] = value;
+        serde_json::json!({"containers": [c]})
+    };
+    for (pod, attempt) in [
+        (
+            serde_json::json!({"volumes": [{"name": "s", "secret": {"secretName": "theirs"}}]}),
+            "a pod mounting another party's Secret",
+        ),
+        (
+            serde_json::json!({"volumes": [{"name": "s", "projected": {"sources": [
+                {"secret": {"name": "theirs"}}]}}]}),
+            "a pod projecting another party's Secret",
+        ),
+        (
+            reading(
+                "envFrom",
+                serde_json::json!([{"secretRef": {"name": "theirs"}}]),
+            ),
+            "a pod reading a Secret into its environment",
+        ),
+        (
+            reading(
+                "env",
+                serde_json::json!([{"name": "K", "valueFrom":
+                    {"secretKeyRef": {"name": "theirs", "key": "k"}}}]),
+            ),
+            "a pod reading one key of a Secret",
+        ),
+        (
+            serde_json::json!({"initContainers": [{"name": "i",
+                "image": "implant@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                "securityContext": {"privileged": true}}]}),
+            "a privileged init container",
+        ),
+        (
+            reading(
+                "securityContext",
+                serde_json::json!({"capabilities": {"add": ["SYS_ADMIN"]}}),
+            ),
+            "a container with an added capability",
+        ),
+    ] {
+        refused_by_scope(
+            Api::<Deployment>::namespaced(stolen.clone(), NS)
+                .create(&PostParams::default(), &with(pod)?)
+                .await,
+            attempt,
+        )?;
+    }
     // The operator's own ClusterRole, so that RBAC's escalation check passes and the policy
     // is what refuses.
     let role = Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(admin.clone())
@@ -1357,6 +1473,49 @@ async fn the_operators_token_reaches_only_what_the_operator_created() -> Result<
             .await,
         "binding a ClusterRole",
     )?;
+
+    // The vardhub resources: RBAC lets the operator patch a DataHub, for its finalizer; the
+    // policy refuses any other change. No operator runs meanwhile, so nothing reconciles the
+    // hub made here.
+    {
+        let _serial = OPERATOR_LOCK.lock().await;
+        let hubs: Api<vardhub::api::DataHub> = Api::all(admin.clone());
+        let hub: vardhub::api::DataHub = serde_json::from_value(serde_json::json!({
+            "apiVersion": "vardhub.io/v1alpha1", "kind": "DataHub",
+            "metadata": {"name": NS, "labels": {"team": "theirs"}}, "spec": {},
+        }))?;
+        hubs.patch(NS, &theirs, &Patch::Apply(&hub)).await?;
+        let as_stolen: &Api<vardhub::api::DataHub> = &Api::all(stolen.clone());
+        let merge = |patch: serde_json::Value| async move {
+            as_stolen
+                .patch(NS, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        };
+        refused_by_scope(
+            merge(serde_json::json!({"spec": {"regionalNodeSelector":
+                {"matchLabels": {"vardhub.io/hub": "elsewhere"}}}}))
+            .await,
+            "changing a DataHub's spec",
+        )?;
+        refused_by_scope(
+            merge(serde_json::json!({"metadata": {"labels": {"team": "mine"}}})).await,
+            "changing a DataHub's labels",
+        )?;
+        // Its finalizer it may set and clear.
+        merge(serde_json::json!({"metadata": {"finalizers": ["vardhub.io/test-scope"]}})).await?;
+        merge(serde_json::json!({"metadata": {"finalizers": null}})).await?;
+        let kept = hubs.get(NS).await?;
+        assert_eq!(
+            kept.labels().get("team").map(String::as_str),
+            Some("theirs")
+        );
+        assert!(
+            kept.spec.regional_node_selector.is_none(),
+            "the spec is untouched"
+        );
+        hubs.delete(NS, &DeleteParams::default()).await?;
+        wait_gone(&hubs, NS).await?;
+    }
 
     let left = Api::<ServiceAccount>::namespaced(admin.clone(), NS)
         .get("theirs")

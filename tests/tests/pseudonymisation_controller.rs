@@ -290,7 +290,14 @@ async fn explicit_delete_policy_deletes_the_keys_with_the_resource() -> Result<(
     let policy =
         vaultrs::sys::policy::read(&root, &format!("vardhub-pseudonymisation.{ns}.throwaway"))
             .await;
-    assert!(policy.is_err(), "the policy is gone");
+    assert_eq!(
+        policy
+            .err()
+            .as_ref()
+            .and_then(vardhub_tests::openbao_status),
+        Some(404),
+        "the policy is gone"
+    );
     operator.stop().await?;
     Api::<Namespace>::all(admin)
         .delete(ns, &DeleteParams::default())
@@ -415,8 +422,13 @@ async fn a_service_named_after_keys_it_did_not_make_gets_no_access_to_them() -> 
         format!("vardhub-pseudonymisation.{ns}.{name}"),
         format!("vardhub-pseudonymisation-reidentify.{ns}.{name}"),
     ] {
-        assert!(
-            vaultrs::sys::policy::read(&root, &policy).await.is_err(),
+        assert_eq!(
+            vaultrs::sys::policy::read(&root, &policy)
+                .await
+                .err()
+                .as_ref()
+                .and_then(vardhub_tests::openbao_status),
+            Some(404),
             "no policy {policy} reaches the keys"
         );
     }
