@@ -348,9 +348,10 @@ pub fn deployment(
 
 /// Admits only pods of the callers' namespaces (and its own), on the API port. Out of the
 /// pods go DNS, OpenBao (keys, callers' liveness) and the API server (the ServiceAccount
-/// issuer's keys, read at start and whenever a token names an unknown key), and nothing
-/// else. The list is whole, so the service works alike in a hub's namespace (whose
-/// `allow-egress` does not open the API server) and in a namespace with no policy of its own.
+/// issuer's keys, read at start and whenever a token names an unknown key). The list is
+/// whole, so the service works alike in a namespace with no policy of its own (where it is
+/// all the pods may open) and in a hub's namespace (whose `allow-egress`, which also opens
+/// S3 to every pod there, does not open the API server).
 pub fn network_policy(svc: &PseudonymisationService, paths: &Paths) -> NetworkPolicy {
     let mut namespaces: Vec<String> = svc
         .spec
@@ -500,8 +501,8 @@ mod tests {
 
     /// The pods read the issuer's keys from the API server: a hub's `allow-egress` does not
     /// open it, so the service's own policy must, and with it the rest of what the pods need
-    /// (DNS, OpenBao), so that it is whole in a namespace without policies. The S3 server
-    /// stays closed.
+    /// (DNS, OpenBao), so that it is whole in a namespace without policies. It does not open
+    /// the S3 server, which the service does not use.
     #[test]
     fn network_policy_opens_dns_openbao_and_the_api_server_only() {
         let spec = network_policy(&svc("local", 1), &paths())
